@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC modules for ``dispatch.sdk.v1`` (see ``generate.py``)."""
