@@ -1,0 +1,321 @@
+"""``DispatchService``: the Dispatch API (gRPC servicer) over the pure scheduler.
+
+Two ways to drive it, as with the old ``dispatch.test`` mock:
+
+* ``dispatch_calls()`` runs exactly the attempts due now, synchronously, in
+  the calling thread; the follow-up work they create (retries, children,
+  resumes) is left for the next call. Deterministic, for tests.
+* ``start()`` / ``stop()`` (or ``with service:``) run attempts in background
+  threads (``concurrency`` of them) as soon as they are due.
+
+Results: ``result(dispatch_id, timeout)`` blocks until a call is terminal,
+and the ``Wait`` RPC (a loadgen extension) does the same for remote clients.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from loadgen.client import EndpointClient
+from loadgen.errors import classify_exception
+from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
+from loadgen.pb import status_pb2 as status
+from loadgen.scheduler import (
+    Action,
+    CallFinished,
+    Counters,
+    Outcome,
+    RetryPolicy,
+    RunAttempt,
+    Scheduler,
+)
+
+__all__ = ["MAX_BATCH", "CallOutcome", "DispatchService", "InvalidCall", "validate_calls"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_<>.]*$")
+_REACHABLE_SCHEMES = ("http://", "https://")
+_PROTOCOL_SCHEMES = ("bridge://", "arn:aws:lambda")
+
+RoundTrip = tuple[function_pb2.RunRequest, function_pb2.RunResponse]
+
+
+class InvalidCall(ValueError):
+    """A ``Dispatch`` request was rejected; nothing in it was accepted."""
+
+
+def validate_calls(calls: Sequence[call_pb2.Call]) -> None:
+    """Check a batch before accepting any of it; raise :class:`InvalidCall` naming the first bad call."""
+    if not calls:
+        raise InvalidCall("the request has no calls")
+    if len(calls) > MAX_BATCH:
+        raise InvalidCall(f"the request has {len(calls)} calls; at most {MAX_BATCH} are accepted at once")
+    for index, call in enumerate(calls):
+        if not FUNCTION_NAME.match(call.function):
+            raise InvalidCall(
+                f"calls[{index}].function {call.function[:80]!r} does not match {FUNCTION_NAME.pattern}"
+            )
+        endpoint = call.endpoint
+        if endpoint and not endpoint.startswith(_REACHABLE_SCHEMES):
+            if endpoint.startswith(_PROTOCOL_SCHEMES):
+                raise InvalidCall(f"calls[{index}].endpoint: loadgen only reaches http:// and https:// endpoints")
+            raise InvalidCall(
+                f"calls[{index}].endpoint must start with http://, https://, bridge:// or arn:aws:lambda"
+            )
+        if call.HasField("expiration") and call.expiration.ToTimedelta().total_seconds() < 0:
+            raise InvalidCall(f"calls[{index}].expiration is negative")
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """A terminal root call: its result, status, how it ended, when, and after how many attempts."""
+
+    result: call_pb2.CallResult
+    status: int
+    outcome: Outcome
+    function: str = ""
+    accepted_at: float = 0.0
+    finished_at: float = 0.0
+    attempts: int = 0
+
+
+class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
+    """The Dispatch API, driving one endpoint through an :class:`EndpointClient`."""
+
+    def __init__(
+        self,
+        endpoint_client: EndpointClient,
+        api_key: str | None = None,
+        retry_on_status: Iterable[int] | None = None,
+        collect_roundtrips: bool = False,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        default_expiration: float = 60.0,
+        concurrency: int = 16,
+        result_retention: int = 100_000,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("DISPATCH_API_KEY")
+        if not key:
+            raise ValueError("an API key is required: pass api_key= or set DISPATCH_API_KEY")
+        self.endpoint_client = endpoint_client
+        self._expected_auth = f"Bearer {key}".encode()
+        self._scheduler = Scheduler(
+            retry_on_status=retry_on_status, retry_policy=retry_policy, default_expiration=default_expiration
+        )
+        self.collect_roundtrips = collect_roundtrips
+        self.roundtrips: collections.OrderedDict[str, list[RoundTrip]] = collections.OrderedDict()
+        self._concurrency = max(1, concurrency)
+        self._retention = max(1, result_retention)
+        self._cond = threading.Condition()
+        self._queue: collections.deque[RunAttempt] = collections.deque()
+        self._results: collections.OrderedDict[str, CallOutcome] = collections.OrderedDict()
+        self._issued: set[str] = set()
+        self._workers: list[threading.Thread] = []
+        self._stopping = False
+
+    # --------------------------------------------------------- gRPC methods
+
+    def Dispatch(self, request: dispatch_pb2.DispatchRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Authenticate, validate and accept a batch of calls; return their ids in order."""
+        self._authenticate(context)
+        try:
+            ids = self.dispatch(request.calls)
+        except InvalidCall as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return dispatch_pb2.DispatchResponse(dispatch_ids=ids)
+
+    def Wait(self, request: dispatch_pb2.WaitRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        """Block until the call is terminal and return its ``CallResult`` (status in trailing metadata)."""
+        self._authenticate(context)
+        timeout: float | None = None
+        if request.HasField("timeout"):
+            timeout = request.timeout.ToTimedelta().total_seconds()
+        remaining = context.time_remaining()
+        if remaining is not None and (timeout is None or remaining < timeout):
+            timeout = remaining
+        try:
+            outcome = self.outcome(request.dispatch_id, timeout=timeout)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
+        except TimeoutError:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call is not finished yet")
+        context.set_trailing_metadata((("loadgen-status", status.Status.Name(outcome.status)),))  # type: ignore[arg-type]
+        return outcome.result
+
+    def _authenticate(self, context: grpc.ServicerContext) -> None:
+        given = None
+        for key, value in context.invocation_metadata():
+            if key == "authorization":
+                given = value
+        if given is None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing authorization header")
+        raw = given.encode() if isinstance(given, str) else bytes(given)
+        if not hmac.compare_digest(raw, self._expected_auth):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid authorization header (expected 'Bearer <api key>')")
+
+    # ------------------------------------------------------ in-process API
+
+    def dispatch(self, calls: Sequence[call_pb2.Call]) -> list[str]:
+        """Accept a batch of calls (validated first) and return their dispatch ids."""
+        validate_calls(calls)
+        with self._cond:
+            ids, actions = self._scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_client.url)
+            self._issued.update(ids)
+            self._absorb(actions)
+            self._cond.notify_all()
+        return ids
+
+    def dispatch_calls(self) -> None:
+        """Run every attempt due now, in this thread; follow-up work waits for the next call.
+
+        If the endpoint client raises an exception that is not a known transport
+        fault, that attempt and the rest of the round are re-queued and the
+        exception propagates.
+        """
+        with self._cond:
+            self._absorb(self._scheduler.advance(time.time()))
+            batch = list(self._queue)
+            self._queue.clear()
+        for index, attempt in enumerate(batch):
+            try:
+                self._run_attempt(attempt)
+            except Exception:
+                with self._cond:
+                    self._queue.extendleft(reversed(batch[index:]))
+                raise
+
+    def outcome(self, dispatch_id: str, timeout: float | None = None) -> CallOutcome:
+        """Block until *dispatch_id* is terminal; ``TimeoutError`` after *timeout* seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = self._results.get(dispatch_id)
+                if found is not None:
+                    return found
+                if dispatch_id not in self._issued:
+                    raise KeyError(f"unknown dispatch id {dispatch_id[:64]!r} (or its result was evicted)")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(dispatch_id)
+                self._cond.wait(remaining)
+
+    def result(self, dispatch_id: str, timeout: float | None = None) -> call_pb2.CallResult:
+        """Block until *dispatch_id* is terminal and return its ``CallResult``."""
+        return self.outcome(dispatch_id, timeout).result
+
+    @property
+    def counters(self) -> Counters:
+        """Accounting of the calls accepted so far (a live view; read under no lock)."""
+        return self._scheduler.counters
+
+    # ------------------------------------------------------------ background
+
+    def start(self) -> None:
+        """Run attempts in background threads until :meth:`stop`."""
+        with self._cond:
+            if self._workers:
+                return
+            self._stopping = False
+            self._workers = [
+                threading.Thread(target=self._work, name=f"loadgen-dispatch-{i}", daemon=True)
+                for i in range(self._concurrency)
+            ]
+        for worker in self._workers:
+            worker.start()
+
+    def stop(self) -> None:
+        """Stop the background threads (attempts in progress finish first)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.join()
+
+    def __enter__(self) -> DispatchService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.time()
+                    self._absorb(self._scheduler.advance(now))
+                    if self._queue:
+                        attempt = self._queue.popleft()
+                        break
+                    deadline = self._scheduler.next_deadline()
+                    self._cond.wait(None if deadline is None else max(0.0, deadline - now))
+            try:
+                self._run_attempt(attempt)
+            except Exception:
+                logger.exception("dispatch %s: the endpoint client failed unexpectedly", attempt.dispatch_id)
+                with self._cond:
+                    self._absorb(
+                        self._scheduler.on_failure(
+                            attempt.dispatch_id,
+                            attempt.attempt,
+                            status.STATUS_TEMPORARY_ERROR,
+                            "the endpoint client raised an unexpected exception",
+                            time.time(),
+                        )
+                    )
+
+    # -------------------------------------------------------------- internals
+
+    def _run_attempt(self, attempt: RunAttempt) -> None:
+        try:
+            response = self.endpoint_client.run(attempt.request)
+        except Exception as exc:
+            mapped = classify_exception(exc)
+            if mapped is None:
+                raise
+            code, message = mapped
+            logger.debug("dispatch %s attempt %d: %s", attempt.dispatch_id, attempt.attempt, message)
+            with self._cond:
+                self._absorb(self._scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
+            return
+        with self._cond:
+            if self.collect_roundtrips:
+                self.roundtrips.setdefault(attempt.request.dispatch_id, []).append((attempt.request, response))
+            self._absorb(self._scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
+
+    def _absorb(self, actions: list[Action]) -> None:
+        """Apply scheduler actions; the caller holds the lock."""
+        for action in actions:
+            if isinstance(action, RunAttempt):
+                self._queue.append(action)
+            elif isinstance(action, CallFinished) and action.root:
+                self._results[action.dispatch_id] = CallOutcome(
+                    action.result,
+                    action.status,
+                    action.outcome,
+                    action.function,
+                    action.accepted_at,
+                    action.finished_at,
+                    action.attempts,
+                )
+                if len(self._results) > self._retention:
+                    evicted, _ = self._results.popitem(last=False)
+                    self._issued.discard(evicted)
+        if actions:
+            self._cond.notify_all()
