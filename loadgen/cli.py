@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--calls", type=int, default=2000, help="calls to dispatch (default: %(default)s)")
     run.add_argument("--batch", type=int, default=10, help="calls per Dispatch RPC (default: %(default)s)")
     run.add_argument("--concurrency", type=int, default=16, help="attempts in flight (default: %(default)s)")
-    run.add_argument("--timeout", type=float, default=120, help="give up after this many seconds (default: %(default)s)")
+    run.add_argument(
+        "--timeout", type=float, default=120, help="give up after this many seconds (default: %(default)s)"
+    )
     run.set_defaults(handler=cmd_run)
 
     serve = commands.add_parser(
@@ -168,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Dispatch API (gRPC) and drive ENDPOINT_URL with signed RunRequests. Prints the "
         "environment an SDK client and endpoint need, then runs until SIGINT/SIGTERM.",
     )
-    serve.add_argument("endpoint_url", metavar="ENDPOINT_URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000")
+    serve.add_argument(
+        "endpoint_url", metavar="ENDPOINT_URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=4450, help="port to bind, 0 for any free one (default: %(default)s)")
     serve.add_argument(
@@ -185,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--expiration", type=float, default=60.0, help="default call expiration in seconds (default: %(default)s)"
     )
-    serve.add_argument("--backoff", type=float, default=0.05, help="first retry delay in seconds (default: %(default)s)")
+    serve.add_argument(
+        "--backoff", type=float, default=0.05, help="first retry delay in seconds (default: %(default)s)"
+    )
     serve.add_argument("--max-backoff", type=float, default=2.0, help="longest retry delay (default: %(default)s)")
     serve.set_defaults(handler=cmd_serve)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import grpc
@@ -163,10 +163,8 @@ def _wait_all(service: DispatchService, ids: list[str], started: float, timeout:
                 _progress(len(outcomes), len(ids), started, final=True)
                 print(f"loadgen run: gave up after {timeout:.0f}s", file=sys.stderr)
                 return outcomes
-            try:
+            with suppress(TimeoutError):
                 outcomes[dispatch_id] = service.outcome(dispatch_id, timeout=min(1.0, remaining))
-            except TimeoutError:
-                pass
             now = time.monotonic()
             if now - last_report >= 1.0:
                 _progress(len(outcomes), len(ids), started)
@@ -198,8 +196,10 @@ def _print_summary(
     counters = service.counters
     rpcs = sorted(s * 1000 for s in rpc_seconds)
     print()
-    print(f"calls: accepted {accepted}, completed {counters.completed}, failed {sum(counters.failed.values())}, "
-          f"expired {counters.expired}, in flight {counters.in_flight}")
+    print(
+        f"calls: accepted {accepted}, completed {counters.completed}, failed {sum(counters.failed.values())}, "
+        f"expired {counters.expired}, in flight {counters.in_flight}"
+    )
     if counters.failed:
         print("failed by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counters.failed.items())))
     retries = ", ".join(f"{k} {v}" for k, v in sorted(counters.retries.items())) or "none"

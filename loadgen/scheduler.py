@@ -67,7 +67,7 @@ DEFAULT_RETRY_ON_STATUS: frozenset[Status] = frozenset(
 def status_name(value: Status) -> str:
     """``STATUS_TEMPORARY_ERROR`` → ``TEMPORARY_ERROR`` (unknown values render as numbers)."""
     try:
-        return status.Status.Name(value).removeprefix("STATUS_")  # type: ignore[arg-type]
+        return status.Status.Name(value).removeprefix("STATUS_")
     except ValueError:
         return str(value)
 
@@ -311,7 +311,7 @@ class Scheduler:
         """When :meth:`advance` next has work, or ``None``."""
         timers = self._timers
         while timers:
-            _, _, kind, dispatch_id, token = timers[0]
+            _, _, _kind, dispatch_id, _token = timers[0]
             call = self._calls.get(dispatch_id)
             if call is not None and call.state is not _State.DONE:
                 return timers[0][0]
@@ -542,7 +542,3 @@ class Scheduler:
             if parent.state is _State.POLLING:
                 self._maybe_resume(parent, now, actions)
 
-
-def exit_response(result: call_pb2.CallResult | None = None, code: Status = status.STATUS_OK) -> function_pb2.RunResponse:
-    """Convenience for tests and endpoints: an ``exit`` response with *result*."""
-    return function_pb2.RunResponse(status=code, exit=exit_pb2.Exit(result=result or call_pb2.CallResult()))

@@ -65,16 +65,12 @@ def validate_calls(calls: Sequence[call_pb2.Call]) -> None:
         raise InvalidCall(f"the request has {len(calls)} calls; at most {MAX_BATCH} are accepted at once")
     for index, call in enumerate(calls):
         if not FUNCTION_NAME.match(call.function):
-            raise InvalidCall(
-                f"calls[{index}].function {call.function[:80]!r} does not match {FUNCTION_NAME.pattern}"
-            )
+            raise InvalidCall(f"calls[{index}].function {call.function[:80]!r} does not match {FUNCTION_NAME.pattern}")
         endpoint = call.endpoint
         if endpoint and not endpoint.startswith(_REACHABLE_SCHEMES):
             if endpoint.startswith(_PROTOCOL_SCHEMES):
                 raise InvalidCall(f"calls[{index}].endpoint: loadgen only reaches http:// and https:// endpoints")
-            raise InvalidCall(
-                f"calls[{index}].endpoint must start with http://, https://, bridge:// or arn:aws:lambda"
-            )
+            raise InvalidCall(f"calls[{index}].endpoint must start with http://, https://, bridge:// or arn:aws:lambda")
         if call.HasField("expiration") and call.expiration.ToTimedelta().total_seconds() < 0:
             raise InvalidCall(f"calls[{index}].expiration is negative")
 
@@ -128,7 +124,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     # --------------------------------------------------------- gRPC methods
 
-    def Dispatch(self, request: dispatch_pb2.DispatchRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Dispatch(self, request: dispatch_pb2.DispatchRequest, context: grpc.ServicerContext) -> Any:
         """Authenticate, validate and accept a batch of calls; return their ids in order."""
         self._authenticate(context)
         try:
@@ -137,7 +133,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return dispatch_pb2.DispatchResponse(dispatch_ids=ids)
 
-    def Wait(self, request: dispatch_pb2.WaitRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Wait(self, request: dispatch_pb2.WaitRequest, context: grpc.ServicerContext) -> Any:
         """Block until the call is terminal and return its ``CallResult`` (status in trailing metadata)."""
         self._authenticate(context)
         timeout: float | None = None
@@ -152,7 +148,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
         except TimeoutError:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call is not finished yet")
-        context.set_trailing_metadata((("loadgen-status", status.Status.Name(outcome.status)),))  # type: ignore[arg-type]
+        context.set_trailing_metadata((("loadgen-status", status.Status.Name(outcome.status)),))
         return outcome.result
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
@@ -162,7 +158,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                 given = value
         if given is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing authorization header")
-        raw = given.encode() if isinstance(given, str) else bytes(given)
+        raw = given.encode() if isinstance(given, str) else bytes(given or b"")
         if not hmac.compare_digest(raw, self._expected_auth):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid authorization header (expected 'Bearer <api key>')")
 
@@ -292,7 +288,9 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             code, message = mapped
             logger.debug("dispatch %s attempt %d: %s", attempt.dispatch_id, attempt.attempt, message)
             with self._cond:
-                self._absorb(self._scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
+                self._absorb(
+                    self._scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time())
+                )
             return
         with self._cond:
             if self.collect_roundtrips:

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-import http_sfv
+from http_sfv.dictionary import Dictionary
+from http_sfv.item import InnerList
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -26,8 +27,8 @@ from loadgen.keys import public_key_base64
 __all__ = [
     "COVERED_COMPONENTS",
     "SignatureError",
-    "Signer",
     "SignedRequest",
+    "Signer",
     "content_digest",
     "verify_request",
 ]
@@ -134,8 +135,9 @@ def _component_value(name: str, request: SignedRequest) -> str:
         "@authority": lambda: request.authority.lower(),
         "@scheme": lambda: request.scheme.lower(),
         "@query": lambda: "?" + request.query,
-        "@target-uri": lambda: f"{request.scheme}://{request.authority}{request.path}"
-        + (f"?{request.query}" if request.query else ""),
+        "@target-uri": lambda: (
+            f"{request.scheme}://{request.authority}{request.path}" + (f"?{request.query}" if request.query else "")
+        ),
         "@request-target": lambda: request.path + (f"?{request.query}" if request.query else ""),
     }
     if name.startswith("@"):
@@ -148,10 +150,10 @@ def _component_value(name: str, request: SignedRequest) -> str:
     return value
 
 
-def _parse_dictionary(header: str, value: str | None) -> http_sfv.Dictionary:
+def _parse_dictionary(header: str, value: str | None) -> Dictionary:
     if value is None:
         raise _denied(f'Expected "{header}" header field to be present')
-    parsed = http_sfv.Dictionary()
+    parsed = Dictionary()
     try:
         parsed.parse(value.encode())
     except ValueError as exc:
@@ -179,7 +181,7 @@ def verify_request(
     if len(inputs) != 1:
         raise _denied("Signature-Input must hold exactly one signature")
     ((label, declared),) = inputs.items()
-    if not isinstance(declared, http_sfv.InnerList):
+    if not isinstance(declared, InnerList):
         raise _denied("Signature-Input member is not an inner list")
     signatures = _parse_dictionary("Signature", request.headers.get("signature"))
     if label not in signatures:
@@ -230,9 +232,7 @@ def _verify_digest(request: SignedRequest) -> None:
     for name, algorithm in (("sha-512", hashlib.sha512), ("sha-256", hashlib.sha256)):
         if name in digests:
             expected = digests[name].value
-            if not isinstance(expected, bytes) or not hmac.compare_digest(
-                expected, algorithm(request.body).digest()
-            ):
+            if not isinstance(expected, bytes) or not hmac.compare_digest(expected, algorithm(request.body).digest()):
                 raise _denied("digest of the request body does not match the Content-Digest header")
             return
     raise SignatureError("unauthenticated", "missing content digest in http request header")

@@ -44,9 +44,7 @@ class ScriptedEndpoint:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            verify_request(
-                SignedRequest("POST", request.url.path, headers["host"], headers, body), self.public_key
-            )
+            verify_request(SignedRequest("POST", request.url.path, headers["host"], headers, body), self.public_key)
         except SignatureError as exc:
             return JSONResponse({"code": exc.code, "message": exc.message}, status_code=exc.http_status)
         run = function_pb2.RunRequest.FromString(body)
@@ -168,7 +166,7 @@ def test_dispatch_calls_runs_one_round_at_a_time(
     assert [r.WhichOneof("directive") for r in requests] == ["input", "poll_result"]
     children = [dispatch_id for dispatch_id in service.roundtrips if dispatch_id != root]
     for child in children:
-        (request, _), = service.roundtrips[child]
+        ((request, _),) = service.roundtrips[child]
         assert request.parent_dispatch_id == root and request.root_dispatch_id == root
 
 
@@ -205,7 +203,8 @@ def test_background_mode_and_fault_mapping(
 
 def test_5xx_is_retried_until_expiration(endpoint: ScriptedEndpoint, key: Ed25519PrivateKey) -> None:
     service = DispatchService(
-        EndpointClient.from_app(endpoint.app, key), api_key=API_KEY,
+        EndpointClient.from_app(endpoint.app, key),
+        api_key=API_KEY,
         retry_policy=RetryPolicy(base_delay=0.01, max_delay=0.02),
     )
     with service:

@@ -22,7 +22,7 @@ CREATED = 1717000000
 PATH = "/dispatch.sdk.v1.FunctionService/Run"
 COVERED = '("@method" "@path" "@authority" "content-type" "content-digest")'
 GOLDEN = {
-    "Content-Digest": "sha-512=:eJd6djM/Fgy9i7wwyaBhNkNVMsO10dl66Mj5XLFaCOo4TN4tblJmXv3twQ691Zm5jhnj346QVBH5Ik50ign4jQ==:",
+    "Content-Digest": "sha-512=:eJd6djM/Fgy9i7wwyaBhNkNVMsO10dl66Mj5XLFaCOo4TN4tblJmXv3twQ691Zm5jhnj346QVBH5Ik50ign4jQ==:",  # noqa: E501
     "Signature-Input": f'dispatch={COVERED};created=1717000000;keyid="default";alg="ed25519"',
     "Signature": "dispatch=:0d92QY98fRBivFPZzntsCvmbWOYNUoNUetceIO1SSMvyjNbOJxTeuSgy9gGJQ5/KnG+DiR0uIM3qdFHUCj0YAw==:",
 }
@@ -35,8 +35,12 @@ def key() -> Ed25519PrivateKey:
 
 def golden_headers(key: Ed25519PrivateKey) -> dict[str, str]:
     return Signer(key).headers(
-        method="POST", path=PATH, authority="127.0.0.1:8000", content_type="application/grpc+proto",
-        body=BODY, created=CREATED,
+        method="POST",
+        path=PATH,
+        authority="127.0.0.1:8000",
+        content_type="application/grpc+proto",
+        body=BODY,
+        created=CREATED,
     )
 
 
@@ -59,13 +63,19 @@ def test_component_order_follows_signature_input(key: Ed25519PrivateKey) -> None
     order = ["content-digest", "@authority", "@method", "content-type", "@path"]
     params = "(" + " ".join(f'"{c}"' for c in order) + f');created={CREATED};keyid="default";alg="ed25519"'
     values = {
-        "@method": "POST", "@path": PATH, "@authority": "127.0.0.1:8000",
-        "content-type": "application/grpc+proto", "content-digest": content_digest(BODY),
+        "@method": "POST",
+        "@path": PATH,
+        "@authority": "127.0.0.1:8000",
+        "content-type": "application/grpc+proto",
+        "content-digest": content_digest(BODY),
     }
     base = "\n".join([f'"{c}": {values[c]}' for c in order] + [f'"@signature-params": {params}'])
     signature = base64.b64encode(key.sign(base.encode())).decode()
-    headers = {"content-digest": values["content-digest"], "signature-input": f"other={params}",
-               "signature": f"other=:{signature}:"}
+    headers = {
+        "content-digest": values["content-digest"],
+        "signature-input": f"other={params}",
+        "signature": f"other=:{signature}:",
+    }
     verify_request(request(headers), key.public_key(), now=CREATED)
 
 
@@ -99,8 +109,10 @@ def test_sha256_digest_accepted_and_md5_refused(key: Ed25519PrivateKey) -> None:
         ("md5=:" + base64.b64encode(hashlib.md5(BODY).digest()).decode() + ":", False),
     ]:
         params = f'{COVERED};created={CREATED};keyid="default";alg="ed25519"'
-        base = (f'"@method": POST\n"@path": {PATH}\n"@authority": 127.0.0.1:8000\n'
-                f'"content-type": application/grpc+proto\n"content-digest": {digest}\n"@signature-params": {params}')
+        base = (
+            f'"@method": POST\n"@path": {PATH}\n"@authority": 127.0.0.1:8000\n'
+            f'"content-type": application/grpc+proto\n"content-digest": {digest}\n"@signature-params": {params}'
+        )
         sig = base64.b64encode(key.sign(base.encode())).decode()
         headers = {"content-digest": digest, "signature-input": f"dispatch={params}", "signature": f"dispatch=:{sig}:"}
         if ok:
@@ -138,12 +150,16 @@ def test_key_forms(tmp_path) -> None:  # type: ignore[no-untyped-def]
     seed_b64 = base64.b64encode(bytes.fromhex(SEED_HEX)).decode()
     key = load_private_key(seed_b64)
     assert public_key_base64(key.public_key()) == PUBLIC_B64
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     (tmp_path / "k.pem").write_text(pem)
     assert public_key_base64(load_private_key(str(tmp_path / "k.pem")).public_key()) == PUBLIC_B64
-    pub_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pub_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     assert public_key_base64(load_public_key(pub_pem.replace("\n", "\\n"))) == PUBLIC_B64
     for bad in ["", "not-base64!!", base64.b64encode(b"short").decode()]:
         with pytest.raises(KeyMaterialError) as info:

@@ -26,8 +26,8 @@ _IMPORT = re.compile(r"^from dispatch\.sdk\.v1 import ", re.MULTILINE)
 
 def generate() -> dict[str, str]:
     """Run protoc on every proto file; return ``{file name: source}``."""
-    from grpc_tools import protoc  # dev dependency, imported on use only
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency, imported on use only
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_SUBDIR).glob("*.proto"))

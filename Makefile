@@ -1,0 +1,35 @@
+# loadgen developer commands. Each target sets up what it needs first.
+#   make run    set up, then run the quickstart load test against the built-in endpoint
+#   make test   set up (including the real dispatch-py SDK venv), lint, type-check and run the tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup sdk run test lint proto bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+sdk:
+	bash tests/interop/setup_sdk_venv.sh
+
+run: setup
+	$(BIN)/loadgen run
+
+lint: setup
+	$(BIN)/ruff check loadgen tests
+	$(BIN)/mypy
+
+test: setup sdk lint
+	$(BIN)/python -m pytest
+
+proto: setup
+	$(BIN)/python -m loadgen.pb.generate
+
+clean:
+	rm -rf $(VENV) .venv-sdk .pytest_cache .mypy_cache .ruff_cache
