@@ -5,10 +5,11 @@ The seed API of the old ``dispatch.test`` mock::
     from loadgen import EndpointClient, DispatchServer, DispatchService
 """
 
+from loadgen.api import CallOutcome
 from loadgen.client import EndpointClient
 from loadgen.scheduler import DEFAULT_RETRY_ON_STATUS, Outcome, RetryPolicy
 from loadgen.server import DispatchServer
-from loadgen.service import CallOutcome, DispatchService
+from loadgen.service import DispatchService
 
 __all__ = [
     "DEFAULT_RETRY_ON_STATUS",

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import grpc
 
 from loadgen import values
+from loadgen.api import CallOutcome
 from loadgen.client import EndpointClient
 from loadgen.keys import generate_private_key, public_key_base64
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.scheduler import Outcome, RetryPolicy
 from loadgen.server import DispatchServer
-from loadgen.service import CallOutcome, DispatchService
+from loadgen.service import DispatchService
 
 EXIT_OK, EXIT_RUN_FAILED = 0, 3
 

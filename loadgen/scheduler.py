@@ -170,6 +170,7 @@ class _Call:
         "dispatch_id",
         "endpoint",
         "function",
+        "last_message",
         "last_status",
         "max_results",
         "min_results",
@@ -196,6 +197,7 @@ class _Call:
         self.attempts = 0
         self.retries_in_run = 0
         self.last_status: Status = status.STATUS_UNSPECIFIED
+        self.last_message = ""
         self.accepted_at = 0.0
         self.deadline = 0.0
         self.outstanding = 0
@@ -416,6 +418,7 @@ class Scheduler:
 
     def _retry(self, call: _Call, code: Status, message: str, now: float, actions: list[Action]) -> None:
         call.last_status = code
+        call.last_message = message
         name = status_name(code)
         policy = self.retry_policy
         if policy.max_attempts is not None and call.attempts >= policy.max_attempts:
@@ -490,6 +493,8 @@ class Scheduler:
         reason = f"call expired after {now - call.accepted_at:.3f}s and {call.attempts} attempts"
         if call.last_status:
             reason += f"; last status {status_name(call.last_status)}"
+            if call.last_message:
+                reason += f": {call.last_message}"
         self._finish(call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason))
 
     def _finish(

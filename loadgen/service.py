@@ -15,18 +15,16 @@ and the ``Wait`` RPC (a loadgen extension) does the same for remote clients.
 from __future__ import annotations
 
 import collections
-import hmac
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from loadgen.api import CallOutcome, InvalidCall, authorization_error, expected_authorization, validate_calls
 from loadgen.client import EndpointClient
 from loadgen.errors import classify_exception
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
@@ -35,57 +33,16 @@ from loadgen.scheduler import (
     Action,
     CallFinished,
     Counters,
-    Outcome,
     RetryPolicy,
     RunAttempt,
     Scheduler,
 )
 
-__all__ = ["MAX_BATCH", "CallOutcome", "DispatchService", "InvalidCall", "validate_calls"]
+__all__ = ["DispatchService"]
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 10_000
-FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_<>.]*$")
-_REACHABLE_SCHEMES = ("http://", "https://")
-_PROTOCOL_SCHEMES = ("bridge://", "arn:aws:lambda")
-
 RoundTrip = tuple[function_pb2.RunRequest, function_pb2.RunResponse]
-
-
-class InvalidCall(ValueError):
-    """A ``Dispatch`` request was rejected; nothing in it was accepted."""
-
-
-def validate_calls(calls: Sequence[call_pb2.Call]) -> None:
-    """Check a batch before accepting any of it; raise :class:`InvalidCall` naming the first bad call."""
-    if not calls:
-        raise InvalidCall("the request has no calls")
-    if len(calls) > MAX_BATCH:
-        raise InvalidCall(f"the request has {len(calls)} calls; at most {MAX_BATCH} are accepted at once")
-    for index, call in enumerate(calls):
-        if not FUNCTION_NAME.match(call.function):
-            raise InvalidCall(f"calls[{index}].function {call.function[:80]!r} does not match {FUNCTION_NAME.pattern}")
-        endpoint = call.endpoint
-        if endpoint and not endpoint.startswith(_REACHABLE_SCHEMES):
-            if endpoint.startswith(_PROTOCOL_SCHEMES):
-                raise InvalidCall(f"calls[{index}].endpoint: loadgen only reaches http:// and https:// endpoints")
-            raise InvalidCall(f"calls[{index}].endpoint must start with http://, https://, bridge:// or arn:aws:lambda")
-        if call.HasField("expiration") and call.expiration.ToTimedelta().total_seconds() < 0:
-            raise InvalidCall(f"calls[{index}].expiration is negative")
-
-
-@dataclass(frozen=True)
-class CallOutcome:
-    """A terminal root call: its result, status, how it ended, when, and after how many attempts."""
-
-    result: call_pb2.CallResult
-    status: int
-    outcome: Outcome
-    function: str = ""
-    accepted_at: float = 0.0
-    finished_at: float = 0.0
-    attempts: int = 0
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -107,7 +64,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         if not key:
             raise ValueError("an API key is required: pass api_key= or set DISPATCH_API_KEY")
         self.endpoint_client = endpoint_client
-        self._expected_auth = f"Bearer {key}".encode()
+        self._expected_auth = expected_authorization(key)
         self._scheduler = Scheduler(
             retry_on_status=retry_on_status, retry_policy=retry_policy, default_expiration=default_expiration
         )
@@ -152,15 +109,9 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         return outcome.result
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
-        given = None
-        for key, value in context.invocation_metadata():
-            if key == "authorization":
-                given = value
-        if given is None:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing authorization header")
-        raw = given.encode() if isinstance(given, str) else bytes(given or b"")
-        if not hmac.compare_digest(raw, self._expected_auth):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid authorization header (expected 'Bearer <api key>')")
+        problem = authorization_error(context.invocation_metadata(), self._expected_auth)
+        if problem is not None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
 
     # ------------------------------------------------------ in-process API
 
