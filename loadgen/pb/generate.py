@@ -7,7 +7,8 @@ Run from a source checkout with the dev extra installed::
 
 protoc names imports after the proto package (``dispatch.sdk.v1``), which is
 the real SDK's import name; the generated imports are rewritten to
-``loadgen.pb`` so both can live in one environment.
+``loadgen.pb`` so both can live in one environment. ``proto/loadgen/v1``
+holds loadgen's own service (``Shard``), generated beside them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 PB_DIR = Path(__file__).resolve().parent
 PROTO_ROOT = PB_DIR.parent.parent / "proto"
-PROTO_SUBDIR = Path("dispatch/sdk/v1")
-_IMPORT = re.compile(r"^from dispatch\.sdk\.v1 import ", re.MULTILINE)
+PROTO_SUBDIRS = (Path("dispatch/sdk/v1"), Path("loadgen/v1"))
+_IMPORT = re.compile(r"^from (?:dispatch\.sdk|loadgen)\.v1 import ", re.MULTILINE)
 
 
 def generate() -> dict[str, str]:
@@ -30,7 +31,7 @@ def generate() -> dict[str, str]:
     from grpc_tools import protoc  # dev dependency, imported on use only
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_SUBDIR).glob("*.proto"))
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for d in PROTO_SUBDIRS for p in (PROTO_ROOT / d).glob("*.proto"))
     with tempfile.TemporaryDirectory() as out:
         args = [
             "protoc",
@@ -44,8 +45,9 @@ def generate() -> dict[str, str]:
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
         files = {}
-        for path in sorted((Path(out) / PROTO_SUBDIR).iterdir()):
-            files[path.name] = _IMPORT.sub("from loadgen.pb import ", path.read_text())
+        for subdir in PROTO_SUBDIRS:
+            for path in sorted((Path(out) / subdir).iterdir()):
+                files[path.name] = _IMPORT.sub("from loadgen.pb import ", path.read_text())
     return files
 
 
