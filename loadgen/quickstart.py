@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -154,23 +154,20 @@ def _dispatch_all(url: str, api_key: str, total: int, batch: int) -> tuple[list[
 
 
 def _wait_all(service: DispatchService, ids: list[str], started: float, timeout: float) -> dict[str, CallOutcome]:
-    outcomes: dict[str, CallOutcome] = {}
     deadline = started + timeout
-    last_report = 0.0
+    counters = service.counters
+    while counters.in_flight and time.monotonic() < deadline:
+        _progress(counters.accepted - counters.in_flight, len(ids), started)
+        time.sleep(0.25)
+    _progress(counters.accepted - counters.in_flight, len(ids), started, final=True)
+    if counters.in_flight:
+        print(f"loadgen run: gave up after {timeout:.0f}s", file=sys.stderr)
+    outcomes: dict[str, CallOutcome] = {}
     for dispatch_id in ids:
-        while dispatch_id not in outcomes:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _progress(len(outcomes), len(ids), started, final=True)
-                print(f"loadgen run: gave up after {timeout:.0f}s", file=sys.stderr)
-                return outcomes
-            with suppress(TimeoutError):
-                outcomes[dispatch_id] = service.outcome(dispatch_id, timeout=min(1.0, remaining))
-            now = time.monotonic()
-            if now - last_report >= 1.0:
-                _progress(len(outcomes), len(ids), started)
-                last_report = now
-    _progress(len(outcomes), len(ids), started, final=True)
+        try:
+            outcomes[dispatch_id] = service.outcome(dispatch_id, timeout=0)
+        except TimeoutError:
+            continue
     return outcomes
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from http_sfv.dictionary import Dictionary
-from http_sfv.item import InnerList
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from http_sfv.dictionary import Dictionary
+from http_sfv.item import InnerList
 
 from loadgen.keys import public_key_base64
 
@@ -129,25 +130,27 @@ class SignedRequest:
 
 
 def _component_value(name: str, request: SignedRequest) -> str:
-    derived = {
-        "@method": lambda: request.method.upper(),
-        "@path": lambda: request.path,
-        "@authority": lambda: request.authority.lower(),
-        "@scheme": lambda: request.scheme.lower(),
-        "@query": lambda: "?" + request.query,
-        "@target-uri": lambda: (
-            f"{request.scheme}://{request.authority}{request.path}" + (f"?{request.query}" if request.query else "")
-        ),
-        "@request-target": lambda: request.path + (f"?{request.query}" if request.query else ""),
-    }
-    if name.startswith("@"):
-        if name not in derived:
-            raise _denied(f'unsupported derived component "{name}"')
-        return derived[name]()
-    value = request.headers.get(name)
-    if value is None:
-        raise _denied(f'covered header field "{name}" is absent from the request')
-    return value
+    if not name.startswith("@"):
+        value = request.headers.get(name)
+        if value is None:
+            raise _denied(f'covered header field "{name}" is absent from the request')
+        return value
+    query = f"?{request.query}" if request.query else ""
+    if name == "@method":
+        return request.method.upper()
+    if name == "@path":
+        return request.path
+    if name == "@authority":
+        return request.authority.lower()
+    if name == "@scheme":
+        return request.scheme.lower()
+    if name == "@query":
+        return query or "?"
+    if name == "@target-uri":
+        return f"{request.scheme}://{request.authority}{request.path}{query}"
+    if name == "@request-target":
+        return request.path + query
+    raise _denied(f'unsupported derived component "{name}"')
 
 
 def _parse_dictionary(header: str, value: str | None) -> Dictionary:
@@ -159,6 +162,67 @@ def _parse_dictionary(header: str, value: str | None) -> Dictionary:
     except ValueError as exc:
         raise _denied(f'malformed "{header}" header field: {exc}') from None
     return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedSignature:
+    label: str
+    covered: list[str]
+    params: dict[str, object]
+    params_text: str  # the serialized inner list with parameters, as signed
+    signature: bytes
+
+
+# The shape every Dispatch signer emits, in canonical RFC 8941 form (so the raw
+# text is its own serialization). Anything else goes through http_sfv.
+_FAST_INPUT = re.compile(
+    r'^([a-z*][a-z0-9_.*-]*)=(\((?:"[^"\\\s]+"(?: "[^"\\\s]+")*)?\))'
+    r'((?:;[a-z*][a-z0-9_.*-]*=(?:-?[0-9]{1,15}|"[^"\\]*"))*)$'
+)
+_FAST_PARAM = re.compile(r';([a-z*][a-z0-9_.*-]*)=(-?[0-9]{1,15}|"[^"\\]*")')
+_FAST_SIGNATURE = re.compile(r"^([a-z*][a-z0-9_.*-]*)=:([A-Za-z0-9+/]*={0,2}):$")
+_SINGLE_DIGEST = re.compile(r"^(sha-512|sha-256)=:([A-Za-z0-9+/]*={0,2}):$")
+
+
+def _parse_fast(headers: Mapping[str, str]) -> _ParsedSignature | None:
+    """Parse the common canonical shape with regular expressions; ``None`` means "use http_sfv"."""
+    raw_input, raw_signature = headers.get("signature-input"), headers.get("signature")
+    if raw_input is None or raw_signature is None:
+        return None
+    declared = _FAST_INPUT.match(raw_input)
+    signed = _FAST_SIGNATURE.match(raw_signature)
+    if declared is None or signed is None or declared.group(1) != signed.group(1):
+        return None
+    params: dict[str, object] = {}
+    for name, value in _FAST_PARAM.findall(declared.group(3)):
+        if name in params:
+            return None
+        params[name] = value[1:-1] if value.startswith('"') else int(value)
+    inner = declared.group(2)[1:-1]
+    covered = [item[1:-1] for item in inner.split(" ")] if inner else []
+    try:
+        signature = base64.b64decode(signed.group(2), validate=True)
+    except ValueError:
+        return None
+    return _ParsedSignature(declared.group(1), covered, params, declared.group(2) + declared.group(3), signature)
+
+
+def _parse_structured(headers: Mapping[str, str]) -> _ParsedSignature:
+    """Parse with http_sfv (any valid RFC 8941 form); raise :class:`SignatureError` when malformed."""
+    inputs = _parse_dictionary("Signature-Input", headers.get("signature-input"))
+    if len(inputs) != 1:
+        raise _denied("Signature-Input must hold exactly one signature")
+    ((label, declared),) = inputs.items()
+    if not isinstance(declared, InnerList):
+        raise _denied("Signature-Input member is not an inner list")
+    signatures = _parse_dictionary("Signature", headers.get("signature"))
+    if label not in signatures:
+        raise _denied(f'Signature has no member labelled "{label}"')
+    signature = signatures[label].value
+    if not isinstance(signature, bytes):
+        raise _denied("Signature member is not a byte sequence")
+    covered = [item.value for item in declared]
+    return _ParsedSignature(label, covered, dict(declared.params), str(declared), signature)
 
 
 def verify_request(
@@ -177,20 +241,8 @@ def verify_request(
     ``Content-Digest`` (sha-512 or sha-256) must match the body.
     """
     now = time.time() if now is None else now
-    inputs = _parse_dictionary("Signature-Input", request.headers.get("signature-input"))
-    if len(inputs) != 1:
-        raise _denied("Signature-Input must hold exactly one signature")
-    ((label, declared),) = inputs.items()
-    if not isinstance(declared, InnerList):
-        raise _denied("Signature-Input member is not an inner list")
-    signatures = _parse_dictionary("Signature", request.headers.get("signature"))
-    if label not in signatures:
-        raise _denied(f'Signature has no member labelled "{label}"')
-    signature = signatures[label].value
-    if not isinstance(signature, bytes):
-        raise _denied("Signature member is not a byte sequence")
-
-    params = dict(declared.params)
+    parsed = _parse_fast(request.headers) or _parse_structured(request.headers)
+    params = parsed.params
     unknown = set(params) - _ALLOWED_PARAMS
     if unknown:
         raise _denied(f"Signature-Input has unknown parameters {sorted(unknown)}")
@@ -199,7 +251,7 @@ def verify_request(
     keyid = params.get("keyid")
     if keyid != KEY_ID:
         raise SignatureError("unauthenticated", f"public key {keyid!r} not available")
-    covered = [item.value for item in declared]
+    covered = parsed.covered
     if not all(isinstance(c, str) for c in covered) or len(set(covered)) != len(covered):
         raise _denied("Signature-Input covers malformed or repeated components")
     if not set(COVERED_COMPONENTS) <= set(covered):
@@ -219,16 +271,27 @@ def verify_request(
         raise _denied('Signature "expires" parameter is set to a time in the past')
 
     lines = [f'"{name}": {_component_value(name, request)}' for name in covered]
-    lines.append(f'"@signature-params": {declared}')
+    lines.append(f'"@signature-params": {parsed.params_text}')
     try:
-        public_key.verify(signature, "\n".join(lines).encode())
+        public_key.verify(parsed.signature, "\n".join(lines).encode())
     except InvalidSignature:
         raise _denied("invalid signature") from None
     _verify_digest(request)
 
 
 def _verify_digest(request: SignedRequest) -> None:
-    digests = _parse_dictionary("Content-Digest", request.headers.get("content-digest"))
+    header = request.headers.get("content-digest")
+    fast = _SINGLE_DIGEST.match(header) if header is not None else None
+    if fast is not None:
+        algorithm = hashlib.sha512 if fast.group(1) == "sha-512" else hashlib.sha256
+        try:
+            expected = base64.b64decode(fast.group(2), validate=True)
+        except ValueError:
+            raise _denied('malformed "Content-Digest" header field') from None
+        if not hmac.compare_digest(expected, algorithm(request.body).digest()):
+            raise _denied("digest of the request body does not match the Content-Digest header")
+        return
+    digests = _parse_dictionary("Content-Digest", header)
     for name, algorithm in (("sha-512", hashlib.sha512), ("sha-256", hashlib.sha256)):
         if name in digests:
             expected = digests[name].value

@@ -165,3 +165,17 @@ def test_key_forms(tmp_path) -> None:  # type: ignore[no-untyped-def]
         with pytest.raises(KeyMaterialError) as info:
             load_public_key(bad)
         assert bad not in str(info.value) or bad == ""
+
+
+def test_non_canonical_header_text_uses_the_structured_parser(key: Ed25519PrivateKey) -> None:
+    headers = golden_headers(key)
+    headers["Signature-Input"] = headers["Signature-Input"].replace('"@method" "@path"', '"@method"  "@path"')
+    headers["Signature"] = headers["Signature"] + ", other=:AAAA:"
+    verify_request(request(headers), key.public_key(), now=CREATED)
+
+
+def test_fast_and_structured_parsers_agree(key: Ed25519PrivateKey) -> None:
+    from loadgen.signing import _parse_fast, _parse_structured
+
+    headers = {k.lower(): v for k, v in golden_headers(key).items()}
+    assert _parse_fast(headers) == _parse_structured(headers)
