@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.keys import (
@@ -23,6 +24,7 @@ from loadgen.keys import (
 )
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 DESCRIPTION = """\
@@ -63,52 +65,93 @@ class _StopSignal:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``loadgen serve``: the Dispatch service in front of one endpoint."""
-    from loadgen.client import EndpointClient
-    from loadgen.scheduler import RetryPolicy
-    from loadgen.server import DispatchServer
-    from loadgen.service import DispatchService
+    """``loadgen serve``: the sharded Dispatch service in front of one endpoint."""
+    from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
 
     signing_key, generated_key = _signing_key_from(args.signing_key)
     api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
     generated_api_key = not api_key
     api_key = api_key or secrets.token_hex(16)
-    client = EndpointClient.from_url(args.endpoint_url, signing_key)
-    service = DispatchService(
-        client,
+    options = EngineOptions(
+        endpoint_url=args.endpoint_url.rstrip("/"),
         api_key=api_key,
-        retry_policy=RetryPolicy(base_delay=args.backoff, max_delay=args.max_backoff),
+        signing_key=private_key_base64(signing_key),
+        shards=args.shards,
+        host=args.host,
+        port=args.port,
+        connect_port=None if args.connect_port < 0 else args.connect_port,
         default_expiration=args.expiration,
-        concurrency=args.concurrency,
+        backoff=args.backoff,
+        max_backoff=args.max_backoff,
+        connections=args.connections,
+        max_streams=args.max_streams,
+        request_timeout=args.request_timeout,
+        protocol=args.http,
     )
     stop = _StopSignal()
+    supervisor = Supervisor(options)
     try:
-        server = DispatchServer(service, hostname=args.host, port=args.port)
-    except OSError as exc:
+        supervisor.start()
+    except (ShardFailed, ValueError) as exc:
         print(f"loadgen serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    service.start()
-    server.start()
-    print(f"loadgen: Dispatch API on {server.url}, dispatching to {client.url}", file=sys.stderr)
-    if generated_key:
-        print("loadgen: generated a signing key for this run (pass --signing-key to keep one)", file=sys.stderr)
-    print(f'export DISPATCH_API_URL="{server.url}"')
-    if generated_api_key:
-        print(f'export DISPATCH_API_KEY="{api_key}"')
-    print(f'export DISPATCH_ENDPOINT_URL="{client.url}"')
-    print(f'export DISPATCH_VERIFICATION_KEY="{public_key_base64(signing_key.public_key())}"', flush=True)
-    stop.wait()
-    print(f"loadgen: {stop.signal_name}, closing down", file=sys.stderr)
-    server.stop(grace=1.0)
-    service.stop()
-    client.close()
-    counters = service.counters
-    print(
-        f"loadgen: accepted {counters.accepted}, completed {counters.completed}, "
-        f"failed {sum(counters.failed.values())} {dict(counters.failed) or ''}, expired {counters.expired}, "
-        f"in flight {counters.in_flight}; attempts {counters.attempts}, retries {sum(counters.retries.values())}",
-        file=sys.stderr,
-    )
+    try:
+        print(
+            f"loadgen: {options.shards} shard(s) serve the Dispatch API on {supervisor.url} (gRPC), "
+            f"dispatching to {options.endpoint_url}",
+            file=sys.stderr,
+        )
+        print(f"loadgen: shard addresses {' '.join(supervisor.shard_addresses)}", file=sys.stderr)
+        if supervisor.connect_url:
+            print(f"loadgen: Connect ingress (dispatch-py 0.8) on {supervisor.connect_url}", file=sys.stderr)
+        if generated_key:
+            print("loadgen: generated a signing key for this run (pass --signing-key to keep one)", file=sys.stderr)
+        print(f'export DISPATCH_API_URL="{supervisor.url}"')
+        if generated_api_key:
+            print(f'export DISPATCH_API_KEY="{api_key}"')
+        print(f'export DISPATCH_ENDPOINT_URL="{options.endpoint_url}"')
+        print(f'export DISPATCH_VERIFICATION_KEY="{public_key_base64(signing_key.public_key())}"', flush=True)
+        while not stop.event.wait(1.0):
+            for index in supervisor.check():
+                print(
+                    f"loadgen: shard {index} died and was restarted (lost so far: {supervisor.lost})", file=sys.stderr
+                )
+        print(f"loadgen: {stop.signal_name}, draining (up to {args.drain_timeout:g}s)", file=sys.stderr)
+        final = supervisor.drain(args.drain_timeout)
+    finally:
+        supervisor.close()
+    print(final.table(), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``loadgen stats``: the merged statistics of a running engine."""
+    import grpc
+
+    from loadgen.pb import shard_pb2, shard_pb2_grpc
+    from loadgen.stats import Snapshot
+
+    api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
+    if not api_key:
+        print("loadgen stats: an API key is needed (--api-key or DISPATCH_API_KEY)", file=sys.stderr)
+        return EXIT_USAGE
+    target = args.url.removeprefix("http://").rstrip("/")
+    with grpc.insecure_channel(target) as channel:
+        stub = shard_pb2_grpc.ShardStub(channel)
+        try:
+            reply = stub.Stats(
+                shard_pb2.StatsRequest(local=args.local),
+                metadata=(("authorization", f"Bearer {api_key}"),),
+                timeout=args.timeout,
+            )
+        except grpc.RpcError as exc:
+            print(f"loadgen stats: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return EXIT_FAILED
+    snapshot = Snapshot.from_bytes(reply.snapshot)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(snapshot.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print(snapshot.table())
     return EXIT_OK
 
 
@@ -166,15 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the Dispatch service in front of an endpoint",
-        description="Run the Dispatch API (gRPC) and drive ENDPOINT_URL with signed RunRequests. Prints the "
-        "environment an SDK client and endpoint need, then runs until SIGINT/SIGTERM.",
+        help="run the sharded Dispatch service in front of an endpoint",
+        description="Run the Dispatch API (gRPC) in --shards worker processes that share one address, and drive "
+        "ENDPOINT_URL with signed RunRequests over pooled HTTP/2 (or HTTP/1.1). Prints the environment an SDK "
+        "client and endpoint need once every shard serves, then runs until SIGINT/SIGTERM, drains and prints the "
+        "final statistics.",
     )
     serve.add_argument(
         "endpoint_url", metavar="ENDPOINT_URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=4450, help="port to bind, 0 for any free one (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=4450, help="gRPC port, 0 for any free one (default: %(default)s)")
+    serve.add_argument(
+        "--shards", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
+    )
     serve.add_argument(
         "--api-key",
         help="API key clients must send as 'authorization: Bearer KEY' (default: DISPATCH_API_KEY, else a random "
@@ -185,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ed25519 private key: base64 of the raw 32-byte seed, or a PEM file (default: LOADGEN_SIGNING_KEY, "
         "else a new key; its public half is printed)",
     )
-    serve.add_argument("--concurrency", type=int, default=16, help="attempts in flight (default: %(default)s)")
+    serve.add_argument(
+        "--connect-port",
+        type=int,
+        default=-1,
+        help="also serve the Connect protocol (dispatch-py 0.8) on this port, 0 for any (default: off)",
+    )
     serve.add_argument(
         "--expiration", type=float, default=60.0, help="default call expiration in seconds (default: %(default)s)"
     )
@@ -193,7 +246,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--backoff", type=float, default=0.05, help="first retry delay in seconds (default: %(default)s)"
     )
     serve.add_argument("--max-backoff", type=float, default=2.0, help="longest retry delay (default: %(default)s)")
+    serve.add_argument(
+        "--connections", type=int, default=2, help="connections per shard to the endpoint (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-streams",
+        type=int,
+        default=100,
+        help="concurrent HTTP/2 streams per connection, capped by the server's limit (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds per endpoint attempt (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--http",
+        choices=("auto", "h2", "http/1.1"),
+        default="auto",
+        help="protocol to the endpoint: auto tries HTTP/2 (h2c prior knowledge, or ALPN) and falls back to "
+        "HTTP/1.1 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGINT/SIGTERM, seconds to let in-flight calls finish (default: %(default)s)",
+    )
     serve.set_defaults(handler=cmd_serve)
+
+    stats = commands.add_parser(
+        "stats",
+        help="print the merged statistics of a running 'loadgen serve'",
+        description="Ask a running engine for its statistics, merged exactly across shards.",
+    )
+    stats.add_argument("url", metavar="URL", help="the DISPATCH_API_URL that 'loadgen serve' printed")
+    stats.add_argument("--api-key", help="the API key (default: DISPATCH_API_KEY)")
+    stats.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    stats.add_argument("--local", action="store_true", help="only the shard that answers, not the merge")
+    stats.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default: %(default)s)")
+    stats.set_defaults(handler=cmd_stats)
 
     endpoint = commands.add_parser(
         "endpoint",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.any_pb2 import Any
 
-from loadgen.pb import call_pb2, error_pb2, exit_pb2, function_pb2, poll_pb2
+from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as status
 
 __all__ = [
