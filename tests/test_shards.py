@@ -1,0 +1,217 @@
+"""The sharded engine: real shard processes, real gRPC and HTTP/2 on 127.0.0.1, the reference endpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from loadgen import values
+from loadgen.frontend import owner_of
+from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+from loadgen.supervisor import EngineOptions, Supervisor
+
+API_KEY = "shard-test-key"
+AUTH = (("authorization", f"Bearer {API_KEY}"),)
+
+
+def read_line(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+    found: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if marker in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert found, f"no line with {marker!r} within {timeout}s"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
+    command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key"]
+    command.append(public_key_base64(signing_key.public_key()))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = read_line(process, "listening on ")
+        yield line.split("listening on ", 1)[1].split()[0]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineOptions:
+    base: dict[str, object] = {
+        "endpoint_url": endpoint_url,
+        "api_key": API_KEY,
+        "signing_key": private_key_base64(key),
+        "shards": 2,
+        "port": 0,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+    }
+    base.update(overrides)
+    return EngineOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
+    with Supervisor(options(endpoint_url, signing_key, connect_port=0)) as supervisor:
+        yield supervisor
+
+
+def stub(address: str) -> dispatch_pb2_grpc.DispatchServiceStub:
+    return dispatch_pb2_grpc.DispatchServiceStub(grpc.insecure_channel(address.removeprefix("http://")))
+
+
+def dispatch(target: dispatch_pb2_grpc.DispatchServiceStub, function: str, params: dict[str, object]) -> str:
+    call = call_pb2.Call(function=function, input=values.encode(params))  # type: ignore[arg-type]
+    (dispatch_id,) = target.Dispatch(dispatch_pb2.DispatchRequest(calls=[call]), metadata=AUTH).dispatch_ids
+    return str(dispatch_id)
+
+
+def wait(target: dispatch_pb2_grpc.DispatchServiceStub, dispatch_id: str) -> tuple[call_pb2.CallResult, str]:
+    result, call = target.Wait.with_call(dispatch_pb2.WaitRequest(dispatch_id=dispatch_id), metadata=AUTH, timeout=30)
+    return result, dict(call.trailing_metadata())["loadgen-status"]
+
+
+def test_ids_name_their_shard_and_wait_is_forwarded(engine: Supervisor) -> None:
+    first, second = (stub(address) for address in engine.shard_addresses)
+    on_first = dispatch(first, "fanout", {"n": 3})
+    on_second = dispatch(second, "chain", {"depth": 2})
+    assert owner_of(on_first)[0] == 0 and owner_of(on_second)[0] == 1  # type: ignore[index]
+    result, status = wait(second, on_first)  # forwarded from shard 1 to shard 0
+    assert status == "STATUS_OK"
+    assert values.decode(result.output)["results"] == [{}, {}, {}]  # type: ignore[index]
+    result, status = wait(first, on_second)
+    assert status == "STATUS_OK" and values.decode(result.output) == {"depth": 0}
+
+
+def test_shared_address_serves_dispatch_and_wait(engine: Supervisor) -> None:
+    shared = stub(engine.url)
+    ids = [dispatch(shared, "fail", {"status": "TEMPORARY_ERROR", "times": 2}) for _ in range(5)]
+    for dispatch_id in ids:
+        _, status = wait(shared, dispatch_id)
+        assert status == "STATUS_OK"
+    with pytest.raises(grpc.RpcError) as info:
+        shared.Wait(dispatch_pb2.WaitRequest(dispatch_id="zz"), metadata=AUTH)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_stats_merge_every_shard(engine: Supervisor) -> None:
+    for address in engine.shard_addresses:
+        dispatch_id = dispatch(stub(address), "echo", {})
+        wait(stub(address), dispatch_id)
+    snapshot = engine.snapshot()
+    assert sorted(snapshot.shards) == ["shard-0", "shard-1"]
+    accounting = snapshot.accounting()
+    assert accounting.balanced and accounting.accepted >= 2
+    assert snapshot.histogram("e2e", ("echo", "completed")).count >= 2
+
+
+def test_connect_ingress(engine: Supervisor) -> None:
+    assert engine.connect_url is not None
+    url = engine.connect_url + "/dispatch.sdk.v1.DispatchService/"
+    request = dispatch_pb2.DispatchRequest(calls=[call_pb2.Call(function="echo", input=values.encode({"x": 1}))])
+    headers = {"content-type": "application/proto", "connect-protocol-version": "1"}
+    with httpx.Client(timeout=30) as client:
+        denied = client.post(url + "Dispatch", content=request.SerializeToString(), headers=headers)
+        assert denied.status_code == 401 and denied.text == "missing authentication token"
+        headers["authorization"] = f"Bearer {API_KEY}"
+        reply = client.post(url + "Dispatch", content=request.SerializeToString(), headers=headers)
+        assert reply.status_code == 200
+        (dispatch_id,) = dispatch_pb2.DispatchResponse.FromString(reply.content).dispatch_ids
+        waited = client.post(
+            url + "Wait", content=dispatch_id.encode(), headers={"authorization": headers["authorization"]}
+        )
+        assert waited.status_code == 200 and waited.headers["loadgen-status"] == "STATUS_OK"
+        assert values.decode(call_pb2.CallResult.FromString(waited.content).output) == {"x": 1}
+        bad = client.post(url + "Dispatch", content=b"\xff\xff", headers=headers)
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_argument"
+
+
+def test_crashed_shard_is_restarted_and_its_calls_counted_lost(
+    endpoint_url: str, signing_key: Ed25519PrivateKey
+) -> None:
+    with Supervisor(options(endpoint_url, signing_key)) as supervisor:
+        victim = stub(supervisor.shard_addresses[1])
+        lost = [dispatch(victim, "sleep", {"ms": 30_000}) for _ in range(3)]
+        survivor = dispatch(stub(supervisor.shard_addresses[0]), "echo", {})
+        supervisor.check()  # a snapshot before the crash
+        victim_pid = supervisor._slots[1].process.pid
+        assert victim_pid is not None
+        os.kill(victim_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while supervisor.check() != [1]:
+            assert time.monotonic() < deadline, "the dead shard was not restarted"
+        assert supervisor.lost == 3 and supervisor.restarts == 1
+        with pytest.raises(grpc.RpcError) as info:
+            wait(stub(supervisor.shard_addresses[0]), lost[0])
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND and "lost" in (info.value.details() or "")
+        _, status = wait(stub(supervisor.url), survivor)
+        assert status == "STATUS_OK"
+        fresh = dispatch(stub(supervisor.shard_addresses[1]), "echo", {})
+        assert owner_of(fresh)[1] != owner_of(lost[0])[1]  # type: ignore[index]
+        _, status = wait(stub(supervisor.shard_addresses[1]), fresh)
+        assert status == "STATUS_OK"
+        final = supervisor.drain(5)
+    accounting = final.accounting()
+    assert accounting.balanced, str(accounting)
+    assert (accounting.accepted, accounting.completed, accounting.lost) == (5, 2, 3)
+
+
+def test_drain_finishes_short_calls_and_expires_long_ones(endpoint_url: str, signing_key: Ed25519PrivateKey) -> None:
+    with Supervisor(options(endpoint_url, signing_key, shards=1)) as supervisor:
+        target = stub(supervisor.url)
+        for _ in range(3):
+            dispatch(target, "sleep", {"ms": 200})
+        for _ in range(2):
+            dispatch(target, "sleep", {"ms": 30_000})
+        final = supervisor.drain(1.5)
+    accounting = final.accounting()
+    assert accounting.balanced, str(accounting)
+    assert (accounting.completed, accounting.expired, accounting.in_flight) == (3, 2, 0)
+
+
+def test_serve_command_prints_exports_and_exits_cleanly(endpoint_url: str, signing_key: Ed25519PrivateKey) -> None:
+    command = [sys.executable, "-m", "loadgen.cli", "serve", endpoint_url, "--port", "0", "--shards", "2"]
+    command += ["--api-key", API_KEY, "--signing-key", private_key_base64(signing_key)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = read_line(process, "DISPATCH_API_URL")
+        url = line.split('"')[1]
+        dispatch_id = dispatch(stub(url), "echo", {})
+        _, status = wait(stub(url), dispatch_id)
+        assert status == "STATUS_OK"
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "accounting: accepted 1 = completed 1" in stderr and "balanced" in stderr
+    assert API_KEY not in stderr
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
