@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -214,4 +215,5 @@ def test_serve_command_prints_exports_and_exits_cleanly(endpoint_url: str, signi
     assert "accounting: accepted 1 = completed 1" in stderr and "balanced" in stderr
     assert API_KEY not in stderr
     for pid in children:
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text().lower()
