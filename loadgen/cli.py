@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``loadgen run``: the quickstart burst."""
     from loadgen.quickstart import run_quickstart
 
-    return run_quickstart(calls=args.calls, concurrency=args.concurrency, batch=args.batch, timeout=args.timeout)
+    return run_quickstart(calls=args.calls, concurrency=args.concurrency, shards=args.shards, timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,13 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="quickstart: reference endpoint + service + a burst of calls + summary",
-        description="Start the reference endpoint and the Dispatch service on 127.0.0.1, dispatch a burst of "
-        "calls (echo, fanout, chain, fail-then-succeed) over gRPC, wait for every result and print a summary.",
+        help="quickstart: reference endpoint + sharded engine + a burst of calls + summary",
+        description="Start the reference endpoint and the sharded engine on 127.0.0.1, keep --concurrency calls "
+        "(echo, sleep, fanout, chain, fail-then-succeed) in flight over gRPC until --calls are done, then print the "
+        "engine statistics. Exit code 0 when every call completed and the accounting balances, 3 otherwise.",
     )
     run.add_argument("--calls", type=int, default=2000, help="calls to dispatch (default: %(default)s)")
-    run.add_argument("--batch", type=int, default=10, help="calls per Dispatch RPC (default: %(default)s)")
-    run.add_argument("--concurrency", type=int, default=16, help="attempts in flight (default: %(default)s)")
+    run.add_argument("--concurrency", type=int, default=32, help="calls in flight (default: %(default)s)")
+    run.add_argument("--shards", type=int, default=2, help="engine worker processes (default: %(default)s)")
     run.add_argument(
         "--timeout", type=float, default=120, help="give up after this many seconds (default: %(default)s)"
     )

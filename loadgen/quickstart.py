@@ -1,21 +1,19 @@
-"""``loadgen run``: reference endpoint + Dispatch service + a burst of calls + a summary.
+"""``loadgen run``: reference endpoint + sharded engine + a closed-loop burst + a summary.
 
 Everything runs on 127.0.0.1: the reference endpoint in a child process, the
-service and its gRPC server in this one. Calls go in through real gRPC
-``Dispatch`` RPCs; results are read back when every call is terminal.
+shards in theirs, and *concurrency* driver threads here, each dispatching one
+call at a time through the shared gRPC address and waiting for its result
+with ``Wait``. The summary is the engine's own merged statistics (end-to-end,
+per attempt, per RPC, at microsecond resolution) and its accounting.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import itertools
-import math
 import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,15 +21,11 @@ from dataclasses import dataclass
 import grpc
 
 from loadgen import values
-from loadgen.api import CallOutcome
-from loadgen.client import EndpointClient
-from loadgen.keys import generate_private_key, public_key_base64
+from loadgen.keys import generate_private_key, private_key_base64, public_key_base64
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
-from loadgen.scheduler import Outcome, RetryPolicy
-from loadgen.server import DispatchServer
-from loadgen.service import DispatchService
+from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
 
-EXIT_OK, EXIT_RUN_FAILED = 0, 3
+EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED = 0, 2, 3
 
 
 @dataclass(frozen=True)
@@ -58,8 +52,7 @@ def reference_endpoint(verification_key: str, timeout: float = 20.0) -> Iterator
     command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key", verification_key]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
-        url = _read_endpoint_url(process, timeout)
-        yield url
+        yield _read_endpoint_url(process, timeout)
     finally:
         process.terminate()
         try:
@@ -87,123 +80,115 @@ def _read_endpoint_url(process: subprocess.Popen[str], timeout: float) -> str:
     return found[0]
 
 
-def _calls(total: int) -> Iterator[call_pb2.Call]:
+def _mix() -> list[call_pb2.Call]:
+    """The weighted mix, one ``Call`` per weight unit, interleaved."""
     weighted = [item for item in MIX for _ in range(item.weight)]
-    for index in range(total):
-        item = weighted[(index * 37) % len(weighted)]
-        yield call_pb2.Call(function=item.function, input=values.encode(item.params))
+    order = sorted(range(len(weighted)), key=lambda i: (i * 37) % len(weighted))
+    return [call_pb2.Call(function=weighted[i].function, input=values.encode(weighted[i].params)) for i in order]
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    rank = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[rank]
+class _Driver:
+    """Closed-loop load: each thread dispatches one call, waits for it, and repeats."""
+
+    def __init__(self, url: str, api_key: str, total: int, deadline: float) -> None:
+        self._channel = grpc.insecure_channel(url.removeprefix("http://"))
+        self._stub = dispatch_pb2_grpc.DispatchServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {api_key}"),)
+        self._mix = _mix()
+        self._lock = threading.Lock()
+        self._next = 0
+        self.total = total
+        self.deadline = deadline
+        self.finished = 0
+        self.not_ok = 0
+        self.errors: list[str] = []
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._next >= self.total or time.monotonic() >= self.deadline:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def run_thread(self) -> None:
+        while (index := self._take()) is not None:
+            call = self._mix[index % len(self._mix)]
+            try:
+                reply = self._stub.Dispatch(dispatch_pb2.DispatchRequest(calls=[call]), metadata=self._metadata)
+                remaining = max(1.0, self.deadline - time.monotonic())
+                _, rpc = self._stub.Wait.with_call(
+                    dispatch_pb2.WaitRequest(dispatch_id=reply.dispatch_ids[0]),
+                    metadata=self._metadata,
+                    timeout=remaining,
+                )
+                ok = dict(rpc.trailing_metadata() or ()).get("loadgen-status") == "STATUS_OK"
+            except grpc.RpcError as exc:
+                with self._lock:
+                    self.errors.append(f"{exc.code().name}: {exc.details()}")
+                continue
+            with self._lock:
+                self.finished += 1
+                self.not_ok += not ok
+
+    def close(self) -> None:
+        self._channel.close()
 
 
-def _progress(done: int, total: int, started: float, final: bool = False) -> None:
-    elapsed = time.monotonic() - started
-    line = f"  {done}/{total} calls finished, {elapsed:5.1f}s"
-    end = "\n" if final or not sys.stderr.isatty() else ""
-    print(("\r" if sys.stderr.isatty() else "") + line, end=end, file=sys.stderr, flush=True)
+def _progress(driver: _Driver, started: float, final: bool = False) -> None:
+    tty = sys.stderr.isatty()
+    line = f"  {driver.finished}/{driver.total} calls finished, {time.monotonic() - started:5.1f}s"
+    print(("\r" if tty else "") + line, end="\n" if final or not tty else "", file=sys.stderr, flush=True)
 
 
-def run_quickstart(calls: int = 2000, concurrency: int = 16, batch: int = 10, timeout: float = 120.0) -> int:
-    """Run the quickstart burst and print a summary; return the exit code."""
-    if calls < 1 or batch < 1 or concurrency < 1:
-        print("loadgen run: --calls, --batch and --concurrency must be at least 1", file=sys.stderr)
-        return 2
+def run_quickstart(calls: int = 2000, concurrency: int = 32, shards: int = 2, timeout: float = 120.0) -> int:
+    """Run the quickstart and print a summary; return the exit code (0 ok, 3 the run failed)."""
+    if calls < 1 or concurrency < 1 or shards < 1:
+        print("loadgen run: --calls, --concurrency and --shards must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     signing_key = generate_private_key()
     api_key = secrets.token_hex(16)
-    print("loadgen run: starting the reference endpoint and the Dispatch service on 127.0.0.1", file=sys.stderr)
+    print(f"loadgen run: starting the reference endpoint and {shards} shard(s) on 127.0.0.1", file=sys.stderr)
     with reference_endpoint(public_key_base64(signing_key.public_key())) as endpoint_url:
-        client = EndpointClient.from_url(endpoint_url, signing_key)
-        service = DispatchService(
-            client, api_key=api_key, concurrency=concurrency, retry_policy=RetryPolicy(base_delay=0.01)
+        options = EngineOptions(
+            endpoint_url=endpoint_url,
+            api_key=api_key,
+            signing_key=private_key_base64(signing_key),
+            shards=shards,
+            port=0,
+            backoff=0.01,
+            max_backoff=0.1,
         )
-        with service, DispatchServer(service) as server:
-            print(f"loadgen run: endpoint {endpoint_url}, Dispatch API {server.url}", file=sys.stderr)
-            print(f"loadgen run: dispatching {calls} calls in batches of {batch}", file=sys.stderr)
-            started = time.monotonic()
-            ids, rpc_seconds = _dispatch_all(server.url, api_key, calls, batch)
-            outcomes = _wait_all(service, ids, started, timeout)
-            elapsed = time.monotonic() - started
-        client.close()
-    _print_summary(outcomes, len(ids), rpc_seconds, elapsed, service)
-    complete = len(outcomes) == len(ids) and service.counters.in_flight == 0
-    return EXIT_OK if complete else EXIT_RUN_FAILED
-
-
-def _dispatch_all(url: str, api_key: str, total: int, batch: int) -> tuple[list[str], list[float]]:
-    target = url.removeprefix("http://")
-    metadata = (("authorization", f"Bearer {api_key}"),)
-    all_calls = list(_calls(total))
-    batches = [all_calls[i : i + batch] for i in range(0, total, batch)]
-    with grpc.insecure_channel(target) as channel:
-        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-
-        def send(chunk: list[call_pb2.Call]) -> tuple[list[str], float]:
-            begin = time.perf_counter()
-            response = stub.Dispatch(dispatch_pb2.DispatchRequest(calls=chunk), metadata=metadata, timeout=30)
-            return list(response.dispatch_ids), time.perf_counter() - begin
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-            results = list(pool.map(send, batches))
-    ids = list(itertools.chain.from_iterable(r[0] for r in results))
-    return ids, [r[1] for r in results]
-
-
-def _wait_all(service: DispatchService, ids: list[str], started: float, timeout: float) -> dict[str, CallOutcome]:
-    deadline = started + timeout
-    counters = service.counters
-    while counters.in_flight and time.monotonic() < deadline:
-        _progress(counters.accepted - counters.in_flight, len(ids), started)
-        time.sleep(0.25)
-    _progress(counters.accepted - counters.in_flight, len(ids), started, final=True)
-    if counters.in_flight:
-        print(f"loadgen run: gave up after {timeout:.0f}s", file=sys.stderr)
-    outcomes: dict[str, CallOutcome] = {}
-    for dispatch_id in ids:
+        supervisor = Supervisor(options)
         try:
-            outcomes[dispatch_id] = service.outcome(dispatch_id, timeout=0)
-        except TimeoutError:
-            continue
-    return outcomes
-
-
-def _print_summary(
-    outcomes: dict[str, CallOutcome], accepted: int, rpc_seconds: list[float], elapsed: float, service: DispatchService
-) -> None:
-    by_function: dict[str, list[CallOutcome]] = defaultdict(list)
-    for outcome in outcomes.values():
-        by_function[outcome.function].append(outcome)
+            supervisor.start()
+        except ShardFailed as exc:
+            print(f"loadgen run: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        try:
+            print(f"loadgen run: endpoint {endpoint_url}, Dispatch API {supervisor.url}", file=sys.stderr)
+            print(f"loadgen run: {calls} calls, {concurrency} in flight", file=sys.stderr)
+            started = time.monotonic()
+            driver = _Driver(supervisor.url, api_key, calls, started + timeout)
+            threads = [threading.Thread(target=driver.run_thread, daemon=True) for _ in range(concurrency)]
+            for thread in threads:
+                thread.start()
+            while alive := [thread for thread in threads if thread.is_alive()]:
+                alive[0].join(1.0)
+                _progress(driver, started)
+            elapsed = time.monotonic() - started
+            _progress(driver, started, final=True)
+            driver.close()
+            final = supervisor.drain(5.0)
+        finally:
+            supervisor.close()
     print()
-    header = f"{'function':<10} {'calls':>6} {'ok':>6} {'failed':>6} {'expired':>7} {'p50 ms':>8} {'p90 ms':>8} "
-    header += f"{'p99 ms':>8} {'attempts':>9}"
-    print(header)
-    print("-" * len(header))
-    for function in sorted(by_function):
-        rows = by_function[function]
-        latencies = sorted((o.finished_at - o.accepted_at) * 1000 for o in rows)
-        kinds = Counter(o.outcome for o in rows)
-        print(
-            f"{function:<10} {len(rows):>6} {kinds[Outcome.COMPLETED]:>6} {kinds[Outcome.FAILED]:>6} "
-            f"{kinds[Outcome.EXPIRED]:>7} {_percentile(latencies, 0.5):>8.2f} {_percentile(latencies, 0.9):>8.2f} "
-            f"{_percentile(latencies, 0.99):>8.2f} {sum(o.attempts for o in rows) / len(rows):>9.2f}"
-        )
-    counters = service.counters
-    rpcs = sorted(s * 1000 for s in rpc_seconds)
+    print(final.table())
     print()
-    print(
-        f"calls: accepted {accepted}, completed {counters.completed}, failed {sum(counters.failed.values())}, "
-        f"expired {counters.expired}, in flight {counters.in_flight}"
-    )
-    if counters.failed:
-        print("failed by status: " + ", ".join(f"{k} {v}" for k, v in sorted(counters.failed.items())))
-    retries = ", ".join(f"{k} {v}" for k, v in sorted(counters.retries.items())) or "none"
-    print(f"attempts: {counters.attempts} (retries: {retries})")
-    print(f"Dispatch RPC: {len(rpcs)} RPCs, p50 {_percentile(rpcs, 0.5):.2f} ms, p99 {_percentile(rpcs, 0.99):.2f} ms")
-    print(f"throughput: {len(outcomes) / elapsed:.0f} calls/s over {elapsed:.1f}s")
-    unbalanced = accepted - len(outcomes)
-    if unbalanced:
-        print(f"accounting: {unbalanced} calls did not finish", file=sys.stderr)
+    print(f"throughput: {driver.finished / elapsed:.0f} calls/s over {elapsed:.1f}s ({concurrency} in flight)")
+    if driver.errors:
+        print(f"RPC errors: {len(driver.errors)} (first: {driver.errors[0]})", file=sys.stderr)
+    accounting = final.accounting()
+    complete = driver.finished == calls and not driver.errors and accounting.balanced
+    if not complete:
+        print(f"loadgen run: the run did not complete: {accounting}", file=sys.stderr)
+    return EXIT_OK if complete else EXIT_RUN_FAILED
