@@ -4,7 +4,10 @@ The edge around :class:`loadgen.scheduler.Scheduler` in a shard process: it
 sends each :class:`RunAttempt` through an :class:`EndpointPool` as its own
 task, feeds responses and faults back, keeps one timer armed for the
 scheduler's next deadline, records statistics, and wakes ``wait()``-ers when a
-root call ends. Everything runs on one event loop thread: no locks.
+root call ends. Everything runs on one event loop thread: no locks. At most
+``max_attempts_in_flight`` attempts run at once (set it to the pool's
+capacity); the rest wait as plain records, so a large backlog costs little
+memory and is signed only when it is sent.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class AsyncDispatcher:
         default_expiration: float = 60.0,
         result_retention: int = 100_000,
         on_root_finished: Callable[[], None] | None = None,
+        max_attempts_in_flight: int = 1000,
     ) -> None:
         self.scheduler = Scheduler(
             retry_on_status=retry_on_status,
@@ -78,6 +82,8 @@ class AsyncDispatcher:
         self._live: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: collections.deque[RunAttempt] = collections.deque()
+        self._max_running = max(1, max_attempts_in_flight)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._idle = asyncio.Event()
@@ -131,6 +137,7 @@ class AsyncDispatcher:
         left = self.in_flight
         if left:
             self._apply(self.scheduler.cancel_all(time.time(), "the shard stopped before the call finished"))
+        self._backlog.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._timer is not None:
@@ -142,9 +149,10 @@ class AsyncDispatcher:
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, RunAttempt):
-                task = asyncio.ensure_future(self._attempt(action))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                if len(self._tasks) < self._max_running:
+                    self._start(action)
+                else:
+                    self._backlog.append(action)
             elif isinstance(action, CallFinished):
                 if action.root:
                     self._finish(action)
@@ -177,6 +185,24 @@ class AsyncDispatcher:
                 future.set_result(outcome)
         if not self._live:
             self._idle.set()
+
+    def _start(self, attempt: RunAttempt) -> None:
+        task = asyncio.ensure_future(self._attempt(attempt))
+        self._tasks.add(task)
+        task.add_done_callback(self._on_attempt_done)
+
+    def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        backlog = self._backlog
+        while backlog and len(self._tasks) < self._max_running:
+            attempt = backlog.popleft()
+            if self.scheduler.is_current(attempt.dispatch_id, attempt.attempt):
+                self._start(attempt)
+
+    @property
+    def queued_attempts(self) -> int:
+        """Attempts waiting for a free slot (beyond ``max_attempts_in_flight``)."""
+        return len(self._backlog)
 
     async def _attempt(self, attempt: RunAttempt) -> None:
         request = attempt.request

@@ -330,6 +330,10 @@ class Scheduler:
                 )
         return actions
 
+    def is_current(self, dispatch_id: str, attempt: int) -> bool:
+        """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
+        return self._live_attempt(dispatch_id, attempt) is not None
+
     @property
     def live_calls(self) -> int:
         """Calls (roots and children) not yet terminal."""

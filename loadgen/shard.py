@@ -147,6 +147,7 @@ class ShardProcess:
             retry_policy=RetryPolicy(base_delay=config.backoff, max_delay=config.max_backoff),
             default_expiration=config.default_expiration,
             on_root_finished=lambda: self.ledger.add_ended(config.index),
+            max_attempts_in_flight=config.connections * config.max_streams,
         )
         self.frontend = ShardFrontend(
             self.dispatcher,

@@ -1,0 +1,30 @@
+"""``python -m loadgen.bench``: list the benchmarks (run one with ``python -m loadgen.bench.NAME [--quick]``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+BENCHMARKS: tuple[tuple[str, str], ...] = (
+    ("endpoint", "CPU per request of the reference endpoint (h2load over h2c, httpx over HTTP/1.1)"),
+    ("egress", "client CPU per signed RunRequest round trip: EndpointPool vs an h2 client, httpx, h2load"),
+    ("stats", "cost of recording, snapshotting, shipping and merging statistics"),
+    ("ingress", "Dispatch calls accepted per shard CPU-second, batches of 1 and 100, vs a bare grpc.aio server"),
+    ("scaling", "whole-engine throughput and CPU per call of every process, 1 shard vs 2 (closed loop)"),
+    ("memory", "RSS per pending call with 100,000 calls in flight, loadgen vs the old mock"),
+    ("oldmock", "the same echo workload through dispatch-py 0.7.1's mock and through loadgen (1 and 2 shards)"),
+)
+
+
+def main() -> int:
+    print("benchmarks (python -m loadgen.bench.NAME --help; results go to results/bench/NAME.json):")
+    width = max(len(name) for name, _ in BENCHMARKS)
+    for name, what in BENCHMARKS:
+        present = importlib.util.find_spec(f"loadgen.bench.{name}") is not None
+        print(f"  {name:<{width}}  {what}" + ("" if present else "  (module missing)"))
+    print("the engine benchmarks (ingress, scaling, memory, oldmock) take --quick (under a minute each)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
