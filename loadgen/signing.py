@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +49,28 @@ def content_digest(body: bytes) -> str:
     return "sha-512=:" + base64.b64encode(hashlib.sha512(body).digest()).decode() + ":"
 
 
+def ed25519_signer(private_key: Ed25519PrivateKey, backend: str = "auto") -> Callable[[bytes], bytes]:
+    """A function signing bytes with *private_key*: libsodium through PyNaCl (``"nacl"``, about
+    1.5x faster here) or OpenSSL through cryptography (``"cryptography"``); ``"auto"`` picks
+    PyNaCl when it is installed. Ed25519 is deterministic, so both give identical signatures."""
+    if backend in ("auto", "nacl"):
+        try:
+            from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
+        except ImportError:
+            if backend == "nacl":
+                raise
+        else:
+            _, secret = crypto_sign_seed_keypair(private_key.private_bytes_raw())
+
+            def sign(message: bytes) -> bytes:
+                return bytes(crypto_sign(message, secret)[:64])
+
+            return sign
+    elif backend != "cryptography":
+        raise ValueError(f"unknown signing backend {backend!r}")
+    return private_key.sign
+
+
 class Signer:
     """Signs Dispatch ``RunRequest`` POSTs with one Ed25519 key.
 
@@ -57,8 +79,8 @@ class Signer:
     :data:`COVERED_COMPONENTS`, so the output matches the golden vector.
     """
 
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._sign = private_key.sign
+    def __init__(self, private_key: Ed25519PrivateKey, backend: str = "auto") -> None:
+        self._sign = ed25519_signer(private_key, backend)
         self.public_key_base64 = public_key_base64(private_key.public_key())
 
     def headers(

@@ -50,9 +50,15 @@ def request(headers: dict[str, str], body: bytes = BODY, **overrides: str) -> Si
     return SignedRequest(headers=merged, body=body, **fields)
 
 
-def test_golden_vector_byte_for_byte(key: Ed25519PrivateKey) -> None:
-    assert golden_headers(key) == GOLDEN
-    assert Signer(key).public_key_base64 == PUBLIC_B64
+@pytest.mark.parametrize("backend", ["nacl", "cryptography"])
+def test_golden_vector_byte_for_byte(key: Ed25519PrivateKey, backend: str) -> None:
+    signer = Signer(key, backend=backend)
+    headers = signer.headers(
+        method="POST", path=PATH, authority="127.0.0.1:8000", content_type="application/grpc+proto",
+        body=BODY, created=CREATED,
+    )  # fmt: skip
+    assert headers == GOLDEN
+    assert signer.public_key_base64 == PUBLIC_B64
 
 
 def test_golden_vector_verifies(key: Ed25519PrivateKey) -> None:

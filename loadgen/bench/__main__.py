@@ -6,6 +6,7 @@ import importlib.util
 import sys
 
 BENCHMARKS: tuple[tuple[str, str], ...] = (
+    ("signing", "CPU per request of RFC 9421 signing (PyNaCl, cryptography), verification, and the SDK's signer"),
     ("endpoint", "CPU per request of the reference endpoint (h2load over h2c, httpx over HTTP/1.1)"),
     ("egress", "client CPU per signed RunRequest round trip: EndpointPool vs an h2 client, httpx, h2load"),
     ("stats", "cost of recording, snapshotting, shipping and merging statistics"),

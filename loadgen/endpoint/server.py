@@ -450,6 +450,8 @@ class _H2Handler:
             normalize_inbound_headers=False,
         )
         conn = H2Connection(config)
+        # These take effect at once rather than when the client acknowledges them, which is only
+        # safe because every value is at or above the protocol default: never lower one here.
         conn.local_settings = Settings(
             client=False,
             initial_values={
