@@ -1,4 +1,4 @@
-"""Fixtures for the interop tests: real processes on 127.0.0.1, the real dispatch-py 0.7.1 SDK.
+"""Fixtures for the interop tests: real processes on 127.0.0.1, the real dispatch-py 0.7.1 and 0.8.0 SDKs.
 
 Process layout:
 
@@ -9,9 +9,23 @@ Process layout:
 * ``tests/interop/sdk_client.py`` in ``.venv-sdk``, dispatching calls with the SDK's ``dispatch.Client``;
 * results are read back with loadgen's ``Wait`` RPC.
 
+Over HTTP/2 (``test_hypercorn_h2.py``):
+
+* ``hypercorn_app``: the same ``sdk_app.py`` served by hypercorn (``--server hypercorn``: h2c with prior
+  knowledge, a GOAWAY every ``HYPERCORN_MAX_REQUESTS`` requests on a connection);
+* ``loadgen_h2``: ``loadgen serve … --http h2`` for it (HTTP/2 forced: no fallback to HTTP/1.1).
+
+With dispatch-py 0.8.0 (``test_sdk08_connect.py``):
+
+* ``reference_endpoint``: ``python -m loadgen.endpoint --port 0 --verification-key GOLDEN_PUBLIC``;
+* ``connect_loadgen``: ``loadgen serve REFERENCE --connect-port 0 …``, whose Connect ingress URL is read
+  from its stderr line ``loadgen: Connect ingress (dispatch-py 0.8) on URL``;
+* ``tests/interop/sdk08_client.py`` in ``.venv-sdk08``, dispatching with 0.8.0's Connect ``dispatch.Client``.
+
 Readiness is detected by reading each child's stdout (bounded by a timeout), never by sleeping.
 Every child is stopped in teardown: SIGTERM, then SIGKILL of its process group.
-If ``.venv-sdk`` is missing or broken, ``setup_sdk_venv.sh`` is run; failure to set it up fails the tests.
+If ``.venv-sdk`` (or ``.venv-sdk08``) is missing or broken, ``setup_sdk_venv.sh`` (or
+``setup_sdk08_venv.sh``) is run; failure to set it up fails the tests.
 """
 
 from __future__ import annotations
@@ -50,6 +64,9 @@ ROOT = HERE.parents[1]
 SDK_VENV = Path(os.environ.get("SDK_VENV", ROOT / ".venv-sdk"))
 SDK_PYTHON = SDK_VENV / "bin" / "python"
 SETUP_SCRIPT = HERE / "setup_sdk_venv.sh"
+SDK08_VENV = Path(os.environ.get("SDK08_VENV", ROOT / ".venv-sdk08"))
+SDK08_PYTHON = SDK08_VENV / "bin" / "python"
+SETUP08_SCRIPT = HERE / "setup_sdk08_venv.sh"
 
 # PROTOCOL.md §3 golden vector key (the fixed key of the SDK's 0.3-0.5 mock CLI).
 GOLDEN_SEED_B64 = "Dsr7yalHYydmUuSXefCukAHo2ZSm1ED2pyGQYlwheiE="
@@ -59,6 +76,10 @@ API_KEY = "interop-api-key"
 READY_TIMEOUT = 30.0
 SDK_CLIENT_TIMEOUT = 30.0
 WAIT_TIMEOUT = 30.0
+# hypercorn's keep_alive_max_requests for hypercorn_app: a GOAWAY after this many requests on a connection.
+HYPERCORN_MAX_REQUESTS = 20
+
+_CONNECT_LINE = re.compile(r"^loadgen: Connect ingress \(dispatch-py 0\.8\) on (http://\S+)$", re.MULTILINE)
 
 _EXPORT = re.compile(r'^export (DISPATCH_[A-Z_]+)="(.*)"$')
 
@@ -149,6 +170,19 @@ class ChildProcess:
             if done(line):
                 return line
 
+    def search_stderr(self, pattern: re.Pattern[str], timeout: float, what: str) -> re.Match[str]:
+        """The first match of *pattern* in what the child wrote to stderr, polled until *timeout*."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            match = pattern.search(self._stderr.read().decode(errors="replace"))
+            if match:
+                return match
+            if self.proc.poll() is not None or time.monotonic() >= deadline:
+                pytest.fail(f"no {what} on the stderr of {self.name}\n{self.describe()}")
+            time.sleep(0.05)
+
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
@@ -177,38 +211,54 @@ class ChildProcess:
 # --------------------------------------------------------------------------- SDK venv
 
 
-def _sdk_venv_ok() -> bool:
-    if not SDK_PYTHON.exists():
+def _venv_ok(python: Path, probe_code: str) -> bool:
+    if not python.exists():
         return False
     try:
-        probe = subprocess.run(
-            [str(SDK_PYTHON), "-c", "import dispatch, dispatch.fastapi, uvicorn"],
-            capture_output=True,
-            timeout=60,
-        )
+        probe = subprocess.run([str(python), "-c", probe_code], capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return False
     return probe.returncode == 0
 
 
-@pytest.fixture(scope="session")
-def sdk_python() -> Path:
-    """The python of the SDK venv, created with setup_sdk_venv.sh when missing or broken."""
-    if not _sdk_venv_ok():
+def _ensure_venv(python: Path, probe_code: str, script: Path, env: Mapping[str, str], what: str) -> Path:
+    """*python* once *probe_code* runs in it; else run *script* (idempotent) first, failing loudly."""
+    if not _venv_ok(python, probe_code):
         setup = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
+            ["bash", str(script)],
             cwd=ROOT,
-            env={**os.environ, "SDK_VENV": str(SDK_VENV)},
+            env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=900,
         )
-        if setup.returncode != 0 or not _sdk_venv_ok():
+        if setup.returncode != 0 or not _venv_ok(python, probe_code):
             pytest.fail(
-                f"could not set up the dispatch-py SDK venv at {SDK_VENV} with {SETUP_SCRIPT} "
+                f"could not set up the {what} venv at {python.parent.parent} with {script} "
                 f"(exit {setup.returncode}):\n{setup.stdout}\n{setup.stderr}"
             )
-    return SDK_PYTHON
+    return python
+
+
+_SDK_PROBE = "import dispatch, dispatch.fastapi, uvicorn, hypercorn.asyncio"
+_SDK08_PROBE = (
+    "import importlib.metadata as md, aiohttp, dispatch, dispatch.function; "
+    "assert md.version('dispatch-py') == '0.8.0', md.version('dispatch-py')"
+)
+
+
+@pytest.fixture(scope="session")
+def sdk_python() -> Path:
+    """The python of the SDK venv, created with setup_sdk_venv.sh when missing or broken."""
+    return _ensure_venv(SDK_PYTHON, _SDK_PROBE, SETUP_SCRIPT, {"SDK_VENV": str(SDK_VENV)}, "dispatch-py 0.7.1 SDK")
+
+
+@pytest.fixture(scope="session")
+def sdk08_python() -> Path:
+    """The python of the dispatch-py 0.8.0 venv, created with setup_sdk08_venv.sh when missing or broken."""
+    return _ensure_venv(
+        SDK08_PYTHON, _SDK08_PROBE, SETUP08_SCRIPT, {"SDK08_VENV": str(SDK08_VENV)}, "dispatch-py 0.8.0 SDK"
+    )
 
 
 # --------------------------------------------------------------------------- keys
@@ -248,6 +298,7 @@ class SdkApp:
     url: str
     process: ChildProcess
     python: Path
+    keep_alive_max_requests: int | None = None  # hypercorn's limit per connection (None: uvicorn)
     _encoded: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -259,6 +310,20 @@ class SdkApp:
         response.raise_for_status()
         counts: dict[str, int] = response.json()
         return counts
+
+    def http_versions(self) -> dict[str, int]:
+        """How many Dispatch requests the app saw per ASGI ``http_version`` (``{"2": 12}``)."""
+        response = httpx.get(f"{self.url}/http-versions", timeout=10)
+        response.raise_for_status()
+        versions: dict[str, int] = response.json()
+        return versions
+
+    def connections(self) -> dict[str, dict[str, int]]:
+        """Dispatch requests per ASGI ``http_version``, then per client connection (``{"2": {"HOST:PORT": 21}}``)."""
+        response = httpx.get(f"{self.url}/connections", timeout=10)
+        response.raise_for_status()
+        connections: dict[str, dict[str, int]] = response.json()
+        return connections
 
     def encode_input(self, *args: Any, **kwargs: Any) -> any_pb2.Any:
         """The SDK's own encoding of ``Arguments(args, kwargs)`` (made in the SDK venv, cached)."""
@@ -282,26 +347,47 @@ class SdkApp:
         return unpickle_output(output)
 
 
-@pytest.fixture(scope="session")
-def sdk_app(sdk_python: Path, keys: Keys) -> Iterator[SdkApp]:
-    """The SDK endpoint, verifying with the golden public key."""
+def _start_sdk_app(
+    name: str, sdk_python: Path, keys: Keys, server: str = "uvicorn", max_requests: int | None = None
+) -> Iterator[SdkApp]:
+    extra_env = {} if max_requests is None else {"SDK_APP_KEEP_ALIVE_MAX_REQUESTS": str(max_requests)}
     child = ChildProcess(
-        "sdk_app",
-        [str(sdk_python), str(HERE / "sdk_app.py"), "--host", "127.0.0.1", "--port", "0"],
+        name,
+        [str(sdk_python), str(HERE / "sdk_app.py"), "--host", "127.0.0.1", "--port", "0", "--server", server],
         env=_child_env(
             {
                 "DISPATCH_VERIFICATION_KEY": keys.golden_public,
                 # Not used by the tests' functions; the SDK only needs them to construct its Client.
                 "DISPATCH_API_KEY": "sdk-app-unused-api-key",
                 "DISPATCH_API_URL": "http://127.0.0.1:1",
+                **extra_env,
             }
         ),
     )
     try:
-        line = child.read_until(lambda text: text.startswith("ready "), READY_TIMEOUT, "the SDK endpoint to serve")
-        yield SdkApp(url=line.split(" ", 1)[1].strip(), process=child, python=sdk_python)
+        line = child.read_until(lambda text: text.startswith("ready "), READY_TIMEOUT, f"{name} to serve")
+        url = line.split(" ", 1)[1].strip()
+        yield SdkApp(url=url, process=child, python=sdk_python, keep_alive_max_requests=max_requests)
     finally:
         child.stop()
+
+
+@pytest.fixture(scope="session")
+def sdk_app(sdk_python: Path, keys: Keys) -> Iterator[SdkApp]:
+    """The SDK endpoint under uvicorn (HTTP/1.1), verifying with the golden public key."""
+    yield from _start_sdk_app("sdk_app", sdk_python, keys)
+
+
+@pytest.fixture(scope="session")
+def hypercorn_app(sdk_python: Path, keys: Keys) -> Iterator[SdkApp]:
+    """The same SDK endpoint under hypercorn: h2c with prior knowledge, GOAWAY every HYPERCORN_MAX_REQUESTS."""
+    yield from _start_sdk_app(
+        "sdk_app-hypercorn",
+        sdk_python,
+        keys,
+        server="hypercorn",
+        max_requests=HYPERCORN_MAX_REQUESTS,
+    )
 
 
 # --------------------------------------------------------------------------- loadgen serve
@@ -334,7 +420,7 @@ class LoadgenService:
     api_key: str
     exports: dict[str, str]
     process: ChildProcess
-    sdk_python: Path
+    sdk_python: Path | None
     _channel: grpc.Channel | None = None
 
     @property
@@ -353,6 +439,7 @@ class LoadgenService:
 
     def sdk_client(self, calls: list[dict[str, Any]], api_key: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run sdk_client.py dispatch (the SDK's dispatch.Client) against this service."""
+        assert self.sdk_python is not None, "this loadgen was started without the 0.7.1 SDK venv"
         return subprocess.run(
             [str(self.sdk_python), str(HERE / "sdk_client.py"), "dispatch", json.dumps(calls)],
             cwd=ROOT,
@@ -400,13 +487,18 @@ class LoadgenService:
 
 
 def start_loadgen(
-    endpoint_url: str, signing_seed: str | None, sdk_python: Path, api_key: str = API_KEY, extra: tuple[str, ...] = ()
+    endpoint_url: str,
+    signing_seed: str | None,
+    sdk_python: Path | None,
+    api_key: str = API_KEY,
+    extra: tuple[str, ...] = (),
+    name: str = "loadgen-serve",
 ) -> LoadgenService:
     argv = [*_loadgen_command(), "serve", endpoint_url, "--port", "0", "--api-key", api_key]
     if signing_seed is not None:
         argv += ["--signing-key", signing_seed]
     argv += list(extra)
-    child = ChildProcess("loadgen-serve", argv, env=_child_env({}))
+    child = ChildProcess(name, argv, env=_child_env({}))
     exports: dict[str, str] = {}
     wanted = {"DISPATCH_API_URL", "DISPATCH_ENDPOINT_URL", "DISPATCH_VERIFICATION_KEY"}
 
@@ -449,5 +541,109 @@ def loadgen_factory(sdk_python: Path) -> Iterator[Callable[..., LoadgenService]]
 
     yield factory
     for service in started:
+        service.close()
+        service.process.stop()
+
+
+@pytest.fixture(scope="session")
+def loadgen_h2(hypercorn_app: SdkApp, keys: Keys, sdk_python: Path) -> Iterator[LoadgenService]:
+    """``loadgen serve … --http h2`` for the hypercorn endpoint: HTTP/2 only, nothing falls back to HTTP/1.1."""
+    service = start_loadgen(
+        hypercorn_app.url, keys.golden_seed, sdk_python, extra=("--http", "h2"), name="loadgen-serve-h2"
+    )
+    try:
+        yield service
+    finally:
+        service.close()
+        service.process.stop()
+
+
+# --------------------------------------------------------------------------- dispatch-py 0.8.0 (Connect)
+
+
+@dataclass
+class ReferenceEndpoint:
+    url: str
+    process: ChildProcess
+
+
+@pytest.fixture(scope="session")
+def reference_endpoint(keys: Keys) -> Iterator[ReferenceEndpoint]:
+    """loadgen's reference endpoint (``echo`` & co.), verifying with the golden public key."""
+    child = ChildProcess(
+        "reference-endpoint",
+        [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key", keys.golden_public],
+        env=_child_env({}),
+    )
+    try:
+        line = child.read_until(lambda text: " listening on " in text, READY_TIMEOUT, "the reference endpoint")
+        match = re.search(r" listening on (http://\S+)", line)
+        assert match, line
+        yield ReferenceEndpoint(url=match.group(1), process=child)
+    finally:
+        child.stop()
+
+
+@dataclass
+class Sdk08Run:
+    """One run of sdk08_client.py."""
+
+    out: subprocess.CompletedProcess[str]
+
+    @property
+    def json(self) -> Any:
+        assert self.out.returncode == 0, (
+            f"sdk08_client failed (exit {self.out.returncode}):\n{self.out.stdout}\n{self.out.stderr}"
+        )
+        return json.loads(self.out.stdout)
+
+
+@dataclass
+class ConnectLoadgen:
+    """``loadgen serve`` with its Connect ingress, and dispatch-py 0.8.0's client pointed at it."""
+
+    service: LoadgenService
+    connect_url: str
+    endpoint_url: str
+    sdk08_python: Path
+
+    def sdk08(self, *argv: str, api_key: str | None = None) -> Sdk08Run:
+        """Run ``sdk08_client.py ARGV…`` with DISPATCH_API_URL = the Connect ingress."""
+        out = subprocess.run(
+            [str(self.sdk08_python), str(HERE / "sdk08_client.py"), *argv],
+            cwd=ROOT,
+            env=_child_env(
+                {
+                    "DISPATCH_API_URL": self.connect_url,
+                    "DISPATCH_API_KEY": self.service.api_key if api_key is None else api_key,
+                    "DISPATCH_ENDPOINT_URL": self.endpoint_url,
+                }
+            ),
+            capture_output=True,
+            text=True,
+            timeout=SDK_CLIENT_TIMEOUT,
+        )
+        return Sdk08Run(out)
+
+    def dispatch(self, calls: list[dict[str, Any]]) -> tuple[list[str], list[any_pb2.Any]]:
+        """Dispatch with 0.8.0's client; returns the ids and the Any inputs the SDK encoded."""
+        answer = self.sdk08("dispatch", json.dumps(calls)).json
+        ids, inputs = answer["ids"], answer["inputs"]
+        assert isinstance(ids, list) and len(ids) == len(calls) and all(isinstance(i, str) and i for i in ids), ids
+        return ids, [any_pb2.Any.FromString(base64.b64decode(raw)) for raw in inputs]
+
+
+@pytest.fixture(scope="session")
+def connect_loadgen(reference_endpoint: ReferenceEndpoint, keys: Keys, sdk08_python: Path) -> Iterator[ConnectLoadgen]:
+    """``loadgen serve REFERENCE --connect-port 0``, signing with the golden key the endpoint trusts."""
+    service = start_loadgen(
+        reference_endpoint.url, keys.golden_seed, None, extra=("--connect-port", "0"), name="loadgen-serve-connect"
+    )
+    try:
+        match = service.process.search_stderr(_CONNECT_LINE, READY_TIMEOUT, "Connect ingress line")
+        yield ConnectLoadgen(
+            service=service, connect_url=match.group(1), endpoint_url=reference_endpoint.url, sdk08_python=sdk08_python
+        )
+    finally:
         service.close()
         service.process.stop()

@@ -2,9 +2,13 @@
 
 It runs in the SDK virtualenv (``.venv-sdk``), never in the loadgen one. Two ways to start it:
 
-* ``.venv-sdk/bin/python tests/interop/sdk_app.py [--host 127.0.0.1] [--port 0]``: binds the port
-  itself (0 = a free one), sets ``DISPATCH_ENDPOINT_URL`` to ``http://HOST:PORT`` unless it is
-  already set, and prints ``ready http://HOST:PORT`` (flushed) once uvicorn is serving;
+* ``.venv-sdk/bin/python tests/interop/sdk_app.py [--host 127.0.0.1] [--port 0] [--server uvicorn]``:
+  binds the port itself (0 = a free one), sets ``DISPATCH_ENDPOINT_URL`` to ``http://HOST:PORT``
+  unless it is already set, and prints ``ready http://HOST:PORT`` (flushed) once the server is
+  serving. ``--server uvicorn`` (the default) speaks HTTP/1.1 only. ``--server hypercorn`` serves
+  the same app with hypercorn: HTTP/1.1 and HTTP/2 cleartext with prior knowledge (a client that
+  opens with the h2 preface on plain TCP gets HTTP/2), closing each connection with a GOAWAY after
+  ``SDK_APP_KEEP_ALIVE_MAX_REQUESTS`` requests (default 20, hypercorn's ``keep_alive_max_requests``);
 * ``.venv-sdk/bin/python -m uvicorn tests.interop.sdk_app:app --port P`` with
   ``DISPATCH_ENDPOINT_URL`` set by the caller.
 
@@ -30,6 +34,11 @@ Functions (the Dispatch function name is the Python ``__qualname__``):
 
 Every run of a function body is counted; ``GET /counts`` returns the counters as JSON,
 ``{"add": 1, "flaky:KEY": 3, …}`` (``name`` or ``name:key``), and ``POST /counts/reset`` clears them.
+``GET /http-versions`` returns how many requests to the Dispatch routes
+(``/dispatch.sdk.v1.FunctionService/…``) arrived with each ASGI ``scope["http_version"]``,
+e.g. ``{"1.1": 12}`` or ``{"2": 130}``; ``GET /connections`` returns those requests per client
+connection (``scope["client"]`` as ``HOST:PORT``) and version, e.g. ``{"2": {"127.0.0.1:50312": 21}}``.
+Both are cleared by ``POST /counts/reset`` too.
 """
 
 from __future__ import annotations
@@ -42,15 +51,22 @@ import threading
 from typing import Any
 
 _listener: socket.socket | None = None
+_server = "uvicorn"
 
 
 def _bind_before_configuring() -> None:
     """When run as a script, bind first so that DISPATCH_ENDPOINT_URL can name the real port."""
-    global _listener
+    global _listener, _server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "hypercorn"),
+        default="uvicorn",
+        help="uvicorn (HTTP/1.1, the default) or hypercorn (HTTP/1.1 and h2c with prior knowledge)",
+    )
     options = parser.parse_args()
     _listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     _listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -60,6 +76,7 @@ def _bind_before_configuring() -> None:
     host, port = _listener.getsockname()[:2]
     os.environ.setdefault("DISPATCH_ENDPOINT_URL", f"http://{host}:{port}")
     os.environ["SDK_APP_LOG_LEVEL"] = options.log_level
+    _server = options.server
 
 
 if __name__ == "__main__":
@@ -91,6 +108,30 @@ dispatch_endpoint = Dispatch(
 
 _counts_lock = threading.Lock()
 _counts: dict[str, int] = {}
+_http_versions: dict[str, int] = {}
+_connections: dict[str, dict[str, int]] = {}
+_DISPATCH_ROUTES = "/dispatch.sdk.v1.FunctionService/"
+
+
+class _RecordHttpVersion:
+    """Pure ASGI middleware: counts the ``http_version`` of the requests to the Dispatch routes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(_DISPATCH_ROUTES):
+            version = str(scope.get("http_version", "?"))
+            client = scope.get("client") or ("?", 0)
+            peer = f"{client[0]}:{client[1]}"
+            with _counts_lock:
+                _http_versions[version] = _http_versions.get(version, 0) + 1
+                per_peer = _connections.setdefault(version, {})
+                per_peer[peer] = per_peer.get(peer, 0) + 1
+        await self.app(scope, receive, send)
+
+
+app.add_middleware(_RecordHttpVersion)
 
 
 def _count(name: str, key: Any = None) -> int:
@@ -110,7 +151,21 @@ def get_counts() -> dict[str, int]:
 def reset_counts() -> dict[str, int]:
     with _counts_lock:
         _counts.clear()
+        _http_versions.clear()
+        _connections.clear()
     return {}
+
+
+@app.get("/http-versions")
+def get_http_versions() -> dict[str, int]:
+    with _counts_lock:
+        return dict(_http_versions)
+
+
+@app.get("/connections")
+def get_connections() -> dict[str, dict[str, int]]:
+    with _counts_lock:
+        return {version: dict(peers) for version, peers in _connections.items()}
 
 
 @app.get("/healthz")
@@ -175,7 +230,7 @@ def tail_step(k: int, acc: int) -> str:
     raise TailCall(call=tail_step.build_call(k - 1, acc + k), status=Status.OK)
 
 
-def _serve() -> None:
+def _serve_uvicorn() -> None:
     import uvicorn
 
     assert _listener is not None
@@ -191,5 +246,42 @@ def _serve() -> None:
     Server(config).run(sockets=[_listener])
 
 
+def _serve_hypercorn() -> None:
+    """Serve with hypercorn on the bound socket: HTTP/1.1, and h2c when the client sends the h2 preface."""
+    import asyncio
+    import signal
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    assert _listener is not None
+    endpoint = os.environ["DISPATCH_ENDPOINT_URL"]
+    config = Config()
+    config.bind = [f"fd://{_listener.detach()}"]  # hypercorn owns (and closes) the listening socket
+    # After this many requests on one connection hypercorn sends a GOAWAY (HTTP/2) or closes it (HTTP/1.1).
+    config.keep_alive_max_requests = int(os.environ.get("SDK_APP_KEEP_ALIVE_MAX_REQUESTS", "20"))
+    config.loglevel = os.environ.get("SDK_APP_LOG_LEVEL", "warning").upper()
+    config.accesslog = None
+    config.graceful_timeout = 1.0
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        async def shutdown_trigger() -> None:
+            # hypercorn awaits this once its listening servers are started: the app is serving.
+            print(f"ready {endpoint}", flush=True)
+            await stop.wait()
+
+        await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
-    _serve()
+    if _server == "hypercorn":
+        _serve_hypercorn()
+    else:
+        _serve_uvicorn()

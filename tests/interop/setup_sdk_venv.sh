@@ -2,27 +2,52 @@
 # Create the virtualenv holding the real dispatch-py SDK (pinned in
 # requirements-sdk.txt) that the interop tests run their endpoint and client in.
 #
-# Idempotent: when the venv exists and `import dispatch` works (with the pinned
-# version, on CPython 3.11) it exits at once. A missing or broken venv is
-# (re)created. The location defaults to .venv-sdk at the repository root;
-# override it with SDK_VENV=/some/path.
+# Idempotent: when the venv exists, runs CPython 3.11, holds every pin of
+# requirements-sdk.txt at its exact version and `import dispatch, ...,
+# hypercorn` works, it exits at once. A venv that only lacks some pins (e.g.
+# one made before hypercorn was added) gets them pip-installed in place; one
+# that is still broken after that, or missing, is (re)created. The location
+# defaults to .venv-sdk at the repository root; override it with
+# SDK_VENV=/some/path.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${SDK_VENV:-$root/.venv-sdk}"
 requirements="$here/requirements-sdk.txt"
-want_version="$(sed -n 's/^dispatch-py==\([^[:space:]]*\).*/\1/p' "$requirements")"
 
+# argv[1]: the requirements file. Every `name==version` line must be installed at that version.
 check='
-import sys, importlib.metadata as md
-import dispatch, dispatch.fastapi, uvicorn
+import re, sys, importlib.metadata as md
+import dispatch, dispatch.fastapi, uvicorn, hypercorn, hypercorn.asyncio, h2
 assert sys.version_info[:2] == (3, 11), sys.version
-assert md.version("dispatch-py") == sys.argv[1], md.version("dispatch-py")
+for line in open(sys.argv[1]):
+    m = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
+    if m:
+        have = md.version(m.group(1))
+        assert have == m.group(2), f"{m.group(1)} {have} != {m.group(2)}"
 '
 
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" "$want_version" >/dev/null 2>&1; then
+healthy() {
+    [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" "$requirements" >/dev/null 2>&1
+}
+
+install_pins() {
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements"
+}
+
+if healthy; then
     exit 0
+fi
+
+# An existing 3.11 venv that is only missing (or has other versions of) some pins: install them in place.
+if [ -x "$venv/bin/python" ] \
+    && "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' >/dev/null 2>&1; then
+    echo "setup_sdk_venv.sh: $venv lacks some pins of $(basename "$requirements"), installing them" >&2
+    if install_pins && healthy; then
+        echo "setup_sdk_venv.sh: ready: $venv" >&2
+        exit 0
+    fi
 fi
 
 python=""
@@ -44,10 +69,10 @@ if [ -e "$venv" ]; then
 fi
 echo "setup_sdk_venv.sh: creating $venv with $("$python" -c 'import sys; print(sys.executable)')" >&2
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements"
+install_pins
 
-if ! "$venv/bin/python" -c "$check" "$want_version"; then
-    echo "setup_sdk_venv.sh: $venv was created but 'import dispatch' still fails" >&2
+if ! "$venv/bin/python" -c "$check" "$requirements"; then
+    echo "setup_sdk_venv.sh: $venv was created but the import/pin check still fails" >&2
     exit 1
 fi
-echo "setup_sdk_venv.sh: ready: $venv (dispatch-py $want_version)" >&2
+echo "setup_sdk_venv.sh: ready: $venv" >&2
