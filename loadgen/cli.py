@@ -18,7 +18,6 @@ from loadgen.keys import (
     KeyMaterialError,
     generate_private_key,
     load_private_key,
-    load_public_key,
     private_key_base64,
     public_key_base64,
 )
@@ -155,20 +154,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_endpoint(args: argparse.Namespace) -> int:
-    """``loadgen endpoint``: the built-in reference endpoint."""
-    from loadgen.endpoint import serve_forever
-
-    value = args.verification_key
-    if value is None:
-        value = os.environ.get("DISPATCH_VERIFICATION_KEY")
-    key = None
-    if value is not None:
-        key = load_public_key(value, "verification key")
-    serve_forever(args.host, args.port, key)
-    return EXIT_OK
-
-
 def cmd_keygen(args: argparse.Namespace) -> int:
     """``loadgen keygen``: a fresh key pair, as environment lines."""
     key = generate_private_key()
@@ -286,20 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default: %(default)s)")
     stats.set_defaults(handler=cmd_stats)
 
-    endpoint = commands.add_parser(
+    commands.add_parser(
         "endpoint",
         help="run the built-in reference endpoint",
-        description="Serve POST /dispatch.sdk.v1.FunctionService/Run over HTTP/1.1 and h2c (prior knowledge) "
-        "with the built-in functions echo, sleep, fail, fanout, chain and payload. Runs until SIGINT/SIGTERM.",
+        add_help=False,  # 'loadgen endpoint ...' is handed to the endpoint's own parser, see main()
     )
-    endpoint.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    endpoint.add_argument("--port", type=int, default=8000, help="port to bind, 0 for any (default: %(default)s)")
-    endpoint.add_argument(
-        "--verification-key",
-        help="Ed25519 public key (base64 raw or PEM) to verify request signatures with (default: "
-        "DISPATCH_VERIFICATION_KEY; unset disables verification)",
-    )
-    endpoint.set_defaults(handler=cmd_endpoint)
 
     keygen = commands.add_parser(
         "keygen",
@@ -312,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["endpoint"]:
+        from loadgen.endpoint.__main__ import main as endpoint_main
+
+        return endpoint_main(argv[1:], prog="loadgen endpoint")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

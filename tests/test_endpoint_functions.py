@@ -354,3 +354,18 @@ def test_fanout_poll_error_ends_the_call(fns: ReferenceFunctions) -> None:
 @pytest.mark.parametrize("params", [{"n": -1}, {"n": 10_001}, {"function": "bad name"}, {"typed_state": 1}])
 def test_fanout_rejects_bad_params(fns: ReferenceFunctions, params: dict[str, object]) -> None:
     assert fns.run(req("fanout", params)).status == INVALID
+
+
+def test_failure_injection_applies_to_every_function() -> None:
+    from loadgen.endpoint.functions import ReferenceFunctions as Functions
+
+    functions = Functions(seed=3, inject_rate=0.3, inject_status=status_pb2.STATUS_THROTTLED)
+    outcomes = [functions.run(function_pb2.RunRequest(function="echo", input=values.encode({}))) for _ in range(2000)]
+    failed = [o for o in outcomes if o.status == status_pb2.STATUS_THROTTLED]
+    assert 450 < len(failed) < 750
+    assert all(o.exit.result.error.type == "InjectedFailure" for o in failed)
+    assert all(o.status == status_pb2.STATUS_OK for o in outcomes if o not in failed)
+    with pytest.raises(ValueError):
+        Functions(inject_rate=1.5)
+    with pytest.raises(ValueError):
+        Functions(inject_rate=0.1, inject_status=status_pb2.STATUS_OK)

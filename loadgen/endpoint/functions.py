@@ -261,13 +261,28 @@ class ReferenceFunctions:
     """The built-in functions; see the module docstring for each one's parameters.
 
     *seed* seeds the RNG of ``fail``'s ``rate``. *max_tracked_dispatches* bounds
-    the LRU of per-``dispatch_id`` attempt counters.
+    the LRU of per-``dispatch_id`` attempt counters. *inject_rate* makes every attempt of
+    every function fail with probability *inject_rate* and status *inject_status* (type
+    ``InjectedFailure``) before the function runs: failure injection for load tests.
     """
 
-    def __init__(self, *, seed: int | None = None, max_tracked_dispatches: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        max_tracked_dispatches: int = 100_000,
+        inject_rate: float = 0.0,
+        inject_status: int = status_pb2.STATUS_TEMPORARY_ERROR,
+    ) -> None:
         if max_tracked_dispatches < 1:
             raise ValueError("max_tracked_dispatches must be at least 1")
+        if not 0.0 <= inject_rate <= 1.0:
+            raise ValueError("inject_rate must be between 0 and 1")
+        if inject_status in (status_pb2.STATUS_OK, status_pb2.STATUS_UNSPECIFIED):
+            raise ValueError("inject_status must be a failure status")
         self._random = random.Random(seed).random
+        self._inject_rate = inject_rate
+        self._inject_status = cast(status_pb2.Status, inject_status)
         self._attempts: OrderedDict[str, int] = OrderedDict()
         self._max_tracked = max_tracked_dispatches
         self._payload_cache: tuple[int, any_pb2.Any] | None = None
@@ -307,6 +322,9 @@ class ReferenceFunctions:
                 raise _invalid("RunRequest has no directive: expected input or poll_result")
             if directive == "poll_result" and name != "fanout":
                 raise _incompatible(f"function '{name}' never polls, so it cannot be resumed")
+            if self._inject_rate and self._random() < self._inject_rate:
+                status_name = status_pb2.Status.Name(self._inject_status).removeprefix("STATUS_")
+                raise _Failure(self._inject_status, "InjectedFailure", f"injected {status_name} (failure injection)")
             return handler(request)
         except _Failure as failure:
             error = error_pb2.Error(type=failure.error_type, message=failure.message)

@@ -713,12 +713,14 @@ def serve_forever(
     verification_key: Ed25519PublicKey | None = None,
     *,
     seed: int | None = None,
+    functions: ReferenceFunctions | None = None,
 ) -> None:
     """Run the endpoint on uvloop until SIGINT or SIGTERM, then close it and return."""
     import uvloop
 
     async def main() -> None:
-        handle = await start_endpoint(host, port, verification_key, functions=ReferenceFunctions(seed=seed))
+        served = functions or ReferenceFunctions(seed=seed)
+        handle = await start_endpoint(host, port, verification_key, functions=served)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
