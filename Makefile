@@ -1,6 +1,6 @@
 # loadgen developer commands. Each target sets up what it needs first.
 #   make run    set up, then run the quickstart load test against the built-in endpoint
-#   make test   set up (including the real dispatch-py SDK venv), lint, type-check and run the tests
+#   make test   set up (including the real dispatch-py SDK venvs), lint, type-check and run the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 sdk:
 	bash tests/interop/setup_sdk_venv.sh
+	bash tests/interop/setup_sdk08_venv.sh
 
 run: setup
 	$(BIN)/loadgen run
@@ -32,4 +33,4 @@ proto: setup
 	$(BIN)/python -m loadgen.pb.generate
 
 clean:
-	rm -rf $(VENV) .venv-sdk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sdk .venv-sdk08 .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,9 @@
 application/proto``, ``Authorization: Bearer <key>`` and the raw
 ``DispatchRequest`` answers the raw ``DispatchResponse``.
 ``POST /dispatch.sdk.v1.DispatchService/Wait`` takes a ``WaitRequest``
-(``application/proto``) or, as the 0.8 test service did, the dispatch id as
-UTF-8 text, and answers the ``CallResult`` (final status in the
+(``application/proto``) or, as the 0.8 SDK sends it, the bare dispatch id
+(whatever the content type: a serialized ``WaitRequest`` never looks like
+32 hex digits), and answers the ``CallResult`` (final status in the
 ``Loadgen-Status`` header); ``Connect-Timeout-Ms`` bounds the wait.
 Authentication failures are HTTP 401 with a text body, as the 0.8 mock
 answered; other errors use the Connect JSON shape ``{"code", "message"}``.
@@ -14,6 +15,7 @@ answered; other errors use the Connect JSON shape ``{"code", "message"}``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,7 @@ __all__ = ["start_connect_ingress"]
 
 _PREFIX = "/dispatch.sdk.v1.DispatchService/"
 _MAX_BODY = 64 * 1024 * 1024
+_RAW_ID = re.compile(rb"^[0-9a-f]{32}\s*$")
 _CONNECT_CODES = {
     grpc.StatusCode.INVALID_ARGUMENT: ("invalid_argument", 400),
     grpc.StatusCode.NOT_FOUND: ("not_found", 404),
@@ -96,7 +99,9 @@ async def _dispatch(shard: ShardProcess, headers: dict[str, str], body: bytes) -
 async def _wait(shard: ShardProcess, headers: dict[str, str], body: bytes, metadata: list[tuple[str, str]]) -> _Reply:
     content_type = headers.get("content-type", "").split(";")[0].strip()
     timeout: float | None = None
-    if content_type == "application/proto":
+    if _RAW_ID.match(body):  # dispatch-py 0.8 sends the bare id, even as application/proto
+        dispatch_id = body.decode()
+    elif content_type == "application/proto":
         try:
             request = dispatch_pb2.WaitRequest.FromString(body)
         except DecodeError as exc:

@@ -875,6 +875,28 @@ def test_hypercorn_goaway_after_a_few_requests(loop: str) -> None:
     run(main(), loop)
 
 
+def test_connection_cap_holds_while_connections_drain_after_goaway() -> None:
+    async def main() -> None:
+        async with hypercorn_server(20) as url, EndpointPool(SIGNER, protocol="h2", connections=2) as pool:
+            most = 0
+
+            async def watch() -> None:
+                nonlocal most
+                while True:
+                    most = max(most, pool.open_connections)
+                    await asyncio.sleep(0)
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                results = await asyncio.gather(*(pool.post_run(url, b"b%d" % i) for i in range(100)))
+            finally:
+                watcher.cancel()
+            assert results == [_summary(b"b%d" % i, "2") for i in range(100)]
+            assert most <= 2, f"{most} connections were open at once with connections=2"
+
+    run(main())
+
+
 # == HTTP/2 faults ===============================================================================================
 
 

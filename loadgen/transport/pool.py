@@ -78,6 +78,7 @@ class _Origin:
         "budget_safe",
         "connecting",
         "conns",
+        "draining",
         "host",
         "pool",
         "port",
@@ -96,6 +97,7 @@ class _Origin:
         )
         self.conns: list[Connection] = []  # ready and usable
         self.connecting = 0  # connections opened but not ready yet
+        self.draining: set[Connection] = set()  # no new streams, still open: they count towards the cap
         self.waiters: deque[tuple[float, asyncio.Future[Connection]]] = deque()
         # Streams per HTTP/2 connection the server is known to answer (None: no limit seen), see on_goaway.
         self.budget: int | None = None
@@ -151,7 +153,7 @@ class _Origin:
         pool = self.pool
         connecting = self.connecting
         if (
-            len(self.conns) + connecting < pool.connections
+            len(self.conns) + connecting + len(self.draining) < pool.connections
             and (connecting < demand if best is None else least and not connecting)
             and not pool.closed
         ):
@@ -272,6 +274,8 @@ class _Origin:
     def on_unusable(self, conn: Connection) -> None:
         with contextlib.suppress(ValueError):
             self.conns.remove(conn)
+        if not conn.closed:
+            self.draining.add(conn)
         if self.waiters:
             self._dispatch()
 
@@ -304,6 +308,7 @@ class _Origin:
 
     def on_lost(self, conn: Connection, error: AttemptError) -> None:
         self.pool.closed_connection(conn)
+        self.draining.discard(conn)
         if (
             isinstance(conn, H2Connection)
             and conn.budget_spent

@@ -275,7 +275,7 @@ def _serve_hypercorn() -> None:
             print(f"ready {endpoint}", flush=True)
             await stop.wait()
 
-        await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+        await serve(app, config, shutdown_trigger=shutdown_trigger)
 
     asyncio.run(main())
 
