@@ -25,6 +25,13 @@ from http_sfv.item import InnerList
 
 from loadgen.keys import public_key_base64
 
+try:  # libsodium through PyNaCl: about 1.5x faster than OpenSSL here, for signing and verifying
+    from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
+    from nacl.bindings import crypto_sign_open as _nacl_sign_open
+    from nacl.exceptions import BadSignatureError as _NaclBadSignature
+except ImportError:  # pragma: no cover - PyNaCl is a dependency; cryptography is the fallback
+    _nacl_sign_open = None  # type: ignore[assignment]
+
 __all__ = [
     "COVERED_COMPONENTS",
     "SignatureError",
@@ -54,11 +61,9 @@ def ed25519_signer(private_key: Ed25519PrivateKey, backend: str = "auto") -> Cal
     1.5x faster here) or OpenSSL through cryptography (``"cryptography"``); ``"auto"`` picks
     PyNaCl when it is installed. Ed25519 is deterministic, so both give identical signatures."""
     if backend in ("auto", "nacl"):
-        try:
-            from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
-        except ImportError:
+        if _nacl_sign_open is None:
             if backend == "nacl":
-                raise
+                raise ImportError("the nacl signing backend needs PyNaCl")
         else:
             _, secret = crypto_sign_seed_keypair(private_key.private_bytes_raw())
 
@@ -69,6 +74,21 @@ def ed25519_signer(private_key: Ed25519PrivateKey, backend: str = "auto") -> Cal
     elif backend != "cryptography":
         raise ValueError(f"unknown signing backend {backend!r}")
     return private_key.sign
+
+
+def _ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Verify with libsodium when PyNaCl is installed (faster), else with cryptography."""
+    if _nacl_sign_open is not None and len(signature) == 64:
+        try:
+            _nacl_sign_open(signature + message, public_key.public_bytes_raw())
+        except _NaclBadSignature:
+            return False
+        return True
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 class Signer:
@@ -294,9 +314,7 @@ def verify_request(
 
     lines = [f'"{name}": {_component_value(name, request)}' for name in covered]
     lines.append(f'"@signature-params": {parsed.params_text}')
-    try:
-        public_key.verify(parsed.signature, "\n".join(lines).encode())
-    except InvalidSignature:
+    if not _ed25519_verify(public_key, parsed.signature, "\n".join(lines).encode()):
         raise _denied("invalid signature") from None
     _verify_digest(request)
 
