@@ -10,7 +10,9 @@ a :meth:`ShardStats.snapshot`, an immutable :class:`Snapshot`, and ships
 with :meth:`Snapshot.from_bytes` and adds them up with :meth:`Snapshot.merge`
 or :func:`merge_snapshots`. Merging is exact: histogram bucket counts, totals,
 sums, minima and maxima combine without any loss, so percentiles of the merge
-are the percentiles of one histogram that had recorded every value.
+are the percentiles of one histogram that had recorded every value. The reverse,
+:meth:`Snapshot.minus`, turns two cumulative snapshots into the statistics of the
+interval between them (bucket counts exact as well).
 
 Latency families, each keyed by a pair of names:
 
@@ -51,6 +53,7 @@ import base64
 import binascii
 import ctypes
 import struct
+import sys
 import zlib
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
@@ -156,6 +159,7 @@ _EXT = struct.Struct(">II")
 _PAYLOAD = struct.Struct(">IIIIQQd")
 _COMPRESSION_COOKIE: Final = 0x1C849304 | 0x10
 _ENCODING_COOKIE: Final = 0x1C849303 | 0x10
+_BYTE_ORDER: Final = sys.byteorder  # of the counts arrays, which are native uint64
 _ZLIB_LEVEL: Final = 0  # stored blocks: still a valid zlib stream, ~10x cheaper than level 6 here
 
 # hdrh's C codec (pyhdrh), re-exported by hdrh.codec. Without it, fall back to hdrh's public API.
@@ -384,6 +388,56 @@ def _merge_histograms(parts: Sequence[HistogramSnapshot]) -> HistogramSnapshot:
     return HistogramSnapshot(count, sum(p.sum for p in nonempty), low, high, _encode(acc, count, low, high), acc)
 
 
+def _extreme_indexes(raw: bytes) -> tuple[int, int]:
+    """Indexes of the first and last non-zero 64-bit counts in *raw* (some count must be non-zero)."""
+    first = len(raw) - len(raw.lstrip(b"\0"))
+    last = len(raw.rstrip(b"\0")) - 1
+    return first // 8, last // 8
+
+
+def _subtract_histograms(later: HistogramSnapshot, earlier: HistogramSnapshot, what: str) -> HistogramSnapshot | None:
+    """The values *later* holds beyond *earlier* (an earlier state of the same histogram); None if none.
+
+    Bucket counts, count and sum are exact. The minimum (maximum) is exact when *later*'s is
+    below (above) *earlier*'s, since it was then recorded in between; otherwise it is the edge
+    of the lowest (highest) non-empty bucket of the difference, clamped to *later*'s, which is
+    within the histogram's resolution (1 µs under 2,048 µs, 0.1 % above).
+    """
+    if not earlier.count:
+        return later if later.count else None
+    count, total = later.count - earlier.count, later.sum - earlier.sum
+    if count < 0 or total < 0 or earlier.min < later.min or earlier.max > later.max:
+        raise ValueError(f"{what}: not an earlier state of this histogram (it has more values or a wider range)")
+    if not count:
+        if total:
+            raise ValueError(f"{what}: same count but a different sum: not an earlier state of this histogram")
+        return None
+    length = counts_index(later.max) + 1
+    size = length * 8
+    # Every bucket of *later* is >= the same bucket of *earlier*, so subtracting the arrays read
+    # as two big integers subtracts bucket by bucket (no borrow crosses a bucket) at C speed.
+    # A bucket that went down would borrow, which the total below detects.
+    big = int.from_bytes(memoryview(later._decoded()).cast("B")[:size], _BYTE_ORDER)
+    small = int.from_bytes(memoryview(earlier._decoded()).cast("B")[:size], _BYTE_ORDER)
+    if big < small:
+        raise ValueError(f"{what}: a bucket count went down: not an earlier state of this histogram")
+    raw = (big - small).to_bytes(size, _BYTE_ORDER)
+    counts = _COUNTS_TYPE()
+    ctypes.memmove(counts, raw, size)
+    if sum(memoryview(counts).cast("B").cast("Q")[:length]) != count:
+        raise ValueError(f"{what}: a bucket count went down: not an earlier state of this histogram")
+    first, last = _extreme_indexes(raw)
+    low = later.min if later.min < earlier.min else max(bucket_range(first)[0], later.min)
+    high = later.max if later.max > earlier.max else min(bucket_range(last)[1], later.max)
+    return HistogramSnapshot(count, total, low, high, _encode(counts, count, low, high), counts)
+
+
+def _shard_base(name: str) -> str:
+    """A shard's name without the ``#k`` that :func:`merge_snapshots` gives to crashed incarnations."""
+    base, sep, number = name.rpartition("#")
+    return base if sep and number.isdigit() else name
+
+
 @dataclass(frozen=True, slots=True)
 class ShardSummary:
     """One shard's counters and gauges in a snapshot.
@@ -535,6 +589,66 @@ class Snapshot:
     def merge(self, other: Snapshot) -> Snapshot:
         """Exact sum of two snapshots of disjoint shard sets (see :func:`merge_snapshots`)."""
         return merge_snapshots((self, other))
+
+    def minus(self, earlier: Snapshot) -> Snapshot:
+        """What was recorded after *earlier*, an earlier cumulative snapshot of the same shards.
+
+        Histograms: the exact bucket-by-bucket difference, with exact count and sum; the
+        minimum and maximum are exact when this snapshot's extreme was recorded after
+        *earlier*, otherwise the edge of the extreme non-empty bucket of the difference
+        (within the histogram's resolution). Keys without new values are left out, so
+        ``a.merge(b).minus(a)`` has the histograms and counters of ``b``.
+
+        Counters: this snapshot's minus *earlier*'s, per shard. Gauges are current values,
+        not cumulative: the difference keeps this snapshot's. Shards are matched by name,
+        with the crashed incarnations that :func:`merge_snapshots` keeps as ``name#k``
+        counted with ``name`` (a shard restarted in between is one shard in the difference,
+        named ``name`` and marked ``crashed`` if an incarnation crashed in between).
+
+        ``ValueError`` if *earlier* is not an earlier state of these shards: a counter or
+        a bucket count that went down, a histogram or a shard that disappeared.
+        """
+        groups: dict[str, list[str]] = {}
+        for name in self.shards:
+            groups.setdefault(_shard_base(name), []).append(name)
+        earlier_groups: dict[str, list[str]] = {}
+        for name in earlier.shards:
+            earlier_groups.setdefault(_shard_base(name), []).append(name)
+        missing = sorted(set(earlier_groups) - set(groups))
+        if missing:
+            raise ValueError(f"shard {missing[0]!r} is in the earlier snapshot only: not an earlier snapshot")
+        per_shard: dict[str, ShardSummary] = {}
+        for base, names in groups.items():
+            later_parts = [self.per_shard[name] for name in names]
+            earlier_parts = [earlier.per_shard[name] for name in earlier_groups.get(base, [])]
+            counters: dict[str, int] = {}
+            gauges: dict[str, int] = {}
+            for part in later_parts:
+                _add_into(counters, part.counters)
+                _add_into(gauges, part.gauges)
+            for part in earlier_parts:
+                for counter, value in part.counters.items():
+                    left = counters.get(counter, 0) - value
+                    if left < 0:
+                        raise ValueError(f"counter {counter!r} of shard {base!r} went down: not an earlier snapshot")
+                    counters[counter] = left
+            crashed_now = sum(part.crashed for part in later_parts)
+            crashed = crashed_now > sum(part.crashed for part in earlier_parts) or (
+                base in self.per_shard and self.per_shard[base].crashed
+            )
+            name = names[0] if len(names) == 1 else base
+            seq = max(part.seq for part in later_parts)
+            per_shard[name] = ShardSummary(seq, counters, gauges, crashed)
+        gone = sorted(set(earlier.histograms) - set(self.histograms))
+        if gone:
+            raise ValueError(f"histogram {gone[0]} is in the earlier snapshot only: not an earlier snapshot")
+        histograms: dict[HistKey, HistogramSnapshot] = {}
+        for key, hist in self.histograms.items():
+            before = earlier.histograms.get(key)
+            diff = hist if before is None else _subtract_histograms(hist, before, "/".join(key))
+            if diff is not None and diff.count:
+                histograms[key] = diff
+        return Snapshot(per_shard, histograms)
 
     def mark_lost(self, shard: str, accepted: int | None = None) -> Snapshot:
         """*shard* died after this snapshot: a copy where it is final (``crashed``).
