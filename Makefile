@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup sdk run test lint proto bench clean
+.PHONY: setup sdk browser run test lint proto bench clean
 
 setup: $(VENV)/.installed
 
@@ -19,14 +19,19 @@ sdk:
 	bash tests/interop/setup_sdk_venv.sh
 	bash tests/interop/setup_sdk08_venv.sh
 
+# Debian's Chromium, for the web UI test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| { echo "make browser: install Chromium (Debian package 'chromium') as root" >&2; exit 1; }
+
 run: setup
 	$(BIN)/loadgen run
 
 lint: setup
-	$(BIN)/ruff check loadgen tests
+	$(BIN)/ruff check loadgen tests scenarios
 	$(BIN)/mypy
 
-test: setup sdk lint
+test: setup sdk browser lint
 	$(BIN)/python -m pytest
 
 proto: setup

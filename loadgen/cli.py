@@ -165,10 +165,31 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``loadgen run``: the quickstart burst."""
-    from loadgen.quickstart import run_quickstart
+    """``loadgen run``: a scenario end to end (see :mod:`loadgen.run`)."""
+    from loadgen.run import RunOptions, run
 
-    return run_quickstart(calls=args.calls, concurrency=args.concurrency, shards=args.shards, timeout=args.timeout)
+    return run(
+        RunOptions(
+            scenario=args.scenario,
+            web=args.web,
+            web_port=args.web_port,
+            users=args.users,
+            spawn_rate=args.spawn_rate,
+            duration=args.duration,
+            shards=args.shards,
+            processes=args.processes,
+            results=args.results,
+        )
+    )
+
+
+def _duration(text: str) -> float:
+    from loadgen.scenario import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,18 +201,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="quickstart: reference endpoint + sharded engine + a burst of calls + summary",
-        description="Start the reference endpoint and the sharded engine on 127.0.0.1, keep --concurrency calls "
-        "(echo, sleep, fanout, chain, fail-then-succeed) in flight over gRPC until --calls are done, then print the "
-        "engine statistics. Exit code 0 when every call completed and the accounting balances, 3 otherwise.",
+        help="run a scenario: target, shards and Locust, then results and gates",
+        description="Start what SCENARIO needs (the reference endpoint or its URL, the shards, Locust), run it "
+        "headless with live progress (or with the Locust web UI on 127.0.0.1), tear everything down, and write "
+        "results/<UTC time>-<scenario>/ (summary.json, report.html, gates.json, junit.xml, Locust CSVs). Without "
+        "SCENARIO: the quickstart, about 20 s against the reference endpoint. Exit code: 0 every gate passed, "
+        "1 a gate failed, 2 usage or scenario error, 3 the run itself failed.",
     )
-    run.add_argument("--calls", type=int, default=2000, help="calls to dispatch (default: %(default)s)")
-    run.add_argument("--concurrency", type=int, default=32, help="calls in flight (default: %(default)s)")
-    run.add_argument("--shards", type=int, default=2, help="engine worker processes (default: %(default)s)")
-    run.add_argument(
-        "--timeout", type=float, default=120, help="give up after this many seconds (default: %(default)s)"
-    )
+    run.add_argument("scenario", metavar="SCENARIO", nargs="?", help="a scenario file (scenarios/*.toml)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="no web UI, live progress in the terminal (default)")
+    mode.add_argument("--web", action="store_true", help="serve the Locust web UI on 127.0.0.1:--web-port")
+    run.add_argument("--web-port", type=int, default=8089, help="web UI port (default: %(default)s)")
+    run.add_argument("--users", type=int, help="closed model: Locust users (overrides the scenario)")
+    run.add_argument("--spawn-rate", type=float, help="closed model: users started per second")
+    run.add_argument("--duration", type=_duration, help="closed model: how long, e.g. 30s or 5m")
+    run.add_argument("--shards", type=int, help="engine worker processes (overrides the scenario)")
+    run.add_argument("--processes", type=int, help="Locust worker processes (-1: one per core)")
+    run.add_argument("--results", default="results", help="folder for run folders (default: %(default)s)")
     run.set_defaults(handler=cmd_run)
+
+    commands.add_parser(
+        "compare",
+        help="gate on regressions between two runs (BASELINE CURRENT --max-regression 10%%)",
+        add_help=False,  # 'loadgen compare ...' is handed to its own parser, see main()
+    )
 
     serve = commands.add_parser(
         "serve",
@@ -293,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loadgen.endpoint.__main__ import main as endpoint_main
 
         return endpoint_main(argv[1:], prog="loadgen endpoint")
+    if argv[:1] == ["compare"]:
+        from loadgen.compare import compare_main
+
+        return compare_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

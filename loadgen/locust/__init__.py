@@ -1,0 +1,67 @@
+"""``loadgen.locust``: drive loadgen shards from Locust, and see the shards' statistics in Locust.
+
+* :class:`DispatchUser` — a Locust ``User`` with a gRPC client to the shards:
+  ``self.dispatch(function, input, batch=1)`` and ``self.dispatch_and_wait(function, input,
+  timeout=...)``, each RPC a Locust request (``grpc`` / ``Dispatch <function>``,
+  ``Wait <function>``).
+* :class:`OpenModelUser` and :class:`Stage` — open-model arrivals at a target rate, latency
+  from the intended start, late and dropped arrivals counted.
+* :class:`StatsBridge` — on the master (or local runner), polls the shards' merged
+  statistics and feeds their end-to-end, per-attempt and retry statistics into Locust's
+  own (table, CSV, HTML report), keeps ``latest`` / ``history``; :func:`bridge` returns it.
+* The "Dispatch" and "Dispatch shards" tabs of the web UI (:mod:`loadgen.locust.webtab`).
+* Options: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, ``--dispatch-api-key`` /
+  ``$DISPATCH_API_KEY``, ``--dispatch-stats-interval``, ``--dispatch-settle``.
+
+A locustfile only needs ``from loadgen.locust import DispatchUser``; that first use
+patches the process for gevent (Locust's own import does) and switches gRPC to gevent
+(``grpc.experimental.gevent.init_gevent()``) before any channel exists, and registers the
+plug-in's event listeners. uvloop never runs in a Locust process: the shards are separate
+processes. The pure helpers (:mod:`.schedule`, :mod:`.histdelta`, :mod:`.options`,
+:mod:`.dispatched`) import without Locust.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loadgen.locust.bridge import BridgeError, StatsBridge
+    from loadgen.locust.openmodel import OpenModelUser
+    from loadgen.locust.plugin import bridge
+    from loadgen.locust.schedule import ArrivalSchedule, Stage
+    from loadgen.locust.user import DispatchFailed, DispatchUser
+
+__all__ = [
+    "ArrivalSchedule",
+    "BridgeError",
+    "DispatchFailed",
+    "DispatchUser",
+    "OpenModelUser",
+    "Stage",
+    "StatsBridge",
+    "bridge",
+]
+
+_HOMES = {
+    "ArrivalSchedule": "loadgen.locust.schedule",
+    "Stage": "loadgen.locust.schedule",
+    "BridgeError": "loadgen.locust.bridge",
+    "StatsBridge": "loadgen.locust.bridge",
+    "DispatchFailed": "loadgen.locust.user",
+    "DispatchUser": "loadgen.locust.user",
+    "OpenModelUser": "loadgen.locust.openmodel",
+    "bridge": "loadgen.locust.plugin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'loadgen.locust' has no attribute {name!r}")
+    if home != "loadgen.locust.schedule":
+        importlib.import_module("loadgen.locust.plugin")  # gevent + gRPC set-up and the event listeners
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

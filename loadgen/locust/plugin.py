@@ -1,0 +1,181 @@
+"""The Locust event listeners of the plug-in; registered once, when :mod:`loadgen.locust` is first used.
+
+==============================  ===========================================================
+event                           what the plug-in does
+==============================  ===========================================================
+``init_command_line_parser``    adds the ``--dispatch-*`` options (:mod:`.options`)
+``init``                        worker: registers the ``loadgen_open_model`` message;
+                                master / local: the web tabs (:mod:`.webtab`)
+``test_start``                  every process: resets the dispatched-call counts and the
+                                open-model schedules; master: sends each worker its share
+                                of the arrivals; master / local: (re)creates the
+                                :class:`~.bridge.StatsBridge`, takes its baseline, polls
+``test_stop``                   master / local: one poll; stops an open-model timer
+``quitting``                    master / local: the bridge's settle + final poll
+``report_to_master``            worker: adds its new dispatched-call counts to its report
+``worker_report``               master: adds them up
+==============================  ===========================================================
+
+:func:`bridge` returns the current bridge (``None`` on workers, or before a test started);
+a program that runs Locust as a library reads ``bridge().latest`` / ``.history`` at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent  # type: ignore[import-untyped]
+from locust import events
+from locust.runners import MasterRunner, WorkerRunner
+
+import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.locust import webtab
+from loadgen.locust.bridge import StatsBridge
+from loadgen.locust.dispatched import REPORT_KEY, dispatched
+from loadgen.locust.openmodel import OPEN_MODEL_MESSAGE, reset_pacers, schedule_end, set_share
+from loadgen.locust.options import (
+    DEFAULT_SETTLE,
+    DEFAULT_STATS_INTERVAL,
+    add_arguments,
+    option,
+    resolve_addresses,
+    resolve_api_key,
+)
+from loadgen.locust.user import DispatchUser
+
+__all__ = ["bridge"]
+
+logger = logging.getLogger(__name__)
+
+_state: dict[str, Any] = {"bridge": None, "config": None, "stopper": None}
+
+
+def bridge() -> StatsBridge | None:
+    """The stats bridge of this process (master or local runner), once a test has started."""
+    found: StatsBridge | None = _state["bridge"]
+    return found
+
+
+def _aggregates(environment: Any) -> bool:
+    return environment.runner is not None and not isinstance(environment.runner, WorkerRunner)
+
+
+def _on_parser(parser: Any, **_kwargs: Any) -> None:
+    add_arguments(parser)
+
+
+def _on_init(environment: Any, **_kwargs: Any) -> None:
+    # gevent caches its loop's clock; after a slow start (imports) it is stale, and timers set
+    # from it (Locust's --run-time) would fire early by as much. Refresh it.
+    gevent.get_hub().loop.update_now()
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(OPEN_MODEL_MESSAGE, _on_share)
+    elif runner is not None and environment.web_ui is not None:
+        webtab.install(environment.web_ui, bridge)
+
+
+def _on_share(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    data = msg.data or {}
+    set_share(int(data.get("index", 0)), int(data.get("count", 1)))
+
+
+def _on_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
+    data[REPORT_KEY] = dispatched.take_unreported()
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
+    report = data.get(REPORT_KEY)
+    if isinstance(report, dict):
+        dispatched.merge(report)
+
+
+def _bridge_config(environment: Any) -> tuple[tuple[str, ...], str] | None:
+    options = environment.parsed_options
+    classes = [c for c in (environment.user_classes or []) if isinstance(c, type) and issubclass(c, DispatchUser)]
+    addresses: list[str] = []
+    key = ""
+    for cls in classes or [DispatchUser]:
+        try:
+            addresses = addresses or resolve_addresses(options, cls.addresses, environment.host or cls.host)
+            key = key or resolve_api_key(options, cls.api_key)
+        except ValueError:
+            continue
+    if not addresses or not key:
+        return None
+    return tuple(addresses), key
+
+
+def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    dispatched.reset()
+    reset_pacers()
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        workers = sorted(runner.clients.ready + runner.clients.running + runner.clients.spawning, key=lambda w: w.id)
+        for index, worker in enumerate(workers):
+            runner.send_message(OPEN_MODEL_MESSAGE, {"index": index, "count": len(workers)}, client_id=worker.id)
+    elif not isinstance(runner, WorkerRunner):
+        set_share(0, 1)
+    if not _aggregates(environment):
+        return
+    config = _bridge_config(environment)
+    if config is None:
+        logger.warning("Dispatch stats bridge off: no shard addresses or API key (see --dispatch-addresses)")
+    else:
+        current: StatsBridge | None = _state["bridge"]
+        if current is None or _state["config"] != config:
+            if current is not None:
+                current.finish_polling()
+            options = environment.parsed_options
+            current = StatsBridge(
+                environment,
+                config[0],
+                config[1],
+                interval=float(option(options, "dispatch_stats_interval", DEFAULT_STATS_INTERVAL)),
+                settle=float(option(options, "dispatch_settle", DEFAULT_SETTLE)),
+            )
+            _state["bridge"], _state["config"] = current, config
+        current.begin()
+    end = schedule_end(environment.user_classes or [])
+    if end is not None:
+        _state["stopper"] = gevent.spawn_later(end, _stop_open_model, environment)
+
+
+def _stop_open_model(environment: Any) -> None:
+    options = environment.parsed_options
+    logger.info("Open-model schedule over: stopping the test")
+    _state["stopper"] = None
+    if options is not None and getattr(options, "headless", False):
+        environment.runner.quit()
+    else:
+        environment.runner.stop()
+
+
+def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
+    stopper = _state["stopper"]
+    if stopper is not None and stopper is not gevent.getcurrent():
+        stopper.kill(block=False)
+        _state["stopper"] = None
+    current = bridge()
+    if current is not None and _aggregates(environment):
+        current.end_of_test()
+
+
+def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+    current = bridge()
+    if current is not None and _aggregates(environment):
+        current.finish(csv=bool(option(environment.parsed_options, "csv_prefix")))
+
+
+_hooks: Any = events  # Locust's EventHook.add_listener has no annotations
+for _event, _listener in (
+    ("init_command_line_parser", _on_parser),
+    ("init", _on_init),
+    ("report_to_master", _on_report),
+    ("worker_report", _on_worker_report),
+    ("test_start", _on_test_start),
+    ("test_stop", _on_test_stop),
+    ("quitting", _on_quitting),
+):
+    getattr(_hooks, _event).add_listener(_listener)

@@ -1,0 +1,375 @@
+"""``loadgen run [SCENARIO]``: everything a scenario needs, the run, the results, the exit code.
+
+1. the target: the reference endpoint in a child process (verifying a fresh key, with the
+   scenario's failure injection), or the scenario's URL;
+2. the engine: a :class:`Supervisor` with the scenario's shards (or shards already running
+   elsewhere, ``[engine] addresses``);
+3. Locust in a child process (``loadgen/scenario_locustfile.py``), headless or with its web
+   UI on 127.0.0.1, its output in ``locust.log`` and its CSVs in the run folder;
+4. every ~2 s a merged snapshot of the shards: a progress line, the time series of the
+   report, gates with ``abort_on_fail``, and the shards' health (a dead one is restarted);
+5. at the end: drain, final snapshot, gates, ``summary.json``, ``gates.json``,
+   ``junit.xml``, ``report.html``, a printed summary.
+
+Every child is stopped on every exit path (``ExitStack``). Exit codes: 0 every gate
+passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import orjson
+
+from loadgen.endpoint.process import reference_endpoint
+from loadgen.gates import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    GateResult,
+    LocustTotals,
+    abort_check,
+    evaluate,
+    exit_code,
+    write_gates_json,
+    write_junit,
+)
+from loadgen.keys import KeyMaterialError, generate_private_key, load_private_key, private_key_base64, public_key_base64
+from loadgen.pb import shard_pb2, shard_pb2_grpc
+from loadgen.report import new_run_dir, write_html_report, write_summary
+from loadgen.scenario import Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
+from loadgen.stats import Snapshot, merge_snapshots
+from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
+
+__all__ = ["RunOptions", "run"]
+
+LOCUSTFILE = Path(__file__).with_name("scenario_locustfile.py")
+POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line adds to a scenario."""
+
+    scenario: str | None = None
+    web: bool = False
+    web_port: int = 8089
+    users: int | None = None
+    spawn_rate: float | None = None
+    duration: float | None = None
+    shards: int | None = None
+    processes: int | None = None
+    results: str = "results"
+
+
+class _Engine:
+    """The shards of a run: local (a supervisor) or remote (addresses and an API key)."""
+
+    def __init__(self, supervisor: Supervisor | None, addresses: list[str], api_key: str) -> None:
+        self.supervisor = supervisor
+        self.addresses = addresses
+        self.api_key = api_key
+
+    def snapshot(self) -> Snapshot:
+        if self.supervisor is not None:
+            return self.supervisor.snapshot()
+        metadata = (("authorization", f"Bearer {self.api_key}"),)
+        parts = []
+        for address in self.addresses:
+            with grpc.insecure_channel(address) as channel:
+                reply = shard_pb2_grpc.ShardStub(channel).Stats(
+                    shard_pb2.StatsRequest(local=True), metadata=metadata, timeout=10
+                )
+            parts.append(Snapshot.from_bytes(reply.snapshot))
+        return merge_snapshots(parts)
+
+    def check(self) -> list[int]:
+        return self.supervisor.check() if self.supervisor is not None else []
+
+    def finish(self, drain_timeout: float) -> Snapshot:
+        if self.supervisor is not None:
+            return self.supervisor.drain(drain_timeout)
+        return self.snapshot()
+
+
+def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
+    load = scenario.load
+    changes: dict[str, object] = {}
+    if options.users is not None:
+        changes["users"] = options.users
+    if options.spawn_rate is not None:
+        changes["spawn_rate"] = options.spawn_rate
+    if options.duration is not None:
+        changes["duration"] = options.duration
+    if options.processes is not None:
+        changes["processes"] = options.processes
+    engine = scenario.engine if options.shards is None else replace(scenario.engine, shards=options.shards)
+    return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _target(scenario: Scenario) -> Iterator[tuple[str, str]]:
+    """Yield ``(endpoint URL, signing key as base64 seed or PEM)`` for the run."""
+    target = scenario.target
+    if not target.reference:
+        assert target.url is not None
+        signing = target.signing_key.resolve() if target.signing_key is not None else None
+        key = load_private_key(signing, "target.signing_key") if signing else generate_private_key()
+        yield target.url, private_key_base64(key)
+        return
+    key = generate_private_key()
+    extra: list[str] = []
+    if target.inject is not None:
+        extra += ["--inject-failure-rate", str(target.inject.rate), "--inject-failure-status", target.inject.status]
+        if target.inject.seed is not None:
+            extra += ["--seed", str(target.inject.seed)]
+    with reference_endpoint(public_key_base64(key.public_key()), extra=extra) as url:
+        yield url, private_key_base64(key)
+
+
+def _engine(scenario: Scenario, endpoint_url: str, signing_key: str, stack: ExitStack) -> _Engine:
+    engine = scenario.engine
+    if engine.remote:
+        api_key = engine.api_key.resolve() if engine.api_key is not None else os.environ.get("DISPATCH_API_KEY", "")
+        return _Engine(None, list(engine.addresses), api_key)
+    api_key = secrets.token_hex(16)
+    options = EngineOptions(
+        endpoint_url=endpoint_url,
+        api_key=api_key,
+        signing_key=signing_key,
+        shards=engine.shards or os.cpu_count() or 1,
+        port=0,
+        default_expiration=engine.expiration,
+        backoff=engine.backoff,
+        max_backoff=engine.max_backoff,
+        connections=engine.connections,
+        max_streams=engine.max_streams,
+        request_timeout=engine.request_timeout,
+        protocol=engine.http,
+    )
+    supervisor = Supervisor(options)
+    supervisor.start()
+    stack.callback(supervisor.close)
+    return _Engine(supervisor, supervisor.shard_addresses, api_key)
+
+
+def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> list[str]:
+    load = scenario.load
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--csv", str(run_dir / "locust")]
+    command += ["--html", str(run_dir / "locust.html"), "--exit-code-on-error", "0", "--loglevel", "WARNING"]
+    if load.model == "open":
+        executors = max(1, load.max_in_flight)
+        command += ["-u", str(executors), "-r", str(executors)]
+        command += ["-t", f"{sum(stage.duration for stage in load.stages) + 10:.0f}s"]
+    else:
+        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}"]
+        if not options.web:
+            command += ["-t", f"{load.duration:.0f}s"]
+    if load.processes != 1:
+        command += ["--processes", str(load.processes)]
+    if options.web:
+        command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
+    else:
+        command += ["--headless"]
+    return command
+
+
+def _locust_totals(run_dir: Path) -> LocustTotals | None:
+    path = run_dir / "locust_stats.csv"
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                return LocustTotals(requests=int(row["Request Count"]), failures=int(row["Failure Count"]))
+    return None
+
+
+def _progress_line(elapsed: float, planned: float | None, interval: Snapshot, seconds: float, total: Snapshot) -> str:
+    counters = interval.counters
+    done = counters.get("completed", 0) + sum(v for k, v in counters.items() if k.startswith("failed/"))
+    p99 = ""
+    values = [
+        interval.percentiles("e2e", key, (99,))[99]
+        for key in interval.keys("e2e")
+        if interval.histogram("e2e", key).count
+    ]
+    if values:
+        p99 = f"  e2e p99 {max(values) / 1000:.1f} ms (worst function)"
+    attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
+    retries = sum(v for k, v in counters.items() if k.startswith("retries/"))
+    ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
+    clock = f"{elapsed:5.0f}s" + (f"/{planned:.0f}s" if planned else "")
+    accounting = total.accounting()
+    return (
+        f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"
+        f"  accepted {accounting.accepted}  lost {accounting.lost}"
+    )
+
+
+def _monitor(
+    engine: _Engine, locust: subprocess.Popen[bytes], scenario: Scenario, planned: float | None
+) -> tuple[list[tuple[float, Snapshot]], list[GateResult], bool]:
+    """Poll the shards until Locust exits (or Ctrl-C); returns the series, abort results, interrupted."""
+    started = time.monotonic()
+    series: list[tuple[float, Snapshot]] = []
+    previous: Snapshot | None = None
+    aborted: list[GateResult] = []
+    interrupted = False
+    try:
+        while locust.poll() is None:
+            with suppress(subprocess.TimeoutExpired):
+                locust.wait(POLL_SECONDS)
+            for index in engine.check():
+                print(f"loadgen run: shard {index} died and was restarted", file=sys.stderr)
+            elapsed = time.monotonic() - started
+            snapshot = engine.snapshot()
+            interval = snapshot.minus(previous) if previous is not None else snapshot
+            seconds = elapsed - (series[-1][0] if series else 0.0)
+            series.append((elapsed, snapshot))
+            previous = snapshot
+            if seconds > 0:
+                print(_progress_line(elapsed, planned, interval, seconds, snapshot), file=sys.stderr, flush=True)
+            if not aborted and scenario.gates:
+                aborted = abort_check(scenario.gates, snapshot, elapsed)
+                if aborted:
+                    names = ", ".join(f"{r.metric} {r.condition}" for r in aborted)
+                    print(f"loadgen run: aborting, gate failed: {names}", file=sys.stderr)
+                    locust.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nloadgen run: interrupted, stopping Locust", file=sys.stderr)
+        locust.send_signal(signal.SIGTERM)
+    try:
+        locust.wait(60)
+    except subprocess.TimeoutExpired:
+        locust.kill()
+        locust.wait()
+    return series, aborted, interrupted
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(options: RunOptions) -> int:
+    """Run a scenario end to end; return the exit code."""
+    try:
+        scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
+        scenario = _apply_overrides(scenario, options)
+    except ScenarioError as exc:
+        print(f"loadgen run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started_at = datetime.now(UTC)
+    run_dir = new_run_dir(options.results, scenario.name, started_at)
+    (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario), option=orjson.OPT_INDENT_2))
+    print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
+    with ExitStack() as stack:
+        try:
+            endpoint_url, signing_key = stack.enter_context(_target(scenario))
+            engine = _engine(scenario, endpoint_url, signing_key, stack)
+        except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
+            print(f"loadgen run: could not start: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        where = "the reference endpoint" if scenario.target.reference else endpoint_url
+        shards = len(engine.addresses)
+        print(f"loadgen run: {shards} shard(s) driving {where}", file=sys.stderr)
+        env = os.environ | {
+            "LOADGEN_SCENARIO_JSON": str(run_dir / "scenario.json"),
+            "LOADGEN_ADDRESSES": ",".join(engine.addresses),
+            "DISPATCH_API_KEY": engine.api_key,
+        }
+        log = stack.enter_context((run_dir / "locust.log").open("wb"))
+        locust = subprocess.Popen(
+            _locust_command(scenario, options, run_dir), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        stack.callback(_stop, locust)
+        if options.web:
+            print(f"loadgen run: Locust web UI on http://127.0.0.1:{options.web_port} (Ctrl-C ends the run)")
+        planned = None if options.web else _planned_seconds(scenario)
+        run_started = time.monotonic()
+        series, aborted, interrupted = _monitor(engine, locust, scenario, planned)
+        duration = time.monotonic() - run_started
+        final = engine.finish(drain_timeout=10.0)
+        locust_code = locust.returncode
+    return _finish(run_dir, scenario, final, series, aborted, interrupted, locust_code, duration, started_at)
+
+
+def _planned_seconds(scenario: Scenario) -> float:
+    load = scenario.load
+    return sum(stage.duration for stage in load.stages) if load.model == "open" else load.duration
+
+
+def _finish(
+    run_dir: Path,
+    scenario: Scenario,
+    final: Snapshot,
+    series: Sequence[tuple[float, Snapshot]],
+    aborted: Sequence[GateResult],
+    interrupted: bool,
+    locust_code: int | None,
+    duration: float,
+    started_at: datetime,
+) -> int:
+    totals = _locust_totals(run_dir)
+    results = evaluate(scenario.gates, final, duration, totals)
+    accounting = final.accounting()
+    problems = []
+    if locust_code not in (0, None) and not aborted and not interrupted:
+        problems.append(f"Locust exited with code {locust_code} (see {run_dir / 'locust.log'})")
+    if not accounting.balanced:
+        problems.append(f"the accounting does not balance: {accounting}")
+    if accounting.accepted == 0:
+        problems.append("no call was accepted: nothing ran")
+    code = exit_code(results, run_failed=bool(problems))
+    write_gates_json(results, run_dir / "gates.json")
+    write_junit(results, run_dir / "junit.xml", f"loadgen.{scenario.name}", duration)
+    summary = write_summary(
+        run_dir,
+        snapshot=final,
+        started=started_at,
+        ended=datetime.now(UTC),
+        scenario=scenario,
+        gates=results,
+        series=series,
+        locust=totals,
+        duration_s=duration,
+        exit_code=code,
+        extra={"problems": problems, "aborted": bool(aborted), "interrupted": interrupted},
+    )
+    report = write_html_report(run_dir, summary)
+    print()
+    print(final.table())
+    print()
+    completed = final.counters.get("completed", 0)
+    print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    if totals is not None:
+        print(f"Locust: {totals.requests} requests, {totals.failures} failures")
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"gate {mark}  {result.message}")
+    for problem in problems:
+        print(f"loadgen run: {problem}", file=sys.stderr)
+    print(f"results: {run_dir}  (report: {report.name}, summary.json, gates.json, junit.xml, Locust CSVs)")
+    return code if code != EXIT_OK or not interrupted else EXIT_OK

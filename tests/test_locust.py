@@ -1,0 +1,323 @@
+"""The Locust plug-in, end to end: real Locust processes against real shards on 127.0.0.1.
+
+Locust runs as a subprocess (``locust -f scenarios/...``): importing :mod:`loadgen.locust`
+would patch this pytest process for gevent, so only its pure modules are imported here.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.locust.histdelta import HistogramDelta
+from loadgen.locust.schedule import ArrivalSchedule, Stage
+from loadgen.pb import shard_pb2, shard_pb2_grpc
+from loadgen.stats import ShardStats, Snapshot
+from loadgen.supervisor import EngineOptions, Supervisor
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+LOCUST = str(Path(sys.executable).with_name("locust"))
+API_KEY = "locust-test-key-5e1f0c"
+FUNCTIONS = ("echo", "sleep", "fanout", "chain", "fail")
+
+
+# ------------------------------------------------------------------------------------------
+# Shared set-up (the browser test imports these)
+# ------------------------------------------------------------------------------------------
+
+
+def read_line(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+    import threading
+
+    found: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if marker in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert found, f"no line with {marker!r} within {timeout}s"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
+    command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key"]
+    command.append(public_key_base64(signing_key.public_key()))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = read_line(process, "listening on ")
+        yield line.split("listening on ", 1)[1].split()[0]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
+    """Two fresh shards: every test counts from zero."""
+    options = EngineOptions(
+        endpoint_url=endpoint_url,
+        api_key=API_KEY,
+        signing_key=private_key_base64(signing_key),
+        shards=2,
+        port=0,
+        backoff=0.01,
+        max_backoff=0.05,
+    )
+    with Supervisor(options) as supervisor:
+        yield supervisor
+
+
+def locust_env(engine: Supervisor, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCUST_", "LOADGEN_", "DISPATCH_"))}
+    env.update(LOADGEN_ADDRESSES=",".join(engine.shard_addresses), DISPATCH_API_KEY=API_KEY, **extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def merged_snapshot(address: str) -> Snapshot:
+    """The shards' merged statistics through the Stats RPC, as any client would get them."""
+    with grpc.insecure_channel(address.removeprefix("http://")) as channel:
+        reply = shard_pb2_grpc.ShardStub(channel).Stats(
+            shard_pb2.StatsRequest(local=False), metadata=(("authorization", f"Bearer {API_KEY}"),), timeout=10
+        )
+    return Snapshot.from_bytes(reply.snapshot)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def read_stats_csv(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with path.open(newline="") as handle:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+
+
+def echo_batch() -> int:
+    found = re.search(r"^ECHO_BATCH = (\d+)", (SCENARIOS / "quickstart_locustfile.py").read_text(), re.M)
+    assert found
+    return int(found.group(1))
+
+
+def run_locust(
+    engine: Supervisor, tmp_path: Path, *args: str, timeout: float = 45
+) -> dict[tuple[str, str], dict[str, str]]:
+    command = [LOCUST, "-f", str(SCENARIOS / "quickstart_locustfile.py"), "--headless", "-u", "8", "-r", "8"]
+    command += ["-t", "6s", "--csv", str(tmp_path / "run"), "--only-summary", *args]
+    log = tmp_path / "locust.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            command,
+            env=locust_env(engine),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text[-4000:]
+    assert API_KEY not in text  # never logged
+    return read_stats_csv(tmp_path / "run_stats.csv")
+
+
+# ------------------------------------------------------------------------------------------
+# End to end
+# ------------------------------------------------------------------------------------------
+
+
+def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]]) -> None:
+    def count(kind: str, name: str) -> int:
+        return int(rows[(kind, name)]["Request Count"])
+
+    def fails(kind: str, name: str) -> int:
+        return int(rows[(kind, name)]["Failure Count"])
+
+    # Locust's own entries: one per RPC kind and function, no failures.
+    for function in FUNCTIONS:
+        assert count("grpc", f"Dispatch {function}") > 0 and fails("grpc", f"Dispatch {function}") == 0
+    for function in ("sleep", "fanout"):
+        assert count("grpc", f"Wait {function}") > 0 and fails("grpc", f"Wait {function}") == 0
+    batch = {"echo": echo_batch()}
+    dispatched = sum(
+        (count("grpc", f"Dispatch {f}") - fails("grpc", f"Dispatch {f}")) * batch.get(f, 1) for f in FUNCTIONS
+    )
+
+    # The shards accepted exactly what Locust counted as dispatched.
+    live = merged_snapshot(engine.url)
+    assert live.counters["accepted"] == dispatched
+    assert live.histogram("rpc", ("Dispatch", "ok")).count == sum(count("grpc", f"Dispatch {f}") for f in FUNCTIONS)
+
+    # Every accepted call ends: completed + failed + expired == accepted == dispatched.
+    final = engine.drain(15)
+    accounting = final.accounting()
+    assert accounting.balanced, str(accounting)
+    assert accounting.in_flight == 0 and accounting.lost == 0
+    assert accounting.completed + accounting.failed + accounting.expired == dispatched
+
+    # The bridged entries hold exactly the shards' numbers (the bridge waited for in-flight calls to end).
+    for function in FUNCTIONS:
+        assert count("e2e", f"{function} completed") == final.histogram("e2e", (function, "completed")).count
+        assert count("attempt", f"{function} OK") == final.histogram("attempt", (function, "OK")).count
+    e2e_total = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind == "e2e")
+    assert e2e_total == accounting.accepted
+    attempts = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind == "attempt")
+    assert attempts == final.counters["attempts"]
+    retried = final.histogram("attempt", ("fail", "TEMPORARY_ERROR")).count
+    assert count("attempt", "fail TEMPORARY_ERROR") == fails("attempt", "fail TEMPORARY_ERROR") == retried > 0
+    assert count("retry", "TEMPORARY_ERROR") == final.counters["retries/TEMPORARY_ERROR"] == retried
+    # Bridged latencies are in ms, from the µs histograms (the mean is exact).
+    e2e_echo = final.histogram("e2e", ("echo", "completed"))
+    assert float(rows[("e2e", "echo completed")]["Average Response Time"]) == pytest.approx(e2e_echo.mean / 1000)
+    assert float(rows[("e2e", "echo completed")]["Max Response Time"]) == pytest.approx(e2e_echo.max / 1000)
+    # Locust's "Aggregated" row stays the total of Locust's own requests.
+    own = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind == "grpc")
+    assert int(rows[("", "Aggregated")]["Request Count"]) == own
+
+
+@pytest.mark.timeout(60)
+def test_headless_run_bridges_the_shards_statistics_and_accounts_for_every_call(
+    engine: Supervisor, tmp_path: Path
+) -> None:
+    check_run(engine, run_locust(engine, tmp_path))
+
+
+@pytest.mark.timeout(60)
+def test_two_worker_processes(engine: Supervisor, tmp_path: Path) -> None:
+    rows = run_locust(engine, tmp_path, "--processes", "2")
+    assert "(index 1) reported as ready" in (tmp_path / "locust.log").read_text()
+    check_run(engine, rows)
+
+
+@pytest.mark.timeout(60)
+def test_open_model_arrivals_follow_the_schedule(engine: Supervisor, tmp_path: Path) -> None:
+    """2 s at 40/s then a ramp to 80/s over 2 s: 200 arrivals over 2 workers, then the test stops by itself."""
+    command = [LOCUST, "-f", str(SCENARIOS / "open_model_locustfile.py"), "--headless", "-u", "20", "-r", "20"]
+    command += ["--processes", "2", "--csv", str(tmp_path / "open"), "--only-summary"]
+    done = subprocess.run(
+        command,
+        env=locust_env(engine, LOADGEN_OPEN_STAGES="2:40,2:80r"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=45,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Open-model schedule over" in done.stderr
+    rows = read_stats_csv(tmp_path / "open_stats.csv")
+    arrivals = int(rows[("open", "OpenArrivals")]["Request Count"])
+    dropped = int(rows.get(("open", "dropped OpenArrivals"), {}).get("Request Count", 0))
+    assert arrivals + dropped == 200
+    assert int(rows[("grpc", "Dispatch sleep")]["Request Count"]) == arrivals
+    assert merged_snapshot(engine.url).counters["accepted"] == arrivals
+
+
+# ------------------------------------------------------------------------------------------
+# Pure pieces
+# ------------------------------------------------------------------------------------------
+
+
+def test_schedule_spreads_one_rate_over_processes() -> None:
+    stages = (Stage(2, 50), Stage(2, 100, ramp=True), Stage(1, 0))
+    alone = list(ArrivalSchedule(stages))
+    assert len(alone) == 250 and alone[:3] == pytest.approx([0, 0.02, 0.04])
+    assert all(b > a for a, b in itertools.pairwise(alone)) and alone[-1] < 4
+    shares = [list(ArrivalSchedule(stages, index, 3)) for index in range(3)]
+    assert sorted(t for share in shares for t in share) == pytest.approx(alone)
+    poisson = list(ArrivalSchedule(stages, poisson=True, seed=7))
+    assert 200 < len(poisson) < 300 and poisson == sorted(poisson)
+    with pytest.raises(ValueError):
+        Stage(0, 10)
+
+
+def _record(stats: ShardStats, values_us: list[int]) -> Snapshot:
+    for us in values_us:
+        stats.record_call("f", "completed", "OK", us / 1e6)
+    return Snapshot.from_bytes(stats.snapshot().to_bytes())
+
+
+def test_histogram_delta_is_the_histogram_of_the_new_values() -> None:
+    old_values = [100, 250, 900, 4_000, 75_000]
+    new_values = [120, 300, 301, 2_500, 9_999, 50_000, 1_200_000]
+    growing = ShardStats("s")
+    before = _record(growing, old_values)
+    after = _record(growing, new_values)
+    alone = _record(ShardStats("t"), new_values)
+    key = ("e2e", "f", "completed")
+    delta = HistogramDelta.between(after.histograms[key], before.histograms[key])
+    expected = alone.histograms[key]
+    assert (delta.count, delta.sum, dict(delta.buckets)) == (expected.count, expected.sum, expected.counts())
+    qs = (0.0, 50.0, 90.0, 99.0, 99.9, 100.0)
+    assert delta.percentiles(qs) == expected.percentiles(qs)
+    assert delta.max == expected.max and delta.min <= expected.min
+    whole = HistogramDelta.between(after.histograms[key], None)
+    assert whole.percentiles(qs) == after.histograms[key].percentiles(qs)
+
+
+@pytest.mark.timeout(60)
+def test_bridge_feed_is_exact_and_cheaper_than_one_event_per_value() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadgen.locust.bench", "--values", "2000", "20000"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1].split()
+    fire_us, bridge_us = float(last[2]), float(last[4])
+    assert bridge_us < fire_us
+
+
+def test_addresses_and_keys_resolve_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from loadgen.locust.options import group_by_host, parse_addresses, resolve_addresses, resolve_api_key
+
+    assert parse_addresses(" http://a:1, b:2  c:3/") == ["a:1", "b:2", "c:3"]
+    with pytest.raises(ValueError):
+        parse_addresses("nohost")
+    monkeypatch.delenv("LOADGEN_ADDRESSES", raising=False)
+    monkeypatch.delenv("DISPATCH_API_KEY", raising=False)
+    given = SimpleNamespace(dispatch_addresses="x:1,y:2", dispatch_api_key="opt")
+    unset = SimpleNamespace(dispatch_addresses="", dispatch_api_key="")
+    assert resolve_addresses(given, "c:9", "http://h:7") == ["x:1", "y:2"]
+    assert resolve_addresses(unset, ["c:9"], "http://h:7") == ["c:9"]
+    assert resolve_addresses(unset, None, "http://h:7") == ["h:7"]
+    with pytest.raises(ValueError):
+        resolve_addresses(unset, None, None)
+    assert resolve_api_key(given, "cls") == "opt" and resolve_api_key(unset, "cls") == "cls"
+    monkeypatch.setenv("DISPATCH_API_KEY", "env")
+    assert resolve_api_key(None, "cls") == "env"
+    assert group_by_host(["host-a:1", "host-b:1", "host-a:2", "host-a:1"]) == {
+        "host-a": ["host-a:1", "host-a:2"],
+        "host-b": ["host-b:1"],
+    }
