@@ -1,0 +1,89 @@
+"""``loadgen run``: real endpoint, shards and Locust processes; exit codes, results, accounting."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loadgen_run(*args: str, results: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "loadgen.cli", "run", *args, "--results", str(results)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def only_run_dir(results: Path) -> Path:
+    (run_dir,) = list(results.iterdir())
+    return run_dir
+
+
+def dispatched_calls(run_dir: Path) -> int:
+    """Calls Locust dispatched: successful ``Dispatch <fn>`` RPCs (batch 1 in these scenarios)."""
+    with (run_dir / "locust_stats.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["Name"].startswith("Dispatch ")]
+    return sum(int(row["Request Count"]) - int(row["Failure Count"]) for row in rows)
+
+
+def test_quickstart_passes_and_accounts_for_every_call(tmp_path: Path) -> None:
+    done = loadgen_run("--duration", "5s", "--users", "8", results=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = only_run_dir(tmp_path)
+    for name in ("summary.json", "report.html", "gates.json", "junit.xml", "locust_stats.csv", "scenario.json"):
+        assert (run_dir / name).exists(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    accounting = summary["accounting"]
+    assert accounting["balanced"] and accounting["in_flight"] == 0 and accounting["lost"] == 0
+    accepted = accounting["accepted"]
+    terminal = accounting["completed"] + accounting["failed"] + accounting["expired"]
+    assert accepted > 0 and dispatched_calls(run_dir) == accepted == terminal
+    assert "gate PASS" in done.stdout and "balanced" in done.stdout
+    assert "<svg" in (run_dir / "report.html").read_text()
+
+
+def test_failing_gate_exits_1_with_junit_failure(tmp_path: Path) -> None:
+    scenario = tmp_path / "impossible.toml"
+    scenario.write_text(
+        'name = "impossible"\n[load]\nusers = 4\nduration = "3s"\n[gates]\n"calls_per_s" = "> 1000000"\n'
+    )
+    results = tmp_path / "results"
+    done = loadgen_run(str(scenario), results=results)
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dir = only_run_dir(results)
+    gates = json.loads((run_dir / "gates.json").read_text())
+    assert [gate["passed"] for gate in gates["gates"]] == [False]
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert suite.find(".//failure") is not None
+    assert "gate FAIL" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[load]\nusers = "many"\n', "load.users"),
+        ("[[workload]]\nfunction = \"echo\"\nweight = -1\n", "workload[0].weight"),
+        ("[load\n", "TOML"),
+    ],
+)
+def test_broken_scenario_exits_2_naming_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    scenario = tmp_path / "broken.toml"
+    scenario.write_text(text)
+    results = tmp_path / "results"
+    done = loadgen_run(str(scenario), results=results, timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "broken.toml" in done.stderr and expected in done.stderr
+    assert not results.exists() or not list(results.iterdir())
+
+
+def test_retry_storm_retries_about_30_percent(tmp_path: Path) -> None:
+    done = loadgen_run(str(ROOT / "scenarios" / "retry-storm.toml"), "--duration", "6s", results=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["accounting"]["balanced"]
+    assert summary["gates"]["passed"] and all(gate["passed"] for gate in summary["gates"]["results"])
