@@ -33,6 +33,7 @@ from pathlib import Path
 import grpc
 import orjson
 
+from loadgen.children import die_with_parent_term
 from loadgen.endpoint.process import reference_endpoint
 from loadgen.gates import (
     EXIT_OK,
@@ -250,7 +251,9 @@ def _monitor(
                     locust.send_signal(signal.SIGTERM)
     except KeyboardInterrupt:
         interrupted = True
-        print("\nloadgen run: interrupted, stopping Locust", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written before we go
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nloadgen run: interrupted: stopping Locust, draining the shards, writing the results", file=sys.stderr)
         locust.send_signal(signal.SIGTERM)
     try:
         locust.wait(60)
@@ -270,8 +273,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(options: RunOptions) -> int:
     """Run a scenario end to end; return the exit code."""
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI system's stop: end the run as Ctrl-C does
     try:
         scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
         scenario = _apply_overrides(scenario, options)
@@ -301,8 +310,13 @@ def run(options: RunOptions) -> int:
             "DISPATCH_API_KEY": engine.api_key,
         }
         log = stack.enter_context((run_dir / "locust.log").open("wb"))
-        locust = subprocess.Popen(
-            _locust_command(scenario, options, run_dir), stdout=log, stderr=subprocess.STDOUT, env=env
+        locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
+            _locust_command(scenario, options, run_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent_term,
         )
         stack.callback(_stop, locust)
         if options.web:

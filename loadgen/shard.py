@@ -17,8 +17,6 @@ When the pipe closes (the supervisor died) or the parent exits, the shard exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import os
 import signal
 import time
@@ -30,6 +28,7 @@ import grpc
 import grpc.aio
 
 from loadgen.api import expected_authorization
+from loadgen.children import die_with_parent
 from loadgen.engine import AsyncDispatcher
 from loadgen.frontend import ApiError, Peer, ShardFrontend, deadline_of, id_prefix
 from loadgen.keys import load_private_key
@@ -229,17 +228,9 @@ class ShardProcess:
         self._done.set()
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphan shards)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 def run_shard(config: ShardConfig, conn: Connection, parent_pid: int) -> None:
     """Entry point of a shard process."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent_pid:
         return  # the parent died before we could ask to die with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop

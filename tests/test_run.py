@@ -87,3 +87,66 @@ def test_retry_storm_retries_about_30_percent(tmp_path: Path) -> None:
     summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["accounting"]["balanced"]
     assert summary["gates"]["passed"] and all(gate["passed"] for gate in summary["gates"]["results"])
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+        for child in map(int, children):
+            if child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def _start_and_wait_for_progress(results: Path) -> tuple[subprocess.Popen[str], set[int]]:
+    command = [sys.executable, "-m", "loadgen.cli", "run", "--duration", "60s", "--results", str(results)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert process.stderr is not None
+    for line in process.stderr:  # bounded: the run itself lasts at most 60 s
+        if "calls/s" in line:
+            break
+    return process, _descendants(process.pid)
+
+
+def _wait_gone(pids: set[int], seconds: float = 20) -> set[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid)}
+        time.sleep(0.1)
+    return alive
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return "zombie"
+
+
+def test_sigterm_ends_the_run_cleanly_with_results(tmp_path: Path) -> None:
+    import signal
+
+    process, children = _start_and_wait_for_progress(tmp_path)
+    assert len(children) >= 4  # endpoint, Locust, 2 shards
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stdout + stderr
+    summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["accounting"]["balanced"] and summary["accounting"]["in_flight"] == 0
+    assert not _wait_gone(children), "children outlived the run"
+
+
+def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
+    import signal
+
+    process, children = _start_and_wait_for_progress(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    assert not _wait_gone(children), "orphans left behind"

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from loadgen.children import die_with_parent_term
+
 __all__ = ["reference_endpoint"]
 
 
@@ -17,7 +19,10 @@ def reference_endpoint(verification_key: str, extra: Sequence[str] = (), timeout
     yield its URL; stop it after, on every exit path."""
     command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key", verification_key]
     command += list(extra)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Its own session: a Ctrl-C in the terminal reaches the parent, which stops it in order.
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=die_with_parent_term
+    )
     try:
         yield _read_endpoint_url(process, timeout)
     finally:
