@@ -1,6 +1,6 @@
 """How faults on the way to an endpoint map to Dispatch statuses.
 
-The mapping follows the SDK's own (PROTOCOL.md §5) where one exists:
+The mapping follows the Python SDK's own (dispatch/status.py) where one exists:
 429 → THROTTLED, 401 → UNAUTHENTICATED, 403 → PERMISSION_DENIED,
 408 → TIMEOUT, 400 → INVALID_ARGUMENT, 404 → NOT_FOUND, 5xx → TEMPORARY_ERROR
 (retryable), other statuses → PERMANENT_ERROR; refused or reset connections →

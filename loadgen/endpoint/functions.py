@@ -54,7 +54,7 @@ would map it):
   differs from the SDK, which answers TEMPORARY_ERROR, and the mock retries that forever.
 * undecodable input, input that is not a ``Struct``, or a bad parameter value → INVALID_ARGUMENT.
 
-Request-level failures raise :class:`RequestRejected`, mirroring PROTOCOL.md §5:
+Request-level failures raise :class:`RequestRejected`, mirroring the SDK's FastAPI endpoint:
 ``function`` empty → 400 ``invalid_argument`` "function is required"; unknown name → 404
 ``not_found`` "function 'X' does not exist".
 

@@ -6,7 +6,7 @@ with prior knowledge, anything else HTTP/1.1. Upgrade from HTTP/1.1 (``h2c``
 ``Upgrade`` header) is not supported.
 
 Only ``POST /dispatch.sdk.v1.FunctionService/Run`` is served (the query string
-is ignored). The checks run in the order of PROTOCOL.md §5:
+is ignored). The checks run in the order of the SDK's FastAPI endpoint:
 
 1. route: another path → 404, another method on the path → 405 (``Allow: POST``);
 2. body size: more than 16,000,000 bytes → 400 ``content length is too large``

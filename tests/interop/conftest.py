@@ -3,7 +3,7 @@
 Process layout:
 
 * ``sdk_app``: ``tests/interop/sdk_app.py`` in ``.venv-sdk`` (a FastAPI endpoint built with the SDK),
-  verifying signatures with the golden public key of PROTOCOL.md §3;
+  verifying signatures with the public key of the SDK's signing golden vector;
 * ``loadgen``: ``loadgen serve ENDPOINT --port 0 --api-key KEY --signing-key GOLDEN_SEED`` from this
   venv, playing the Dispatch service for that endpoint;
 * ``tests/interop/sdk_client.py`` in ``.venv-sdk``, dispatching calls with the SDK's ``dispatch.Client``;
@@ -68,7 +68,7 @@ SDK08_VENV = Path(os.environ.get("SDK08_VENV", ROOT / ".venv-sdk08"))
 SDK08_PYTHON = SDK08_VENV / "bin" / "python"
 SETUP08_SCRIPT = HERE / "setup_sdk08_venv.sh"
 
-# PROTOCOL.md §3 golden vector key (the fixed key of the SDK's 0.3-0.5 mock CLI).
+# The signing golden vector's key (the fixed key of the SDK's 0.3-0.5 mock CLI).
 GOLDEN_SEED_B64 = "Dsr7yalHYydmUuSXefCukAHo2ZSm1ED2pyGQYlwheiE="
 GOLDEN_PUBLIC_B64 = "Z+nTe2VRcw8t8Ihx++D+nXtbO28nwjWIOTLRgzrelYs="
 
