@@ -20,7 +20,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.keys import private_key_base64
 from loadgen.locust.histdelta import HistogramDelta
 from loadgen.locust.schedule import ArrivalSchedule, Stage
 from loadgen.pb import shard_pb2, shard_pb2_grpc
@@ -37,43 +37,6 @@ FUNCTIONS = ("echo", "sleep", "fanout", "chain", "fail")
 # ------------------------------------------------------------------------------------------
 # Shared set-up (the browser test imports these)
 # ------------------------------------------------------------------------------------------
-
-
-def read_line(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
-    import threading
-
-    found: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if marker in line:
-                found.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert found, f"no line with {marker!r} within {timeout}s"
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture(scope="module")
-def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
-    command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key"]
-    command.append(public_key_base64(signing_key.public_key()))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        line = read_line(process, "listening on ")
-        yield line.split("listening on ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,51 +13,17 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from conftest import read_line
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen import values
 from loadgen.frontend import owner_of
-from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.keys import private_key_base64
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.supervisor import EngineOptions, Supervisor
 
 API_KEY = "shard-test-key"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)
-
-
-def read_line(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
-    found: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if marker in line:
-                found.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert found, f"no line with {marker!r} within {timeout}s"
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture(scope="module")
-def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
-    command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key"]
-    command.append(public_key_base64(signing_key.public_key()))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        line = read_line(process, "listening on ")
-        yield line.split("listening on ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineOptions:

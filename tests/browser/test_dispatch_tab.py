@@ -26,17 +26,15 @@ from test_locust import (
     LOCUST,
     ROOT,
     SCENARIOS,
-    endpoint_url,
     engine,
     free_port,
     locust_env,
-    signing_key,
 )
 
 from loadgen.stats import Snapshot
 from loadgen.supervisor import Supervisor
 
-__all__ = ["endpoint_url", "engine", "signing_key"]  # fixtures, re-exported for pytest
+__all__ = ["engine"]  # a fixture, re-exported for pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
