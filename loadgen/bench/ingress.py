@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"for reference: Signer.headers (Content-Digest + Ed25519) costs {sign_us:.1f} µs per call in this process; "
-        "a shard signs every call when it accepts it"
+        "a shard signs each attempt when it sends it (loadgen accept: up to the pool's capacity)"
     )
     print(
         "calls/CPU-s: calls accepted per CPU-second of the server process (loadgen complete: accepted and run to "
