@@ -29,6 +29,7 @@ from loadgen.scheduler import (
     Action,
     CallFinished,
     Counters,
+    Outcome,
     RetryPolicy,
     RetryScheduled,
     RunAttempt,
@@ -64,7 +65,7 @@ class AsyncDispatcher:
         retry_policy: RetryPolicy | None = None,
         default_expiration: float = 60.0,
         result_retention: int = 100_000,
-        on_root_finished: Callable[[], None] | None = None,
+        on_root_finished: Callable[[Outcome], None] | None = None,
         max_attempts_in_flight: int = 1000,
     ) -> None:
         self.scheduler = Scheduler(
@@ -179,7 +180,7 @@ class AsyncDispatcher:
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
         if self._on_root_finished is not None:
-            self._on_root_finished()
+            self._on_root_finished(action.outcome)
         for future in self._waiters.pop(dispatch_id, ()):
             if not future.done():
                 future.set_result(outcome)

@@ -1,8 +1,9 @@
 """A shared-memory ledger of root calls per shard, so a crashed shard's calls are counted exactly.
 
 Each shard process writes its own row (single writer, no lock) as calls are
-accepted and end; the supervisor reads every row. When a shard dies, the
-calls it had accepted but not finished are *lost*: ``accepted - ended``.
+accepted and end (completed, failed or expired); the supervisor reads every
+row. When a shard dies, the calls it had accepted but not finished are
+*lost*: ``accepted - completed - failed - expired``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import tempfile
 
 __all__ = ["Ledger"]
 
-_ACCEPTED, _ENDED = 0, 1
-_FIELDS = 2
+_ACCEPTED, _COMPLETED, _FAILED, _EXPIRED = 0, 1, 2, 3
+_FIELDS = 4
+_OUTCOME_FIELD = {"completed": _COMPLETED, "failed": _FAILED, "expired": _EXPIRED}
 
 
 class Ledger:
-    """Rows of ``(accepted, ended)`` int64 counters in a memory-mapped file (``/dev/shm`` when present).
+    """Rows of ``(accepted, completed, failed, expired)`` int64 counters in a memory-mapped file
+    (``/dev/shm`` when present).
 
     The supervisor creates it (``path=None``) and removes it on :meth:`close`;
     shard processes open it by :attr:`path`.
@@ -45,19 +48,26 @@ class Ledger:
     def add_accepted(self, shard: int, count: int) -> None:
         self._cells[shard * _FIELDS + _ACCEPTED] += count
 
-    def add_ended(self, shard: int, count: int = 1) -> None:
-        self._cells[shard * _FIELDS + _ENDED] += count
+    def add_ended(self, shard: int, outcome: str = "completed", count: int = 1) -> None:
+        """*count* root calls ended as *outcome*: ``completed``, ``failed`` or ``expired``."""
+        self._cells[shard * _FIELDS + _OUTCOME_FIELD[outcome]] += count
+
+    def outcomes(self, shard: int) -> tuple[int, int, int, int]:
+        """``(accepted, completed, failed, expired)`` of one shard's current incarnation."""
+        base = shard * _FIELDS
+        cells = self._cells
+        return cells[base + _ACCEPTED], cells[base + _COMPLETED], cells[base + _FAILED], cells[base + _EXPIRED]
 
     def row(self, shard: int) -> tuple[int, int]:
         """``(accepted, ended)`` of one shard's current incarnation."""
-        base = shard * _FIELDS
-        return self._cells[base + _ACCEPTED], self._cells[base + _ENDED]
+        accepted, completed, failed, expired = self.outcomes(shard)
+        return accepted, completed + failed + expired
 
     def reset(self, shard: int) -> None:
         """Zero a row before a new incarnation of the shard starts."""
         base = shard * _FIELDS
-        self._cells[base + _ACCEPTED] = 0
-        self._cells[base + _ENDED] = 0
+        for field in range(_FIELDS):
+            self._cells[base + field] = 0
 
     def close(self) -> None:
         self._cells.release()

@@ -145,7 +145,7 @@ class ShardProcess:
             id_prefix=id_prefix(config.index, config.epoch),
             retry_policy=RetryPolicy(base_delay=config.backoff, max_delay=config.max_backoff),
             default_expiration=config.default_expiration,
-            on_root_finished=lambda: self.ledger.add_ended(config.index),
+            on_root_finished=lambda outcome: self.ledger.add_ended(config.index, outcome.value),
             max_attempts_in_flight=config.connections * config.max_streams,
         )
         self.frontend = ShardFrontend(

@@ -650,14 +650,16 @@ class Snapshot:
                 histograms[key] = diff
         return Snapshot(per_shard, histograms)
 
-    def mark_lost(self, shard: str, accepted: int | None = None) -> Snapshot:
+    def mark_lost(self, shard: str, accepted: int | None = None, ended: tuple[int, int, int] | None = None) -> Snapshot:
         """*shard* died after this snapshot: a copy where it is final (``crashed``).
 
         Every root call it accepted and did not end is ``lost``: ``accepted`` (by default
         its own counter; pass a larger count kept outside the process, such as a ledger,
         to include calls accepted after this snapshot) minus completed, failed and expired.
-        Its gauges become 0. A restarted shard may report under the same name: a merge
-        keeps crashed shards apart (see :func:`merge_snapshots`).
+        *ended* = ``(completed, failed, expired)`` from such a ledger counts the calls that
+        ended after this snapshot too (failures it did not see by status go under
+        ``failed/UNKNOWN``). Its gauges become 0. A restarted shard may report under the same
+        name: a merge keeps crashed shards apart (see :func:`merge_snapshots`).
         """
         summary = self.per_shard[shard]
         counters = dict(summary.counters)
@@ -665,17 +667,24 @@ class Snapshot:
             if accepted < counters.get("accepted", 0):
                 raise ValueError(f"{shard} accepted {counters.get('accepted', 0)} calls, not {accepted}")
             counters["accepted"] = accepted
-        ended = sum(v for k, v in counters.items() if k in ("completed", "expired") or k.startswith("failed/"))
-        counters["lost"] = max(counters.get("accepted", 0) - ended, 0)  # an excess of ended calls stays visible
+        if ended is not None:
+            completed, failed, expired = ended
+            counters["completed"] = max(counters.get("completed", 0), completed)
+            counters["expired"] = max(counters.get("expired", 0), expired)
+            seen_failed = sum(v for k, v in counters.items() if k.startswith("failed/"))
+            if failed > seen_failed:
+                counters["failed/UNKNOWN"] = counters.get("failed/UNKNOWN", 0) + failed - seen_failed
+        ended_total = sum(v for k, v in counters.items() if k in ("completed", "expired") or k.startswith("failed/"))
+        counters["lost"] = max(counters.get("accepted", 0) - ended_total, 0)  # an excess of ended calls stays visible
         per_shard = dict(self.per_shard)
         per_shard[shard] = ShardSummary(summary.seq, counters, dict.fromkeys(summary.gauges, 0), crashed=True)
         return Snapshot(per_shard, self.histograms)
 
-    def retired(self, accepted: int | None = None) -> Snapshot:
+    def retired(self, accepted: int | None = None, ended: tuple[int, int, int] | None = None) -> Snapshot:
         """:meth:`mark_lost` for the one shard of this snapshot."""
         if len(self.per_shard) != 1:
             raise ValueError(f"retired() needs a snapshot of one shard, not {len(self.per_shard)}")
-        return self.mark_lost(next(iter(self.per_shard)), accepted)
+        return self.mark_lost(next(iter(self.per_shard)), accepted, ended)
 
     # -- serialization ------------------------------------------------------------------------
 

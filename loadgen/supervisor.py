@@ -254,9 +254,9 @@ class Supervisor:
         """Account for a dead incarnation: what its last snapshot saw, plus the calls it lost."""
         assert self._ledger is not None
         index = slot.config.index
-        accepted, _ = self._ledger.row(index)
+        accepted, completed, failed, expired = self._ledger.outcomes(index)
         last = slot.last or ShardStats(f"shard-{index}").snapshot()
-        retired = last.retired(accepted)
+        retired = last.retired(accepted, ended=(completed, failed, expired))
         self.lost += retired.counters.get("lost", 0)
         self._retired.append(retired)
         self._ledger.reset(index)
