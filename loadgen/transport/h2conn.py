@@ -112,12 +112,13 @@ _SETTINGS_ACK = settings_frame({}, ack=True)
 class H2Stream(Exchange):
     """One request/response exchange on an HTTP/2 connection."""
 
-    __slots__ = ("body", "offset", "parts", "pending", "recv_unacked", "send_window", "sid", "status")
+    __slots__ = ("body", "length", "offset", "parts", "pending", "recv_unacked", "send_window", "sid", "status")
 
     def __init__(self, fut: asyncio.Future[Result], deadline: float, sid: int, send_window: int) -> None:
         super().__init__(fut, deadline)
         self.sid = sid
         self.status = 0  # 0 until a final (or informational) :status arrives
+        self.length = -1  # the response's content-length, -1 when it declared none
         self.body = b""
         self.parts: list[bytes] | None = None
         self.pending: bytes | None = None  # request body still to send (flow control)
@@ -218,7 +219,7 @@ class H2Connection(Connection):
         self._peer_max_frame = 16384
         self._recv_unacked = 0
         self._decoder = StatusDecoder()
-        self._hcache: dict[bytes, int] = {}
+        self._hcache: dict[bytes, tuple[int, int]] = {}  # block -> (:status, content-length)
         # request HPACK state: the target whose constants sit in the server's dynamic table (None: not yet;
         # False: never on this connection), the table size the server allows, a size update to send
         self._indexed: Target | bool | None = None
@@ -594,7 +595,10 @@ class H2Connection(Connection):
         body = stream.body if stream.parts is None else b"".join(stream.parts)
         fut = stream.fut
         if not fut.done():
-            if 200 <= status < 300:
+            if 0 <= stream.length != len(body):  # malformed (RFC 9113 §8.1.1): as a cut HTTP/1.1 body
+                message = f"response body of {len(body)} bytes, but its content-length says {stream.length}"
+                fut.set_exception(AttemptError(_TCP_ERROR, message))
+            elif 200 <= status < 300:
                 fut.set_result(body)
             else:
                 fut.set_exception(AttemptError(status_for_http(status), describe_http_error(status, body)))
@@ -602,17 +606,20 @@ class H2Connection(Connection):
 
     def _headers(self, sid: int, flags: int, block: bytes) -> bool:
         """Decode a complete header block; False if the connection failed."""
-        status = self._hcache.get(block)
-        if status is None:
+        cached = self._hcache.get(block)
+        if cached is None:
             try:
                 status = self._decoder.decode(block)
             except HeaderBlockError as exc:
                 self._fail(ErrorCode.COMPRESSION_ERROR, f"undecodable header block: {exc}")
                 return False
+            length = self._decoder.content_length
             if block.translate(None, _INDEXED_ONLY):
                 self._hcache.clear()  # the block may have changed the dynamic table
             elif len(self._hcache) < 64:
-                self._hcache[block] = status
+                self._hcache[block] = (status, length)
+        else:
+            status, length = cached
         stream = self._streams.get(sid)
         if stream is None:
             if sid >= self.next_sid or not sid & 1:
@@ -624,6 +631,7 @@ class H2Connection(Connection):
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, "response without a valid :status")
                 return True
             stream.status = status
+            stream.length = length if status >= 200 else -1
             if status < 200 and flags & END_STREAM:
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, "stream ended after an informational response")
                 return True

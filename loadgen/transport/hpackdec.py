@@ -22,6 +22,7 @@ __all__ = ["HeaderBlockError", "StatusDecoder"]
 _STATIC: Final = HeaderTable.STATIC_TABLE
 _STATIC_LEN: Final = len(_STATIC)
 _STATUS: Final = b":status"
+_CONTENT_LENGTH: Final = b"content-length"
 
 
 class HeaderBlockError(ValueError):
@@ -31,13 +32,14 @@ class HeaderBlockError(ValueError):
 class StatusDecoder:
     """Decodes header blocks in order; :meth:`decode` returns the block's ``:status`` (-1 if none)."""
 
-    __slots__ = ("_entries", "_limit", "_max", "_size")
+    __slots__ = ("_entries", "_limit", "_max", "_size", "content_length")
 
     def __init__(self, max_table_size: int = 4096) -> None:
         self._entries: deque[tuple[bytes, bytes]] = deque()  # newest first
         self._size = 0
         self._max = max_table_size  # our SETTINGS_HEADER_TABLE_SIZE
         self._limit = max_table_size  # the size the encoder chose (dynamic table size updates)
+        self.content_length = -1  # of the last block decoded; -1 when it had none (or an invalid one)
 
     @property
     def table_size(self) -> int:
@@ -50,8 +52,12 @@ class StatusDecoder:
         return list(self._entries)
 
     def decode(self, block: bytes) -> int:
-        """Decode *block* (updating the table); the first ``:status`` as an int, or -1."""
+        """Decode *block* (updating the table); the first ``:status`` as an int, or -1.
+
+        The block's ``content-length`` is left in :attr:`content_length`.
+        """
         status = -1
+        self.content_length = -1
         n = len(block)
         i = 0
         fields = 0
@@ -100,6 +106,8 @@ class StatusDecoder:
                 fields += 1
                 if status < 0 and name == _STATUS:
                     status = int(value) if len(value) == 3 and value.isdigit() else 0
+                elif name == _CONTENT_LENGTH and value.isdigit() and len(value) < 16:
+                    self.content_length = int(value)
         except IndexError:
             raise HeaderBlockError("truncated header block") from None
         except HPACKDecodingError as exc:
