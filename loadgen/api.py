@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 MAX_BATCH = 10_000
+MAX_EXPIRATION_SECONDS = 366 * 24 * 3600
 FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_<>.]*$")
 _REACHABLE_SCHEMES = ("http://", "https://")
 _PROTOCOL_SCHEMES = ("bridge://", "arn:aws:lambda")
@@ -42,15 +43,19 @@ def validate_calls(calls: Sequence[call_pb2.Call]) -> None:
     if len(calls) > MAX_BATCH:
         raise InvalidCall(f"the request has {len(calls)} calls; at most {MAX_BATCH} are accepted at once")
     for index, call in enumerate(calls):
-        if not FUNCTION_NAME.match(call.function):
+        if not FUNCTION_NAME.fullmatch(call.function):
             raise InvalidCall(f"calls[{index}].function {call.function[:80]!r} does not match {FUNCTION_NAME.pattern}")
         endpoint = call.endpoint
         if endpoint and not endpoint.startswith(_REACHABLE_SCHEMES):
             if endpoint.startswith(_PROTOCOL_SCHEMES):
                 raise InvalidCall(f"calls[{index}].endpoint: loadgen only reaches http:// and https:// endpoints")
             raise InvalidCall(f"calls[{index}].endpoint must start with http://, https://, bridge:// or arn:aws:lambda")
-        if call.HasField("expiration") and call.expiration.ToTimedelta().total_seconds() < 0:
-            raise InvalidCall(f"calls[{index}].expiration is negative")
+        if call.HasField("expiration"):
+            seconds = call.expiration.seconds + call.expiration.nanos / 1e9
+            if seconds < 0:
+                raise InvalidCall(f"calls[{index}].expiration is negative")
+            if seconds > MAX_EXPIRATION_SECONDS:
+                raise InvalidCall(f"calls[{index}].expiration is above {MAX_EXPIRATION_SECONDS} seconds (one year)")
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,12 @@ EPILOG = "Run 'loadgen COMMAND --help' for the options of a command."
 
 
 def _signing_key_from(value: str | None) -> tuple[Ed25519PrivateKey, bool]:
+    source = "--signing-key"
     if value is None:
-        value = os.environ.get("LOADGEN_SIGNING_KEY")
+        value, source = os.environ.get("LOADGEN_SIGNING_KEY"), "LOADGEN_SIGNING_KEY"
     if value is None:
         return generate_private_key(), True
-    return load_private_key(value, "--signing-key"), False
+    return load_private_key(value, source), False
 
 
 class _StopSignal:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import grpc
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.children import die_with_parent_term
 from loadgen.endpoint.process import reference_endpoint
@@ -47,10 +48,17 @@ from loadgen.gates import (
     write_gates_json,
     write_junit,
 )
-from loadgen.keys import KeyMaterialError, generate_private_key, load_private_key, private_key_base64, public_key_base64
+from loadgen.keys import (
+    KeyMaterialError,
+    generate_private_key,
+    load_private_key,
+    load_public_key,
+    private_key_base64,
+    public_key_base64,
+)
 from loadgen.pb import shard_pb2, shard_pb2_grpc
 from loadgen.report import new_run_dir, write_html_report, write_summary
-from loadgen.scenario import Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
+from loadgen.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 from loadgen.stats import Snapshot, merge_snapshots
 from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
 
@@ -120,24 +128,51 @@ def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
     return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class _Keys:
+    """The run's key material, resolved before anything starts (bad keys are usage errors)."""
+
+    signing: Ed25519PrivateKey
+    verification: str  # for the reference endpoint: base64 or PEM text
+
+
+def _key_source(ref: KeyRef, name: str) -> str:
+    where = f"{ref.file}: {ref.key or 'target.' + name}"
+    return f"{where} (${ref.value})" if ref.kind == "env" else where
+
+
+def _resolve_keys(scenario: Scenario) -> _Keys:
+    """Load the scenario's keys (``[target] signing_key`` / ``verification_key``), else make a pair.
+
+    Raises :class:`ScenarioError` or :class:`KeyMaterialError` naming the key's source, never its value.
+    """
+    target = scenario.target
+    if target.signing_key is not None:
+        signing = load_private_key(target.signing_key.resolve(), _key_source(target.signing_key, "signing_key"))
+    else:
+        signing = generate_private_key()
+    verification = public_key_base64(signing.public_key())
+    if target.verification_key is not None:
+        verification = target.verification_key.resolve()
+        load_public_key(verification, _key_source(target.verification_key, "verification_key"))
+    return _Keys(signing, verification)
+
+
 @contextmanager
-def _target(scenario: Scenario) -> Iterator[tuple[str, str]]:
-    """Yield ``(endpoint URL, signing key as base64 seed or PEM)`` for the run."""
+def _target(scenario: Scenario, keys: _Keys) -> Iterator[tuple[str, str]]:
+    """Yield ``(endpoint URL, signing key as base64 seed)`` for the run."""
     target = scenario.target
     if not target.reference:
         assert target.url is not None
-        signing = target.signing_key.resolve() if target.signing_key is not None else None
-        key = load_private_key(signing, "target.signing_key") if signing else generate_private_key()
-        yield target.url, private_key_base64(key)
+        yield target.url, private_key_base64(keys.signing)
         return
-    key = generate_private_key()
     extra: list[str] = []
     if target.inject is not None:
         extra += ["--inject-failure-rate", str(target.inject.rate), "--inject-failure-status", target.inject.status]
         if target.inject.seed is not None:
             extra += ["--seed", str(target.inject.seed)]
-    with reference_endpoint(public_key_base64(key.public_key()), extra=extra) as url:
-        yield url, private_key_base64(key)
+    with reference_endpoint(keys.verification, extra=extra) as url:
+        yield url, private_key_base64(keys.signing)
 
 
 def _engine(scenario: Scenario, endpoint_url: str, signing_key: str, stack: ExitStack) -> _Engine:
@@ -179,7 +214,7 @@ def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> l
         if not options.web:
             command += ["-t", f"{load.duration:.0f}s"]
     if load.processes != 1:
-        command += ["--processes", str(load.processes)]
+        command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
     if options.web:
         command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
     else:
@@ -284,7 +319,8 @@ def run(options: RunOptions) -> int:
     try:
         scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
         scenario = _apply_overrides(scenario, options)
-    except ScenarioError as exc:
+        keys = _resolve_keys(scenario)
+    except (ScenarioError, KeyMaterialError) as exc:
         print(f"loadgen run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, ValueError) as exc:
@@ -296,7 +332,7 @@ def run(options: RunOptions) -> int:
     print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
     with ExitStack() as stack:
         try:
-            endpoint_url, signing_key = stack.enter_context(_target(scenario))
+            endpoint_url, signing_key = stack.enter_context(_target(scenario, keys))
             engine = _engine(scenario, endpoint_url, signing_key, stack)
         except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
             print(f"loadgen run: could not start: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ import orjson
 from locust import constant
 
 from loadgen.locust import DispatchUser, OpenModelUser, Stage
-from loadgen.scenario import Scenario, WorkItem, parse_scenario
+from loadgen.scenario import Scenario, WorkItem, parse_redacted
 
 __all__ = ["build_user_class"]
 
@@ -67,8 +67,7 @@ def _load() -> Scenario:
     path = os.environ.get("LOADGEN_SCENARIO_JSON")
     if not path:
         raise RuntimeError("LOADGEN_SCENARIO_JSON is not set: this locustfile is run by 'loadgen run'")
-    data = orjson.loads(Path(path).read_bytes())
-    return parse_scenario(data, path, Path(path).parent)
+    return parse_redacted(orjson.loads(Path(path).read_bytes()), path, Path(path).parent)
 
 
 User = build_user_class(_load())

@@ -218,10 +218,10 @@ class _ParsedSignature:
 # The shape every Dispatch signer emits, in canonical RFC 8941 form (so the raw
 # text is its own serialization). Anything else goes through http_sfv.
 _FAST_INPUT = re.compile(
-    r'^([a-z*][a-z0-9_.*-]*)=(\((?:"[^"\\\s]+"(?: "[^"\\\s]+")*)?\))'
-    r'((?:;[a-z*][a-z0-9_.*-]*=(?:-?[0-9]{1,15}|"[^"\\]*"))*)$'
+    r'^([a-z*][a-z0-9_.*-]*)=(\((?:"[\x21\x23-\x5b\x5d-\x7e]+"(?: "[\x21\x23-\x5b\x5d-\x7e]+")*)?\))'
+    r'((?:;[a-z*][a-z0-9_.*-]*=(?:-?[1-9][0-9]{0,14}|0|"[\x20\x21\x23-\x5b\x5d-\x7e]*"))*)$'
 )
-_FAST_PARAM = re.compile(r';([a-z*][a-z0-9_.*-]*)=(-?[0-9]{1,15}|"[^"\\]*")')
+_FAST_PARAM = re.compile(r';([a-z*][a-z0-9_.*-]*)=(-?[1-9][0-9]{0,14}|0|"[\x20\x21\x23-\x5b\x5d-\x7e]*")')
 _FAST_SIGNATURE = re.compile(r"^([a-z*][a-z0-9_.*-]*)=:([A-Za-z0-9+/]*={0,2}):$")
 _SINGLE_DIGEST = re.compile(r"^(sha-512|sha-256)=:([A-Za-z0-9+/]*={0,2}):$")
 
@@ -260,7 +260,8 @@ def _parse_structured(headers: Mapping[str, str]) -> _ParsedSignature:
     signatures = _parse_dictionary("Signature", headers.get("signature"))
     if label not in signatures:
         raise _denied(f'Signature has no member labelled "{label}"')
-    signature = signatures[label].value
+    member = signatures[label]
+    signature = None if isinstance(member, InnerList) else member.value
     if not isinstance(signature, bytes):
         raise _denied("Signature member is not a byte sequence")
     covered = [item.value for item in declared]
@@ -334,8 +335,9 @@ def _verify_digest(request: SignedRequest) -> None:
     digests = _parse_dictionary("Content-Digest", header)
     for name, algorithm in (("sha-512", hashlib.sha512), ("sha-256", hashlib.sha256)):
         if name in digests:
-            expected = digests[name].value
-            if not isinstance(expected, bytes) or not hmac.compare_digest(expected, algorithm(request.body).digest()):
+            member = digests[name]
+            given = None if isinstance(member, InnerList) else member.value
+            if not isinstance(given, bytes) or not hmac.compare_digest(given, algorithm(request.body).digest()):
                 raise _denied("digest of the request body does not match the Content-Digest header")
             return
     raise SignatureError("unauthenticated", "missing content digest in http request header")

@@ -1,0 +1,457 @@
+"""Soak: is memory flat under steady load? ``python -m loadgen.bench.soak [--minutes 10] [--quick]``.
+
+Steady load for a bounded time (``--minutes``, default 10; ``--quick``: 1 minute) against
+two shards and the reference endpoint (verifying signatures), each in its own process:
+a client process (grpc.aio on uvloop) runs a closed loop of ``--concurrency`` workers,
+each dispatching one call and waiting for it with ``Wait`` (every other worker waits
+through the other shard, so ``Wait`` forwarding is exercised too), with the mix of
+``scenarios/soak.toml`` plus a ``fail`` that fails once (retries): ``echo`` with a 1 KiB
+input, ``sleep`` 20 ms, ``fanout`` of 3, ``chain`` of 3, ``payload`` of 4 KiB.
+
+Every ``--interval`` seconds it samples the resident set size (``VmRSS`` of
+``/proc/PID/status``) of every process (each shard, this process, which is the
+supervisor and driver, the endpoint and the client) and the engine's accounting
+(merged shard snapshot: completed, failed, in flight, attempts, connections), and asks
+the supervisor for the shards' health (a restart is reported and fails the run).
+
+At the end: a table of RSS over time per process, and for each process the RSS after
+warm-up (the first ``--warmup`` seconds, default max(20 s, 20% of the run), are left out),
+its least-squares slope in MB per minute after warm-up and over the last third of the
+run, and a verdict from the last third: ``flat`` when that slope is within ``--flat``
+MB/min (default 0.5), so that growth which stops (a bounded table filling up) is told
+from growth that goes on. Shards keep the results of the last 100,000 root calls each
+(``result_retention``, for ``Wait``), so a shard's RSS grows, by design, until it holds
+that many; while a shard is below that bound its verdict says so, with the memory per
+retained result, instead of calling the growth a leak; once full, it should be flat.
+Writes ``results/bench/soak.json``. Exit code 0 when no call failed, no shard restarted
+and the accounting balanced (memory is reported, not gated). Linux only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from loadgen.bench._procs import (
+    API_KEY,
+    KeyPair,
+    ReferenceEndpoint,
+    check_linux,
+    engine_idle,
+    render_table,
+    rss_bytes,
+    shard_pids,
+    start_engine,
+    wait_until,
+    write_report,
+)
+from loadgen.supervisor import Supervisor
+
+__all__ = ["main"]
+
+_CONTEXT = multiprocessing.get_context("spawn")
+RESULT_RETENTION = 100_000  # AsyncDispatcher's default: root results kept per shard for Wait
+MB = 1024 * 1024
+
+# (function, weight, input): scenarios/soak.toml's mix, plus a call that fails once and is retried
+MIX: tuple[tuple[str, int, dict[str, Any]], ...] = (
+    ("echo", 55, {"padding": "x" * 1024}),
+    ("sleep", 20, {"ms": 20}),
+    ("fanout", 10, {"n": 3}),
+    ("chain", 5, {"depth": 3}),
+    ("payload", 5, {"bytes": 4096}),
+    ("fail", 5, {"status": "TEMPORARY_ERROR", "times": 1}),
+)
+
+
+# -- the client process ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    targets: tuple[str, ...]  # the shards' own addresses
+    api_key: str
+    seconds: float
+    concurrency: int
+    seed: int
+    timeout: float = 60.0
+
+
+@dataclass
+class ClientResult:
+    ok: int = 0
+    failed: int = 0
+    rpc_errors: int = 0
+    by_function: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+async def _closed_loop(spec: ClientSpec) -> ClientResult:
+    import grpc.aio
+
+    from loadgen import values
+    from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+
+    result = ClientResult()
+    metadata = (("authorization", f"Bearer {spec.api_key}"),)
+    requests = [
+        (name, weight, dispatch_pb2.DispatchRequest(calls=[call_pb2.Call(function=name, input=values.encode(params))]))
+        for name, weight, params in MIX
+    ]
+    weights = [weight for _, weight, _ in requests]
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 * MB)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for target in spec.targets]
+    stubs = [dispatch_pb2_grpc.DispatchServiceStub(channel) for channel in channels]
+    deadline = time.monotonic() + spec.seconds
+
+    def note(error: str) -> None:
+        if len(result.errors) < 5:
+            result.errors.append(error[:300])
+
+    async def worker(index: int) -> None:
+        rng = random.Random(spec.seed * 1000 + index)
+        sender = stubs[index % len(stubs)]
+        waiter = stubs[(index + index % 2) % len(stubs)]  # odd workers wait through the other shard
+        while time.monotonic() < deadline:
+            name, _, request = rng.choices(requests, weights)[0]
+            try:
+                (dispatch_id,) = (await sender.Dispatch(request, metadata=metadata, timeout=spec.timeout)).dispatch_ids
+                wait = dispatch_pb2.WaitRequest(dispatch_id=dispatch_id)
+                wait.timeout.FromSeconds(int(spec.timeout))
+                pending = waiter.Wait(wait, metadata=metadata, timeout=spec.timeout + 5)
+                await pending
+                status = dict(await pending.trailing_metadata()).get("loadgen-status")
+            except grpc.aio.AioRpcError as exc:
+                result.rpc_errors += 1
+                note(f"{name}: {exc.code().name}: {exc.details()}")
+                continue
+            result.by_function[name] = result.by_function.get(name, 0) + 1
+            if status == "STATUS_OK":
+                result.ok += 1
+            else:
+                result.failed += 1
+                note(f"{name} ended {status}")
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(worker(i) for i in range(spec.concurrency)))
+    finally:
+        for channel in channels:
+            await channel.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _client_main(spec: ClientSpec, conn: Connection) -> None:
+    import uvloop
+
+    try:
+        uvloop.install()
+        conn.send({"result": asyncio.run(_closed_loop(spec))})
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+# -- sampling -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the load started
+    rss_mb: dict[str, float]
+    completed: int
+    failed: int
+    expired: int
+    in_flight: int
+    attempts: int
+    retries: int
+    open_connections: int
+    ended_per_shard: dict[str, int]  # root calls ended (completed, failed, expired) by each shard
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        return round(rss_bytes(pid) / MB, 2)
+    except (OSError, RuntimeError):
+        return float("nan")
+
+
+def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Sample:
+    rss = {name: _rss_mb(pid) for name, pid in processes.items()}
+    snapshot = supervisor.snapshot()
+    accounting = snapshot.accounting()
+    ended = {}
+    for shard in snapshot.shards:
+        own = snapshot.accounting(shard)
+        ended[shard] = own.completed + own.failed + own.expired
+    return Sample(
+        t=round(t, 2),
+        rss_mb=rss,
+        completed=accounting.completed,
+        failed=accounting.failed,
+        expired=accounting.expired,
+        in_flight=accounting.in_flight,
+        attempts=snapshot.counter("attempts"),
+        retries=snapshot.counter("retries"),
+        open_connections=snapshot.gauges.get("open_connections", 0),
+        ended_per_shard=ended,
+    )
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of ``(seconds, value)`` points, per minute."""
+    points = [(t, v) for t, v in points if v == v]  # drop NaN
+    if len(points) < 2:
+        return float("nan")
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread == 0:
+        return float("nan")
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread * 60
+
+
+def _summarize(samples: list[Sample], warmup: float, flat: float) -> list[dict[str, Any]]:
+    """Per process: RSS at points of the run, slopes after warm-up and over its last third, a verdict.
+
+    The verdict reads the last third, so growth that stops (a cache or a bounded table filling up)
+    is not mistaken for a leak, and growth that goes on to the end is not averaged away."""
+    after = [s for s in samples if s.t >= warmup] or samples[-2:]
+    tail_start = after[0].t + (after[-1].t - after[0].t) * 2 / 3
+    tail = [s for s in after if s.t >= tail_start]
+    rows = []
+    for name in samples[0].rss_mb:
+        series = [(s.t, s.rss_mb[name]) for s in after]
+        values = [v for _, v in series if v == v]
+        slope = _slope(series)
+        tail_slope = _slope([(s.t, s.rss_mb[name]) for s in tail])
+        row: dict[str, Any] = {
+            "process": name,
+            "rss_mb_at_start": samples[0].rss_mb[name],
+            "rss_mb_after_warmup": values[0] if values else None,
+            "rss_mb_at_end": values[-1] if values else None,
+            "rss_mb_min": min(values) if values else None,
+            "rss_mb_max": max(values) if values else None,
+            "slope_mb_per_min": round(slope, 3),
+            "slope_mb_per_min_last_third": round(tail_slope, 3),
+        }
+        verdict = "flat" if abs(tail_slope) <= flat else ("growing" if tail_slope > 0 else "shrinking")
+        if name.startswith("shard-"):
+            retained = [(s.t, min(s.ended_per_shard.get(name, 0), RESULT_RETENTION)) for s in after]
+            row["results_retained_at_end"] = retained[-1][1]
+            full = [t for t, r in retained if r >= RESULT_RETENTION]
+            row["retention_full_since_s"] = full[0] if full else None
+            per_minute = _slope([(t, float(r)) for t, r in retained if t >= tail_start])
+            if verdict == "growing" and not full and per_minute > 0:
+                kb = tail_slope * 1024 / per_minute
+                row["kb_per_retained_result"] = round(kb, 2)
+                verdict = (
+                    f"growing while result retention fills ({retained[-1][1]:,} of {RESULT_RETENTION:,}, "
+                    f"{kb:.2f} KB per result): not conclusive before it is full"
+                )
+        row["verdict"] = verdict
+        rows.append(row)
+    return rows
+
+
+def _table_rows(samples: list[Sample], names: list[str], limit: int = 30) -> list[list[object]]:
+    step = max(1, -(-len(samples) // limit))
+    chosen = samples[::step]
+    if chosen[-1] is not samples[-1]:
+        chosen.append(samples[-1])
+    rows: list[list[object]] = []
+    previous: Sample | None = None
+    for sample in chosen:
+        rate = ""
+        if previous is not None and sample.t > previous.t:
+            ended = sample.completed + sample.failed + sample.expired
+            before = previous.completed + previous.failed + previous.expired
+            rate = f"{(ended - before) / (sample.t - previous.t):.0f}"
+        rows.append(
+            [f"{sample.t:.0f}", rate, sample.in_flight, sample.completed]
+            + [f"{sample.rss_mb[name]:.1f}" for name in names]
+        )
+        previous = sample
+    return rows
+
+
+# -- main -----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(prog="python -m loadgen.bench.soak", description=doc.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="load duration in minutes (default: 10)")
+    parser.add_argument("--quick", action="store_true", help="a 1-minute soak, samples every 3 s")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default: 5)")
+    parser.add_argument("--warmup", type=float, help="seconds left out of the slope (default: max(20, 20%% of run))")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop workers (default: 16)")
+    parser.add_argument("--flat", type=float, default=0.5, help="|slope| in MB/min that counts as flat (default: 0.5)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the client's function mix")
+    parser.add_argument("--output", type=Path, default=Path("results/bench/soak.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes, args.interval = 1.0, 3.0
+    seconds = args.minutes * 60
+    if seconds < 10 or args.interval <= 0 or args.concurrency < 1:
+        parser.error("need --minutes >= 1/6, --interval > 0, --concurrency >= 1")
+    warmup = args.warmup if args.warmup is not None else max(20.0, 0.2 * seconds)
+    if warmup >= seconds:
+        parser.error("--warmup must be shorter than the run")
+    check_linux()
+
+    keys = KeyPair.generate()
+    samples: list[Sample] = []
+    restarts: list[tuple[float, int]] = []
+    with ReferenceEndpoint(keys.public) as endpoint:
+        supervisor = start_engine(endpoint.url, keys.private, 2, backoff=0.02, max_backoff=0.2)
+        try:
+            spec = ClientSpec(tuple(supervisor.shard_addresses), API_KEY, seconds, args.concurrency, args.seed)
+            ours, theirs = _CONTEXT.Pipe()
+            client = _CONTEXT.Process(target=_client_main, args=(spec, theirs), name="loadgen-soak-client", daemon=True)
+            client.start()
+            theirs.close()
+            assert client.pid is not None
+            shard_names = [f"shard-{i}" for i in range(len(shard_pids(supervisor)))]
+            print(
+                f"soak: {args.minutes:g} min of closed-loop load ({args.concurrency} workers, Dispatch + Wait) on 2 "
+                f"shards and the reference endpoint; RSS every {args.interval:g} s; warm-up {warmup:.0f} s",
+                flush=True,
+            )
+            started = time.monotonic()
+            message: dict[str, Any] | None = None
+            next_sample = started
+            hard_stop = started + seconds + 120  # the client ends by itself; this bounds a stuck one
+            while message is None:
+                now = time.monotonic()
+                if now >= next_sample:
+                    restarted = supervisor.check()
+                    restarts += [(round(now - started, 1), index) for index in restarted]
+                    processes = dict(zip(shard_names, shard_pids(supervisor), strict=True))
+                    processes |= {"supervisor": os.getpid(), "endpoint": endpoint.pid, "client": client.pid}
+                    sample = _sample(now - started, processes, supervisor)
+                    samples.append(sample)
+                    rss = "  ".join(f"{k} {v:.0f}" for k, v in sample.rss_mb.items())
+                    print(f"  [{sample.t:5.0f}s] completed {sample.completed:>8}  RSS MB: {rss}", flush=True)
+                    next_sample += args.interval
+                if ours.poll(max(0.0, next_sample - time.monotonic())):
+                    message = ours.recv()
+                elif time.monotonic() > hard_stop:
+                    message = {"error": "the client did not finish in time"}
+            client.join(10)
+            if "error" in message:
+                raise RuntimeError(f"load client: {message['error']}")
+            result: ClientResult = message["result"]
+            processes.pop("client")
+            samples.append(_sample(time.monotonic() - started, processes | {"client": 0}, supervisor))
+            wait_until(lambda: engine_idle(supervisor), 30, interval=0.1)
+            final = supervisor.drain(10)
+        finally:
+            supervisor.close()
+    for name in samples[-1].rss_mb:  # the client is gone at the last sample: carry its last value
+        if samples[-1].rss_mb[name] != samples[-1].rss_mb[name]:
+            samples[-1].rss_mb[name] = samples[-2].rss_mb[name]
+
+    summary = _summarize(samples, warmup, args.flat)
+    names = list(samples[0].rss_mb)
+    print()
+    print("RSS over time (MB); calls/s: root calls ended per second since the previous row")
+    print(render_table(["t (s)", "calls/s", "in flight", "completed", *names], _table_rows(samples, names)))
+    print()
+    print(
+        render_table(
+            [
+                "process",
+                "RSS start",
+                "after warm-up",
+                "end",
+                "min",
+                "max",
+                "MB/min after warm-up",
+                "MB/min last third",
+                "verdict (last third)",
+            ],
+            [
+                [
+                    r["process"],
+                    f"{r['rss_mb_at_start']:.1f}",
+                    f"{r['rss_mb_after_warmup']:.1f}",
+                    f"{r['rss_mb_at_end']:.1f}",
+                    f"{r['rss_mb_min']:.1f}",
+                    f"{r['rss_mb_max']:.1f}",
+                    f"{r['slope_mb_per_min']:+.3f}",
+                    f"{r['slope_mb_per_min_last_third']:+.3f}",
+                    r["verdict"],
+                ]
+                for r in summary
+            ],
+        )
+    )
+    accounting = final.accounting()
+    calls = result.ok + result.failed
+    print()
+    print(
+        f"client: {calls} calls in {result.seconds:.0f} s ({calls / max(result.seconds, 1e-9):.0f}/s), "
+        f"{result.failed} not OK, {result.rpc_errors} RPC errors; by function {result.by_function}"
+    )
+    for error in result.errors:
+        print(f"  e.g. {error}")
+    print(f"engine: {accounting}; attempts {final.counter('attempts')}, retries {final.counter('retries')}")
+    if restarts:
+        print(f"shard restarts (t, shard): {restarts}")
+    flat = [r["process"] for r in summary if r["verdict"] == "flat"]
+    print(f"flat (|slope| <= {args.flat:g} MB/min over the last third): {', '.join(flat) or 'none'}")
+    for row in summary:
+        since = row.get("retention_full_since_s")
+        if since is not None:
+            print(f"{row['process']}: result retention full ({RESULT_RETENTION:,} results) since {since:.0f} s")
+
+    write_report(
+        args.output,
+        "soak",
+        sys.argv[1:] if argv is None else argv,
+        {
+            "settings": {
+                "minutes": args.minutes,
+                "interval_s": args.interval,
+                "warmup_s": warmup,
+                "concurrency": args.concurrency,
+                "flat_mb_per_min": args.flat,
+                "mix": [
+                    {"function": f, "weight": w, "input": i if f != "echo" else {"padding": "1 KiB"}} for f, w, i in MIX
+                ],
+                "result_retention_per_shard": RESULT_RETENTION,
+            },
+            "summary": summary,
+            "client": asdict(result),
+            "engine": {
+                "accepted": accounting.accepted,
+                "completed": accounting.completed,
+                "failed": accounting.failed,
+                "expired": accounting.expired,
+                "in_flight": accounting.in_flight,
+                "lost": accounting.lost,
+                "balanced": accounting.balanced,
+                "attempts": final.counter("attempts"),
+                "retries": final.counter("retries"),
+                "restarts": restarts,
+            },
+            "samples": [asdict(s) for s in samples],
+        },
+    )
+    healthy = result.failed == 0 and result.rpc_errors == 0 and accounting.balanced and not restarts
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
