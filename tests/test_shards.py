@@ -13,8 +13,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from conftest import read_line
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from process_lines import read_line
 
 from loadgen import values
 from loadgen.frontend import owner_of
