@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         request_timeout=args.request_timeout,
         protocol=args.http,
+        result_retention=args.result_retention,
     )
     stop = _StopSignal()
     supervisor = Supervisor(options)
@@ -285,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="protocol to the endpoint: auto tries HTTP/2 (h2c prior knowledge, or ALPN) and falls back to "
         "HTTP/1.1 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--result-retention",
+        type=int,
+        default=100_000,
+        help="results each shard keeps for Wait, about 2 KB each; older ones are evicted (default: %(default)s)",
     )
     serve.add_argument(
         "--drain-timeout",

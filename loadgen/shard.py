@@ -69,6 +69,7 @@ class ShardConfig:
     max_streams: int = 100
     request_timeout: float = 30.0
     protocol: str = "auto"
+    result_retention: int = 100_000
 
 
 class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -147,6 +148,7 @@ class ShardProcess:
             default_expiration=config.default_expiration,
             on_root_finished=lambda outcome: self.ledger.add_ended(config.index, outcome.value),
             max_attempts_in_flight=config.connections * config.max_streams,
+            result_retention=config.result_retention,
         )
         self.frontend = ShardFrontend(
             self.dispatcher,

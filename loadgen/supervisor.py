@@ -58,6 +58,7 @@ class EngineOptions:
     max_streams: int = 100
     request_timeout: float = 30.0
     protocol: str = "auto"
+    result_retention: int = 100_000  # results per shard kept for Wait (about 2 KB each)
     ready_timeout: float = 30.0
     health_timeout: float = 5.0
 
@@ -171,6 +172,7 @@ class Supervisor:
             max_streams=options.max_streams,
             request_timeout=options.request_timeout,
             protocol=options.protocol,
+            result_retention=options.result_retention,
         )
 
     def _spawn(self, index: int) -> None:

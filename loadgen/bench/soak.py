@@ -298,8 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop workers (default: 16)")
     parser.add_argument("--flat", type=float, default=0.5, help="|slope| in MB/min that counts as flat (default: 0.5)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the client's function mix")
+    parser.add_argument(
+        "--result-retention",
+        type=int,
+        default=100_000,
+        help="results each shard keeps for Wait (default: %(default)s, the engine's; lower it so the soak "
+        "runs past the point where retention is full)",
+    )
     parser.add_argument("--output", type=Path, default=Path("results/bench/soak.json"))
     args = parser.parse_args(argv)
+    global RESULT_RETENTION  # the analysis compares results retained with the engine's setting
+    RESULT_RETENTION = args.result_retention
     if args.quick:
         args.minutes, args.interval = 1.0, 3.0
     seconds = args.minutes * 60
@@ -314,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     samples: list[Sample] = []
     restarts: list[tuple[float, int]] = []
     with ReferenceEndpoint(keys.public) as endpoint:
-        supervisor = start_engine(endpoint.url, keys.private, 2, backoff=0.02, max_backoff=0.2)
+        supervisor = start_engine(
+            endpoint.url, keys.private, 2, backoff=0.02, max_backoff=0.2, result_retention=args.result_retention
+        )
         try:
             spec = ClientSpec(tuple(supervisor.shard_addresses), API_KEY, seconds, args.concurrency, args.seed)
             ours, theirs = _CONTEXT.Pipe()
