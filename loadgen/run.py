@@ -21,6 +21,7 @@ import csv
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -213,13 +214,20 @@ def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> l
         command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}"]
         if not options.web:
             command += ["-t", f"{load.duration:.0f}s"]
-    if load.processes != 1:
+    if load.processes != 1:  # the master on loopback, on a free port (two runs must not collide)
         command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", str(_free_port())]
     if options.web:
         command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
     else:
         command += ["--headless"]
     return command
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _locust_totals(run_dir: Path) -> LocustTotals | None:

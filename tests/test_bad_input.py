@@ -595,7 +595,6 @@ class KeyCase:
     source: str  # what the message must name
     secret: str  # the bad value
     scenario: str | None = None  # scenario file text, written to the case's folder as case.toml
-    bug: str | None = None  # a known loadgen bug makes this case fail (strict xfail)
 
 
 SERVE = ("serve", "http://127.0.0.1:9", "--port", "0", "--shards", "1")
@@ -622,11 +621,7 @@ def _key_cases() -> dict[str, KeyCase]:
     for name, value in private.items():
         cases[f"serve --signing-key, {name}"] = KeyCase((*SERVE, f"--signing-key={value}"), {}, "--signing-key", value)
     cases["serve LOADGEN_SIGNING_KEY, short base64"] = KeyCase(
-        SERVE,
-        {"LOADGEN_SIGNING_KEY": short},
-        "LOADGEN_SIGNING_KEY",
-        short,
-        bug="loadgen/cli.py _signing_key_from: a value from LOADGEN_SIGNING_KEY is reported as --signing-key",
+        SERVE, {"LOADGEN_SIGNING_KEY": short}, "LOADGEN_SIGNING_KEY", short
     )
     for name, value in public.items():
         cases[f"endpoint --verification-key, {name}"] = KeyCase(
@@ -638,14 +633,8 @@ def _key_cases() -> dict[str, KeyCase]:
     for name, value in private.items():
         if not value:
             continue  # an empty string is refused as such ("expected a non-empty string")
-        echoed = None
-        if "/" in value:
-            echoed = (
-                "loadgen/scenario.py _Parser.key_ref: when the bad text holds a '/' (base64 and PEM text nearly "
-                "always do) the message adds \"there is no file '<the whole key text>'\", echoing the key"
-            )
         cases[f"scenario signing_key, {name}"] = KeyCase(
-            RUN, {}, "target.signing_key", value, _scenario("signing_key", value), bug=echoed
+            RUN, {}, "target.signing_key", value, _scenario("signing_key", value)
         )
     cases["scenario signing_key = env:VAR, short base64"] = KeyCase(
         RUN,
@@ -653,19 +642,10 @@ def _key_cases() -> dict[str, KeyCase]:
         "BAD_INPUT_TEST_KEY",
         short,
         _scenario("signing_key", "env:BAD_INPUT_TEST_KEY"),
-        bug="loadgen/run.py run/_target: a scenario's env:VAR key is only loaded when the run starts; a bad one "
-        "exits 3 ('could not start'), leaves a results folder, and names neither the file nor the variable",
     )
     for name, value in {"short base64": short, "EC public key": _with_a_slash(_ec_public_pem)}.items():
         cases[f"scenario verification_key, {name}"] = KeyCase(
-            RUN,
-            {},
-            "target.verification_key",
-            value,
-            _scenario("verification_key", value),
-            bug="loadgen/scenario.py _Parser.key_ref: the same echo of a key text holding a '/'"
-            if "/" in value
-            else None,
+            RUN, {}, "target.verification_key", value, _scenario("verification_key", value)
         )
     return cases
 
@@ -721,14 +701,7 @@ def _check_key_case(case: KeyCase, done: Finished) -> None:
         assert not results.exists() or not any(results.iterdir()), "a results folder for a run that never started"
 
 
-def _key_params() -> list[object]:
-    return [
-        pytest.param(name, id=name)
-        for name, case in KEY_CASES.items()
-    ]
-
-
-@pytest.mark.parametrize("name", _key_params())
+@pytest.mark.parametrize("name", list(KEY_CASES))
 def test_bad_key_material_exits_2_naming_the_source_not_the_key(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
