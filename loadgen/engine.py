@@ -41,6 +41,14 @@ from loadgen.stats import ShardStats
 __all__ = ["AsyncDispatcher", "Transport", "UnknownCall"]
 
 
+def _error_text(kind: str, message: str, status_text: str = "") -> str:
+    """``Error.type: Error.message`` as a failure sample: just the message when the type is only the
+    status name again (errors loadgen wrote itself) or the message already starts with it."""
+    if kind and message and kind != status_text and not message.startswith(kind):
+        return f"{kind}: {message}"
+    return message or kind
+
+
 class Transport(Protocol):
     """What the dispatcher needs of an endpoint client (``loadgen.transport.EndpointPool``)."""
 
@@ -130,13 +138,18 @@ class AsyncDispatcher:
                 if not waiters:
                     del self._waiters[dispatch_id]
 
-    async def drain(self, timeout: float) -> int:
-        """Wait up to *timeout* for in-flight calls; expire the rest. Returns how many were expired."""
-        if self.in_flight:
+    async def drain(self, timeout: float, expire_rest: bool = True) -> int:
+        """Wait up to *timeout* for in-flight calls, then stop. Returns how many were left.
+
+        With *expire_rest* they end as expired ("the shard stopped before the call finished");
+        without, they stay in flight (counted by :attr:`in_flight`: a run that reports them).
+        Either way no attempt runs after this returns.
+        """
+        if self.in_flight and timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
         left = self.in_flight
-        if left:
+        if left and expire_rest:
             self._apply(self.scheduler.cancel_all(time.time(), "the shard stopped before the call finished"))
         self._backlog.clear()
         for task in list(self._tasks):
@@ -179,6 +192,12 @@ class AsyncDispatcher:
         self.stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
+        if action.outcome is not Outcome.COMPLETED:
+            error = action.result.error
+            name = status_name(action.status)
+            self.stats.record_failure(
+                action.outcome.value, action.function, name, _error_text(error.type, error.message, name)
+            )
         if self._on_root_finished is not None:
             self._on_root_finished(action.outcome)
         for future in self._waiters.pop(dispatch_id, ()):
@@ -213,6 +232,7 @@ class AsyncDispatcher:
             response = function_pb2.RunResponse.FromString(body)
         except AttemptError as exc:
             self._record_attempt(request.function, exc.code, started)
+            self.stats.record_failure("attempt", request.function, status_name(exc.code), exc.message)
             self._apply(
                 self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, exc.code, exc.message, time.time())
             )
@@ -221,9 +241,15 @@ class AsyncDispatcher:
             code = status.STATUS_INVALID_RESPONSE
             self._record_attempt(request.function, code, started)
             message = f"undecodable RunResponse: {exc}"
+            self.stats.record_failure("attempt", request.function, status_name(code), message)
             self._apply(self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
             return
-        self._record_attempt(request.function, response.status or status.STATUS_OK, started)
+        code = response.status or status.STATUS_OK
+        self._record_attempt(request.function, code, started)
+        if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
+            error = response.exit.result.error
+            message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
+            self.stats.record_failure("attempt", request.function, status_name(code), message)
         self._apply(self.scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
 
     def _record_attempt(self, function: str, code: int, started: float) -> None:

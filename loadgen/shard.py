@@ -9,7 +9,8 @@ connections to the endpoint. It talks to its supervisor over a pipe:
 * shard → supervisor: ``{"ready": private_address}``, ``{"snapshot": bytes}``,
   ``{"drained": bytes, "expired": n}``;
 * supervisor → shard: ``{"peers": {index: (address, epoch)}}``,
-  ``{"snapshot": None}``, ``{"drain": seconds}``.
+  ``{"snapshot": None}``, ``{"drain": seconds, "expire": bool}`` (without ``expire``, or
+  true, the calls still in flight after *seconds* expire; false: they stay in flight, reported).
 
 When the pipe closes (the supervisor died) or the parent exits, the shard exits.
 """
@@ -221,11 +222,12 @@ class ShardProcess:
         elif "snapshot" in message:
             self.conn.send({"snapshot": self.snapshot().to_bytes()})
         elif "drain" in message:
-            self._draining = asyncio.ensure_future(self._drain(float(message["drain"])))
+            expire = bool(message.get("expire", True))
+            self._draining = asyncio.ensure_future(self._drain(float(message["drain"]), expire))
 
-    async def _drain(self, timeout: float) -> None:
+    async def _drain(self, timeout: float, expire: bool) -> None:
         self.frontend.draining = True
-        expired = await self.dispatcher.drain(timeout)
+        expired = await self.dispatcher.drain(timeout, expire_rest=expire)
         self.conn.send({"drained": self.snapshot().to_bytes(), "expired": expired})
         self._done.set()
 

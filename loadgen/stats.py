@@ -27,7 +27,13 @@ Counters (cumulative, summed by a merge): ``accepted``, ``completed``,
 histograms), ``retries/<STATUS>``, ``lost`` and, only when it happened,
 ``clamped`` (values outside the histogram range, recorded at its edge).
 Gauges (current values, also summed by a merge): ``in_flight`` and
-``open_connections``. Root calls balance:
+``open_connections``.
+
+Failures by (kind, function, status), with a count and the first message seen
+(:meth:`ShardStats.record_failure`, :attr:`Snapshot.failures`): kind ``attempt`` (an
+endpoint attempt that did not answer OK, retried or not), ``failed`` or ``expired`` (a root
+call that ended so). Counts merge exactly; the sample of a merge is the first shard's (in
+name order) that has one. This is what Locust's failures tab is to requests. Root calls balance:
 ``accepted == completed + failed + expired + in_flight + lost``
 (:meth:`Snapshot.accounting`).
 
@@ -68,6 +74,7 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "DEFAULT_PERCENTILES",
+    "FAILURE_KINDS",
     "FAMILIES",
     "GAUGE_IN_FLIGHT",
     "GAUGE_OPEN_CONNECTIONS",
@@ -75,6 +82,8 @@ __all__ = [
     "LOWEST_US",
     "SIGNIFICANT_FIGURES",
     "Accounting",
+    "FailureKey",
+    "FailureTally",
     "Family",
     "HistKey",
     "HistogramSnapshot",
@@ -92,6 +101,9 @@ Family = Literal["rpc", "attempt", "e2e"]
 FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e")
 Key = tuple[str, str]
 HistKey = tuple[Family, str, str]
+FailureKey = tuple[str, str, str]  # (kind, function, status)
+FAILURE_KINDS: Final[tuple[str, ...]] = ("attempt", "failed", "expired")
+SAMPLE_CHARS: Final = 300
 
 LOWEST_US: Final = 1
 HIGHEST_US: Final = 3_600_000_000  # one hour
@@ -439,8 +451,16 @@ def _shard_base(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class FailureTally:
+    """How often one kind of failure happened, and the first message seen for it."""
+
+    count: int
+    sample: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShardSummary:
-    """One shard's counters and gauges in a snapshot.
+    """One shard's counters, gauges and failure tallies in a snapshot.
 
     ``seq`` numbers the shard's snapshots (0, 1, ...) so a receiver can drop stale
     ones; ``crashed`` is set by :meth:`Snapshot.mark_lost`.
@@ -450,9 +470,18 @@ class ShardSummary:
     counters: Mapping[str, int]
     gauges: Mapping[str, int]
     crashed: bool = False
+    failures: Mapping[FailureKey, FailureTally] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "crashed": self.crashed, "counters": self.counters, "gauges": self.gauges}
+        data: dict[str, Any] = {
+            "seq": self.seq,
+            "crashed": self.crashed,
+            "counters": self.counters,
+            "gauges": self.gauges,
+        }
+        if self.failures:
+            data["failures"] = [[*key, tally.count, tally.sample] for key, tally in sorted(self.failures.items())]
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> ShardSummary:
@@ -461,7 +490,40 @@ class ShardSummary:
         seq, crashed = data.get("seq"), data.get("crashed", False)
         if type(seq) is not int or type(crashed) is not bool:
             raise ValueError("shard seq must be an integer and crashed a boolean")
-        return cls(seq, _int_map(data.get("counters"), "counters"), _int_map(data.get("gauges"), "gauges"), crashed)
+        return cls(
+            seq,
+            _int_map(data.get("counters"), "counters"),
+            _int_map(data.get("gauges"), "gauges"),
+            crashed,
+            _failures_from_json(data.get("failures", [])),
+        )
+
+
+def _failures_from_json(data: Any) -> dict[FailureKey, FailureTally]:
+    if not isinstance(data, list):
+        raise ValueError("shard failures must be a list")
+    out: dict[FailureKey, FailureTally] = {}
+    for row in data:
+        if (
+            not isinstance(row, list)
+            or len(row) != 5
+            or not all(isinstance(part, str) for part in row[:3])
+            or type(row[3]) is not int
+            or row[3] < 0
+            or not isinstance(row[4], str)
+        ):
+            raise ValueError("a shard failure is [kind, function, status, count, sample]")
+        out[(row[0], row[1], row[2])] = FailureTally(row[3], row[4])
+    return out
+
+
+def _add_failures(total: dict[FailureKey, FailureTally], part: Mapping[FailureKey, FailureTally]) -> None:
+    for key, tally in part.items():
+        have = total.get(key)
+        if have is None:
+            total[key] = tally
+        else:
+            total[key] = FailureTally(have.count + tally.count, have.sample or tally.sample)
 
 
 def _int_map(data: Any, what: str) -> dict[str, int]:
@@ -545,6 +607,23 @@ class Snapshot:
             _add_into(total, summary.gauges)
         return total
 
+    @cached_property
+    def failures(self) -> Mapping[FailureKey, FailureTally]:
+        """Failure tallies summed over shards (the sample: the first shard's, in name order, that has one)."""
+        total: dict[FailureKey, FailureTally] = {}
+        for name in self.shards:
+            _add_failures(total, self.per_shard[name].failures)
+        return total
+
+    def top_failure(self, kinds: Iterable[str] = FAILURE_KINDS) -> tuple[FailureKey, FailureTally] | None:
+        """The most frequent failure of *kinds* (ties: the first key in order), or ``None``."""
+        wanted = set(kinds)
+        best: tuple[FailureKey, FailureTally] | None = None
+        for key, tally in sorted(self.failures.items()):
+            if key[0] in wanted and tally.count and (best is None or tally.count > best[1].count):
+                best = (key, tally)
+        return best
+
     def counter(self, name: str) -> int:
         """Counter *name* including all its ``name/<label>`` parts (``counter("failed")``)."""
         prefix = name + "/"
@@ -623,22 +702,33 @@ class Snapshot:
             earlier_parts = [earlier.per_shard[name] for name in earlier_groups.get(base, [])]
             counters: dict[str, int] = {}
             gauges: dict[str, int] = {}
+            failures: dict[FailureKey, FailureTally] = {}
             for part in later_parts:
                 _add_into(counters, part.counters)
                 _add_into(gauges, part.gauges)
+                _add_failures(failures, part.failures)
             for part in earlier_parts:
                 for counter, value in part.counters.items():
                     left = counters.get(counter, 0) - value
                     if left < 0:
                         raise ValueError(f"counter {counter!r} of shard {base!r} went down: not an earlier snapshot")
                     counters[counter] = left
+                for key, tally in part.failures.items():
+                    have = failures.get(key)
+                    left = (have.count if have is not None else 0) - tally.count
+                    if left < 0:
+                        raise ValueError(f"failure count {key} of shard {base!r} went down: not an earlier snapshot")
+                    if left:
+                        failures[key] = FailureTally(left, have.sample if have is not None else "")
+                    else:
+                        failures.pop(key, None)
             crashed_now = sum(part.crashed for part in later_parts)
             crashed = crashed_now > sum(part.crashed for part in earlier_parts) or (
                 base in self.per_shard and self.per_shard[base].crashed
             )
             name = names[0] if len(names) == 1 else base
             seq = max(part.seq for part in later_parts)
-            per_shard[name] = ShardSummary(seq, counters, gauges, crashed)
+            per_shard[name] = ShardSummary(seq, counters, gauges, crashed, failures)
         gone = sorted(set(earlier.histograms) - set(self.histograms))
         if gone:
             raise ValueError(f"histogram {gone[0]} is in the earlier snapshot only: not an earlier snapshot")
@@ -677,7 +767,9 @@ class Snapshot:
         ended_total = sum(v for k, v in counters.items() if k in ("completed", "expired") or k.startswith("failed/"))
         counters["lost"] = max(counters.get("accepted", 0) - ended_total, 0)  # an excess of ended calls stays visible
         per_shard = dict(self.per_shard)
-        per_shard[shard] = ShardSummary(summary.seq, counters, dict.fromkeys(summary.gauges, 0), crashed=True)
+        per_shard[shard] = ShardSummary(
+            summary.seq, counters, dict.fromkeys(summary.gauges, 0), crashed=True, failures=summary.failures
+        )
         return Snapshot(per_shard, self.histograms)
 
     def retired(self, accepted: int | None = None, ended: tuple[int, int, int] | None = None) -> Snapshot:
@@ -874,6 +966,7 @@ class ShardStats:
         self._e2e: dict[Key, _Series] = {}
         self._counters: dict[str, int] = {"accepted": 0, "completed": 0, "expired": 0, "lost": 0}
         self._gauges: dict[str, int] = {GAUGE_IN_FLIGHT: 0, GAUGE_OPEN_CONNECTIONS: 0}
+        self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
         self._seq = 0
 
     def record_rpc(self, name: str, ok: bool, seconds: float) -> None:
@@ -906,6 +999,15 @@ class ShardStats:
         series.record(seconds)
         name = "failed/" + status if outcome == "failed" else outcome
         self._counters[name] = self._counters.get(name, 0) + 1
+
+    def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
+        """A failure of *kind* (``attempt``, ``failed``, ``expired``): counted, the first *message* kept."""
+        key = (kind, function, status)
+        tally = self._failures.get(key)
+        if tally is None:
+            self._failures[key] = [1, message[:SAMPLE_CHARS]]
+        else:
+            tally[0] += 1
 
     def count_accepted(self, n: int = 1) -> None:
         """*n* root calls were accepted."""
@@ -944,6 +1046,7 @@ class ShardStats:
         counters["attempts"] = attempts
         if clamped:
             counters["clamped"] = clamped
-        summary = ShardSummary(self._seq, counters, dict(self._gauges))
+        failures = {key: FailureTally(count, sample) for key, (count, sample) in self._failures.items()}
+        summary = ShardSummary(self._seq, counters, dict(self._gauges), failures=failures)
         self._seq += 1
         return Snapshot({self.shard: summary}, histograms)

@@ -8,7 +8,8 @@
   accepted and not reported finished are counted as *lost* (exactly, from the
   shared-memory ledger), never dropped silently.
 * **Drain**: ``drain(timeout)`` stops intake, lets in-flight calls finish up to
-  *timeout*, expires the rest, and returns the final merged snapshot.
+  *timeout*, expires the rest (or, with ``expire_rest=False``, reports them as still in
+  flight), and returns the final merged snapshot.
 * **No orphans**: shards die with the supervisor (``PR_SET_PDEATHSIG`` and the
   pipe closing), and ``close()`` kills whatever is left.
 """
@@ -282,11 +283,15 @@ class Supervisor:
                 parts.append(current)
         return merge_snapshots(parts)
 
-    def drain(self, timeout: float) -> Snapshot:
-        """Stop intake, finish or expire in-flight calls, and return the final merged snapshot."""
+    def drain(self, timeout: float, expire_rest: bool = True) -> Snapshot:
+        """Stop intake, let in-flight calls finish for up to *timeout* seconds, return the final merged snapshot.
+
+        The calls still in flight then expire, or with *expire_rest* false stay in the
+        snapshot's ``in_flight`` gauge (a run that ended before they did reports them).
+        """
         for slot in self._slots.values():
             with contextlib.suppress(OSError):
-                slot.conn.send({"drain": timeout})
+                slot.conn.send({"drain": max(0.0, timeout), "expire": expire_rest})
         finals = []
         for slot in self._slots.values():
             message = self._receive(slot, timeout + 10)

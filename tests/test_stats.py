@@ -515,3 +515,43 @@ def test_table_layout() -> None:
     assert lines[5].split()[:3] == ["e2e", "echo", "completed"]
     assert "accepted 1  completed 1" in table
     assert table.endswith("balanced")
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure tallies: counted per (kind, function, status), the first message kept, merged exactly
+# ---------------------------------------------------------------------------------------------
+
+
+def test_failure_tallies_merge_exactly_and_keep_the_first_message() -> None:
+    one, two = stats.ShardStats("shard-0"), stats.ShardStats("shard-1")
+    for i in range(5):
+        one.record_failure("attempt", "greet", "TEMPORARY_ERROR", f"HTTP 500: boom {i}")
+    two.record_failure("attempt", "greet", "TEMPORARY_ERROR", "HTTP 500: other")
+    two.record_failure("failed", "doomed", "INVALID_ARGUMENT", "ValueError: doomed" + "!" * 1000)
+    early = Snapshot.from_bytes(one.snapshot().to_bytes()).merge(Snapshot.from_bytes(two.snapshot().to_bytes()))
+    tally = early.failures[("attempt", "greet", "TEMPORARY_ERROR")]
+    assert tally.count == 6 and tally.sample == "HTTP 500: boom 0"
+    assert len(early.failures[("failed", "doomed", "INVALID_ARGUMENT")].sample) == stats.SAMPLE_CHARS
+    assert early.top_failure() == (("attempt", "greet", "TEMPORARY_ERROR"), tally)
+    assert early.top_failure(("failed",)) is not None and early.top_failure(("expired",)) is None
+    for _ in range(3):
+        two.record_failure("attempt", "greet", "TEMPORARY_ERROR", "HTTP 500: later")
+    later = Snapshot.from_bytes(one.snapshot().to_bytes()).merge(Snapshot.from_bytes(two.snapshot().to_bytes()))
+    interval = later.minus(early)  # the new ones all happened in shard-1: its first message
+    expected = {("attempt", "greet", "TEMPORARY_ERROR"): stats.FailureTally(3, "HTTP 500: other")}
+    assert dict(interval.failures) == expected
+    crashed = later.mark_lost("shard-1")
+    assert crashed.failures[("attempt", "greet", "TEMPORARY_ERROR")].count == 9
+    with pytest.raises(ValueError, match="failure count"):
+        early.minus(later)
+    assert Snapshot.from_json(later.to_json()).failures == later.failures
+
+
+def test_a_snapshot_without_failures_has_none_and_bad_rows_are_refused() -> None:
+    quiet = stats.ShardStats("s")
+    quiet.record_call("f", "completed", "OK", 0.001)
+    data = quiet.snapshot().to_json()
+    assert "failures" not in data["shards"]["s"] and Snapshot.from_json(data).failures == {}
+    data["shards"]["s"]["failures"] = [["attempt", "f", "OK", -1, ""]]
+    with pytest.raises(ValueError, match="a shard failure is"):
+        Snapshot.from_json(data)
