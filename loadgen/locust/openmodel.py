@@ -28,7 +28,8 @@ of executors for a schedule of arrivals that does not wait for anyone::
 * **What is recorded**, each as its own Locust entry (``request_type="open"``):
 
   - ``"<name>"``: each arrival, response time = end - *intended* start (the latency a
-    client arriving on schedule would see), failed when :meth:`arrival` raised;
+    client arriving on schedule would see), failed when :meth:`arrival` raised or a call it
+    waited for failed, expired or was wrong (its ``Wait`` entry says which);
   - ``"late <name>"``: arrivals that started more than :attr:`OpenModelUser.late_after`
     seconds after their intended time, response time = how late;
   - ``"dropped <name>"``: arrivals more than :attr:`OpenModelUser.max_lateness` late, which
@@ -37,8 +38,10 @@ of executors for a schedule of arrivals that does not wait for anyone::
   The RPCs inside :meth:`arrival` are recorded as usual (``grpc`` / ``Dispatch …``) from
   their actual send time.
 * **The end.** After the last stage executors idle. With ``stop_when_done = True`` (the
-  default) the master or local runner stops the test once the schedule is over plus
-  :attr:`OpenModelUser.grace` seconds (it quits in ``--headless`` mode).
+  default) the master or local runner stops the test once the schedule is over and the
+  arrivals under way have ended, or at the latest :attr:`OpenModelUser.grace` seconds later
+  (a master, which cannot see its workers' arrivals, waits the whole grace); it quits in
+  ``--headless`` mode.
 """
 
 from __future__ import annotations
@@ -49,12 +52,21 @@ from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
 from locust import constant, task
-from locust.exception import RescheduleTask
+from locust.exception import RescheduleTask, StopUser
 
 from loadgen.locust.schedule import ArrivalSchedule, Stage
 from loadgen.locust.user import DispatchUser
 
-__all__ = ["OPEN_MODEL_MESSAGE", "ArrivalSchedule", "OpenModelUser", "Pacer", "Stage", "set_share"]
+__all__ = [
+    "OPEN_MODEL_MESSAGE",
+    "ArrivalSchedule",
+    "OpenModelUser",
+    "Pacer",
+    "Stage",
+    "outstanding_arrivals",
+    "schedule_end",
+    "set_share",
+]
 
 OPEN_MODEL_MESSAGE = "loadgen_open_model"
 
@@ -81,6 +93,12 @@ class Pacer:
 # This process's share of the arrivals: (index, count), set by the master's message at test start.
 _share: list[int] = [0, 1]
 _pacers: dict[type, Pacer] = {}
+_outstanding: list[int] = [0]  # arrivals taken from a schedule and not yet over, in this process
+
+
+def outstanding_arrivals() -> int:
+    """Arrivals of this process taken from a schedule and not yet over (waiting, running)."""
+    return _outstanding[0]
 
 
 def set_share(index: int, count: int) -> None:
@@ -159,32 +177,47 @@ class OpenModelUser(DispatchUser):
             if intended is None:
                 gevent.sleep(1.0)  # the schedule is over: idle until the test stops
                 continue
-            delay = intended - time.monotonic()
-            if delay > 0:
-                gevent.sleep(delay)
-            lateness = time.monotonic() - intended
-            if cls.max_lateness is not None and lateness > cls.max_lateness:
-                error = RuntimeError(f"arrival more than {cls.max_lateness:g}s late: dropped (add users)")
-                self._record(f"dropped {name}", lateness * 1000.0, error)
-                continue
-            if lateness > cls.late_after:
-                self._record(f"late {name}", lateness * 1000.0)
-            failure: BaseException | None = None
+            _outstanding[0] += 1
             try:
-                self.arrival()
-            except RescheduleTask as exc:  # DispatchFailed: the RPC's own entry has the failure
-                failure = exc
-            except Exception as exc:
-                self._record(name, (time.monotonic() - intended) * 1000.0, exc)
-                raise
-            self._record(name, (time.monotonic() - intended) * 1000.0, failure)
+                self._arrive(name, intended)
+            finally:
+                _outstanding[0] -= 1
+
+    def _arrive(self, name: str, intended: float) -> None:
+        cls = type(self)
+        delay = intended - time.monotonic()
+        if delay > 0:
+            gevent.sleep(delay)
+        lateness = time.monotonic() - intended
+        if cls.max_lateness is not None and lateness > cls.max_lateness:
+            error = RuntimeError(f"arrival more than {cls.max_lateness:g}s late: dropped (add users)")
+            self._record(f"dropped {name}", lateness * 1000.0, error)
+            return
+        if lateness > cls.late_after:
+            self._record(f"late {name}", lateness * 1000.0)
+        failure: BaseException | None = None
+        failed_waits = self.failed_waits
+        try:
+            self.arrival()
+        except RescheduleTask as exc:  # DispatchFailed: the RPC's own entry has the failure
+            failure = exc
+        except StopUser:  # Locust is stopping this user: no arrival happened
+            raise
+        except Exception as exc:
+            self._record(name, (time.monotonic() - intended) * 1000.0, exc)
+            raise
+        if failure is None and self.failed_waits > failed_waits:
+            failure = RuntimeError("a call of this arrival failed (see its Wait entry)")
+        self._record(name, (time.monotonic() - intended) * 1000.0, failure)
 
 
-def schedule_end(user_classes: Sequence[type[Any]]) -> float | None:
-    """Seconds after the start at which the open-model classes that stop when done are over (with grace)."""
-    ends = [
-        cls.total_duration() + cls.grace
+def schedule_end(user_classes: Sequence[type[Any]]) -> tuple[float, float] | None:
+    """``(schedule over, grace over)``: seconds after the start for the open-model classes that stop when done."""
+    classes = [
+        cls
         for cls in user_classes
         if isinstance(cls, type) and issubclass(cls, OpenModelUser) and cls.stop_when_done and cls.stages
     ]
-    return max(ends) if ends else None
+    if not classes:
+        return None
+    return max(cls.total_duration() for cls in classes), max(cls.total_duration() + cls.grace for cls in classes)

@@ -13,6 +13,15 @@ option                         environment variable    meaning
 ``--dispatch-stats-interval``                          seconds between two polls of the shards' statistics
 ``--dispatch-settle``                                  at the end of a run, how long the bridge waits for the
                                                        calls still in flight to end before its final poll
+``--dispatch-sdk``             ``LOADGEN_SDK``         how inputs are encoded and outputs decoded
+                                                       (``reference``, ``dispatch-py``, ``dispatch-go``,
+                                                       ``raw``); else ``DispatchUser.sdk``, else reference
+``--dispatch-caller-file``     ``LOADGEN_CALLER_FILE`` master / local runner: write the checked results
+                                                       there (:mod:`loadgen.caller`) every few seconds and
+                                                       when Locust quits
+``--dispatch-run-time``                                stop the test this many seconds after it started:
+                                                       users get ``--stop-timeout`` to finish their calls,
+                                                       then (headless) Locust quits, workers' last reports in
 =============================  ======================  =====================================================
 
 A command-line option or environment variable wins over a ``DispatchUser`` class attribute,
@@ -35,6 +44,7 @@ __all__ = [
     "parse_addresses",
     "resolve_addresses",
     "resolve_api_key",
+    "resolve_sdk",
 ]
 
 DEFAULT_STATS_INTERVAL = 2.0
@@ -70,6 +80,29 @@ def add_arguments(parser: Any) -> None:
         default=DEFAULT_SETTLE,
         include_in_web_ui=False,
         help="At the end of a run, seconds to wait for calls still in flight to end before the final poll",
+    )
+    parser.add_argument(
+        "--dispatch-sdk",
+        env_var="LOADGEN_SDK",
+        default="",
+        help="How DispatchUser encodes inputs and decodes outputs: reference, dispatch-py, dispatch-go or raw "
+        "(default: the user class's sdk attribute, else reference)",
+    )
+    parser.add_argument(
+        "--dispatch-caller-file",
+        env_var="LOADGEN_CALLER_FILE",
+        default="",
+        include_in_web_ui=False,
+        help="Master or local runner: write the checked results (per function: completed, failed, wrong) "
+        "to this JSON file every few seconds and at the end",
+    )
+    parser.add_argument(
+        "--dispatch-run-time",
+        type=float,
+        default=0.0,
+        include_in_web_ui=False,
+        help="Stop the test this many seconds after it started, letting calls finish for up to --stop-timeout "
+        "(then quit, when headless); unlike --run-time, workers' last results are in before Locust quits",
     )
 
 
@@ -126,6 +159,14 @@ def resolve_api_key(parsed_options: Any, class_value: str | None) -> str:
         if candidate:
             return str(candidate)
     raise ValueError("no API key: pass --dispatch-api-key or set DISPATCH_API_KEY")
+
+
+def resolve_sdk(parsed_options: Any, class_value: str | None) -> str:
+    """The SDK codec's name: option or ``$LOADGEN_SDK``, else the class attribute, else ``reference``."""
+    for candidate in (option(parsed_options, "dispatch_sdk"), os.environ.get("LOADGEN_SDK"), class_value):
+        if candidate:
+            return str(candidate)
+    return "reference"
 
 
 def group_by_host(addresses: Iterable[str]) -> dict[str, list[str]]:

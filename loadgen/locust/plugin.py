@@ -6,15 +6,24 @@ event                           what the plug-in does
 ``init_command_line_parser``    adds the ``--dispatch-*`` options (:mod:`.options`)
 ``init``                        worker: registers the ``loadgen_open_model`` message;
                                 master / local: the web tabs (:mod:`.webtab`)
-``test_start``                  every process: resets the dispatched-call counts and the
-                                open-model schedules; master: sends each worker its share
-                                of the arrivals; master / local: (re)creates the
-                                :class:`~.bridge.StatsBridge`, takes its baseline, polls
-``test_stop``                   master / local: one poll; stops an open-model timer
-``quitting``                    master / local: the bridge's settle + final poll
-``report_to_master``            worker: adds its new dispatched-call counts to its report
+``test_start``                  every process: resets the dispatched-call counts, the checked
+                                results and the open-model schedules; master: sends each
+                                worker its share of the arrivals; master / local: (re)creates
+                                the :class:`~.bridge.StatsBridge`, takes its baseline, polls;
+                                arms the stop timer (``--dispatch-run-time``, the open
+                                model's end); writes ``--dispatch-caller-file`` every 2 s
+``test_stopping``               master / local: notes when the load stopped (caller file)
+``test_stop``                   master / local: one poll; stops the stop timer; caller file
+``quitting``                    master / local: the bridge's settle + final poll; caller file
+``quit``                        master / local: caller file (after a signal's quit, users stop
+                                after ``quitting``)
+``report_to_master``            worker: adds its new dispatched-call counts and checked
+                                results to its report
 ``worker_report``               master: adds them up
 ==============================  ===========================================================
+
+The stop timer stops the test gracefully (``runner.stop()``: users finish what they wait
+for, up to ``--stop-timeout``; on a master, after the workers stopped), then, headless, quits.
 
 :func:`bridge` returns the current bridge (``None`` on workers, or before a test started);
 a program that runs Locust as a library reads ``bridge().latest`` / ``.history`` at the end.
@@ -23,6 +32,7 @@ a program that runs Locust as a library reads ``bridge().latest`` / ``.history``
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import gevent  # type: ignore[import-untyped]
@@ -30,10 +40,19 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.caller import write_caller_file
 from loadgen.locust import webtab
 from loadgen.locust.bridge import StatsBridge
+from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
+from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import REPORT_KEY, dispatched
-from loadgen.locust.openmodel import OPEN_MODEL_MESSAGE, reset_pacers, schedule_end, set_share
+from loadgen.locust.openmodel import (
+    OPEN_MODEL_MESSAGE,
+    outstanding_arrivals,
+    reset_pacers,
+    schedule_end,
+    set_share,
+)
 from loadgen.locust.options import (
     DEFAULT_SETTLE,
     DEFAULT_STATS_INTERVAL,
@@ -48,7 +67,16 @@ __all__ = ["bridge"]
 
 logger = logging.getLogger(__name__)
 
-_state: dict[str, Any] = {"bridge": None, "config": None, "stopper": None}
+CALLER_FILE_INTERVAL = 2.0
+
+_state: dict[str, Any] = {
+    "bridge": None,
+    "config": None,
+    "stopper": None,
+    "writer": None,
+    "started_at": None,
+    "stopping_at": None,
+}
 
 
 def bridge() -> StatsBridge | None:
@@ -66,6 +94,7 @@ def _on_parser(parser: Any, **_kwargs: Any) -> None:
 
 
 def _on_init(environment: Any, **_kwargs: Any) -> None:
+    _state["environment"] = environment
     # gevent caches its loop's clock; after a slow start (imports) it is stale, and timers set
     # from it (Locust's --run-time) would fire early by as much. Refresh it.
     gevent.get_hub().loop.update_now()
@@ -73,7 +102,7 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     if isinstance(runner, WorkerRunner):
         runner.register_message(OPEN_MODEL_MESSAGE, _on_share)
     elif runner is not None and environment.web_ui is not None:
-        webtab.install(environment.web_ui, bridge)
+        webtab.install(environment.web_ui, bridge, checked)
 
 
 def _on_share(environment: Any, msg: Any, **_kwargs: Any) -> None:
@@ -83,12 +112,38 @@ def _on_share(environment: Any, msg: Any, **_kwargs: Any) -> None:
 
 def _on_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
     data[REPORT_KEY] = dispatched.take_unreported()
+    data[CHECKS_KEY] = checked.take_unreported()
 
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
     report = data.get(REPORT_KEY)
     if isinstance(report, dict):
         dispatched.merge(report)
+    checks = data.get(CHECKS_KEY)
+    if isinstance(checks, dict):
+        try:
+            checked.merge(checks)
+        except ValueError as exc:
+            logger.warning("ignoring a worker's malformed checks report: %s", exc)
+
+
+def _write_caller_file(environment: Any) -> None:
+    """The checked results so far, to ``--dispatch-caller-file`` (master or local runner, when set)."""
+    path = option(environment.parsed_options, "dispatch_caller_file")
+    if not path or not _aggregates(environment):
+        return
+    try:
+        write_caller_file(
+            path, checked, started_at=_state["started_at"], stopping_at=_state["stopping_at"], now=time.time()
+        )
+    except OSError as exc:
+        logger.warning("cannot write the caller file %s: %s", path, exc)
+
+
+def _caller_file_loop(environment: Any) -> None:
+    while True:
+        gevent.sleep(CALLER_FILE_INTERVAL)
+        _write_caller_file(environment)
 
 
 def _bridge_config(environment: Any) -> tuple[tuple[str, ...], str] | None:
@@ -109,7 +164,9 @@ def _bridge_config(environment: Any) -> tuple[tuple[str, ...], str] | None:
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     dispatched.reset()
+    checked.reset()
     reset_pacers()
+    _state["started_at"], _state["stopping_at"] = time.time(), None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         workers = sorted(runner.clients.ready + runner.clients.running + runner.clients.spawning, key=lambda w: w.id)
@@ -137,19 +194,48 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
             )
             _state["bridge"], _state["config"] = current, config
         current.begin()
-    end = schedule_end(environment.user_classes or [])
-    if end is not None:
-        _state["stopper"] = gevent.spawn_later(end, _stop_open_model, environment)
+    _arm_stopper(environment)
+    if option(environment.parsed_options, "dispatch_caller_file") and _state["writer"] is None:
+        _write_caller_file(environment)
+        _state["writer"] = gevent.spawn(_caller_file_loop, environment)
 
 
-def _stop_open_model(environment: Any) -> None:
+def _arm_stopper(environment: Any) -> None:
+    ends: list[tuple[float, float, str]] = []  # (from, at the latest, why)
+    open_end = schedule_end(environment.user_classes or [])
+    if open_end is not None:
+        over, latest = open_end
+        ends.append((over, latest, "Open-model schedule over"))
+    run_time = float(option(environment.parsed_options, "dispatch_run_time", 0.0) or 0.0)
+    if run_time > 0:
+        ends.append((run_time, run_time, "--dispatch-run-time reached"))
+    if ends:
+        start, latest, reason = min(ends, key=lambda end: end[1])
+        _state["stopper"] = gevent.spawn_later(start, _stop_when_settled, environment, latest - start, reason)
+
+
+def _stop_when_settled(environment: Any, grace: float, reason: str) -> None:
+    """Stop once this process has no arrival under way (a master cannot tell: it waits), or after *grace* s."""
+    deadline = time.monotonic() + grace
+    local = not isinstance(environment.runner, MasterRunner)
+    while time.monotonic() < deadline and not (local and outstanding_arrivals() == 0):
+        gevent.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    _stop_test(environment, reason)
+
+
+def _stop_test(environment: Any, reason: str) -> None:
     options = environment.parsed_options
-    logger.info("Open-model schedule over: stopping the test")
+    logger.info("%s: stopping the test", reason)
     _state["stopper"] = None
+    environment.runner.stop()  # graceful: users finish their calls for up to --stop-timeout
     if options is not None and getattr(options, "headless", False):
         environment.runner.quit()
-    else:
-        environment.runner.stop()
+
+
+def _on_test_stopping(environment: Any, **_kwargs: Any) -> None:
+    if _state["stopping_at"] is None:
+        _state["stopping_at"] = time.time()
+    _write_caller_file(environment)
 
 
 def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
@@ -160,12 +246,25 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
     current = bridge()
     if current is not None and _aggregates(environment):
         current.end_of_test()
+    _write_caller_file(environment)
 
 
 def _on_quitting(environment: Any, **_kwargs: Any) -> None:
     current = bridge()
     if current is not None and _aggregates(environment):
         current.finish(csv=bool(option(environment.parsed_options, "csv_prefix")))
+    writer = _state["writer"]
+    if writer is not None:
+        writer.kill(block=False)
+        _state["writer"] = None
+    _write_caller_file(environment)
+
+
+def _on_quit(exit_code: int = 0, **_kwargs: Any) -> None:
+    # Fired after the runner stopped its users: a Ctrl-C or SIGTERM quit lets them finish after ``quitting``.
+    environment = _state.get("environment")
+    if environment is not None:
+        _write_caller_file(environment)
 
 
 _hooks: Any = events  # Locust's EventHook.add_listener has no annotations
@@ -175,7 +274,9 @@ for _event, _listener in (
     ("report_to_master", _on_report),
     ("worker_report", _on_worker_report),
     ("test_start", _on_test_start),
+    ("test_stopping", _on_test_stopping),
     ("test_stop", _on_test_stop),
     ("quitting", _on_quitting),
+    ("quit", _on_quit),
 ):
     getattr(_hooks, _event).add_listener(_listener)

@@ -6,20 +6,31 @@ Write tasks with :meth:`DispatchUser.dispatch` and :meth:`DispatchUser.dispatch_
     from loadgen.locust import DispatchUser
 
     class Mix(DispatchUser):
+        sdk = "dispatch-py"                     # how inputs are encoded (or --dispatch-sdk)
+
         @task(5)
-        def echo(self) -> None:
-            self.dispatch("echo", {"message": "hi"}, batch=10)
+        def greet(self) -> None:
+            self.dispatch("greet", args=["bob"], kwargs={"punct": "!"}, batch=10)
 
         @task
-        def fanout(self) -> None:
-            self.dispatch_and_wait("fanout", {"n": 3}, timeout=30)
+        def add(self) -> None:
+            self.dispatch_and_wait("add", args=[1, 2], expect=3, timeout=30)
 
-Every RPC fires one Locust ``events.request``: ``request_type="grpc"``, ``name="Dispatch
-<function>"`` or ``"Wait <function>"``, ``response_time`` in ms (float, from just before the
-call to its answer), ``response_length`` = the answer's protobuf size, and on failure an
-``exception`` (:class:`DispatchFailed`) naming the gRPC status code. A failed RPC then
-raises :class:`DispatchFailed`, a ``RescheduleTask``: left uncaught it ends the task quietly
-(the failure is already in the statistics) and the user goes on with its next task.
+**Inputs** are encoded by the SDK codec of :attr:`DispatchUser.sdk` (``--dispatch-sdk`` /
+``$LOADGEN_SDK`` wins; default ``reference``, see :mod:`loadgen.codecs`): ``args`` and
+``kwargs`` for ``dispatch-py``, one ``input`` value for the others. A ready
+``google.protobuf.Any`` as ``input`` is sent as it is, whatever the SDK.
+
+**Locust entries.** Every RPC fires one Locust ``events.request``: ``request_type="grpc"``,
+``name="Dispatch <function>"`` or ``"Wait <function>"``, ``response_time`` in ms (float, from
+just before the call to its answer), ``response_length`` = the answer's protobuf size. A
+failed RPC has an ``exception`` (:class:`DispatchFailed`) naming the gRPC status code, and then
+raises it: a ``RescheduleTask`` that, left uncaught, ends the task quietly. The ``Wait`` entry
+of a call that ended badly is a failure too, without raising (the task goes on, as with an
+HTTP 500 in Locust's HTTP users): :class:`CallFailed` names the final status and the
+endpoint's own error (``INVALID_ARGUMENT: ValueError: doomed to fail``), :class:`WrongResult`
+a result that differs from ``expect``, :class:`CallUnfinished` a wait cut short by the end of
+the run. Each result waited for is also counted for the run's checks (:mod:`loadgen.caller`).
 
 Where the user sends: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, else the class
 attribute :attr:`DispatchUser.addresses`, else ``--host``. With several addresses, each new
@@ -29,17 +40,20 @@ channel (one HTTP/2 connection) per address. The API key comes from ``--dispatch
 ``$DISPATCH_API_KEY``, else :attr:`DispatchUser.api_key`; it is only ever put in the
 ``authorization`` metadata, never logged.
 
-Exact accounting: a user killed by Locust (end of the run, ramp-down) while one of its RPCs
-is in flight still waits for that RPC's answer (bounded by :attr:`DispatchUser.rpc_timeout`)
-and records it before dying, so the calls Locust counts as dispatched are the calls the
-shards accepted.
+**The end of a run.** Once Locust asks a user to stop, :meth:`~DispatchUser.dispatch` starts
+no new calls (it raises ``StopUser``), while waits go on (for up to Locust's
+``--stop-timeout``). A user killed while a ``Dispatch`` RPC is in flight still waits for its
+answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before dying, so the
+calls Locust counts as dispatched are the calls the shards accepted; a ``Wait`` in flight is
+cancelled at once and recorded as :class:`CallUnfinished`.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
@@ -47,19 +61,22 @@ import grpc
 from gevent import GreenletExit
 from google.protobuf import any_pb2
 from locust import User
-from locust.exception import RescheduleTask
+from locust.exception import RescheduleTask, StopUser
+from locust.user.task import LOCUST_STATE_STOPPING
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
-from loadgen import values
+from loadgen.caller import WrongSample
+from loadgen.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
 from loadgen.locust.channels import channel
+from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
-from loadgen.locust.options import resolve_addresses, resolve_api_key
+from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_sdk
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 
-__all__ = ["DispatchFailed", "DispatchUser"]
+__all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
 
 _user_numbers = itertools.count()
-_EMPTY_INPUT = values.encode({})
+_NUMBERS_IN_EXPIRY = re.compile(r"(expired) after [0-9.]+s and \d+ attempts|(expired|gave up) after \d+ attempts")
 
 
 class DispatchFailed(RescheduleTask):
@@ -73,12 +90,34 @@ class DispatchFailed(RescheduleTask):
         super().__init__(f"{name}: {details[:200]}" if details else name)
 
 
-def _encode(value: Any) -> any_pb2.Any:
-    if value is None:
-        return _EMPTY_INPUT
-    if isinstance(value, any_pb2.Any):
-        return value
-    return values.encode(value)
+class CallFailed(Exception):
+    """The call ended in failure: :attr:`status` (``PERMANENT_ERROR``, ``TIMEOUT`` for an expired call,
+    ...) and the error it ended with (the endpoint's own ``Error.type`` and ``message`` when it sent one)."""
+
+    def __init__(self, status: str, error_type: str, message: str) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        # Locust groups failures by their text: keep the text of one kind of failure the same.
+        text = _NUMBERS_IN_EXPIRY.sub(lambda m: m.group(1) or m.group(2), message)[:200]
+        detail = f"{error_type}: {text}" if error_type and error_type != status and text else (text or error_type)
+        super().__init__(f"{status}: {detail}" if detail else status)
+
+
+class WrongResult(Exception):
+    """The call completed with an output other than the expected one."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(f"wrong result: expected {expected}, got {got}")
+
+
+class CallUnfinished(Exception):
+    """The wait was cancelled: the run ended before the call did."""
+
+    def __init__(self) -> None:
+        super().__init__("unfinished: the run ended before the call did (wait cancelled)")
 
 
 def _invoke(method: Any, request: Any, metadata: Any, timeout: float) -> tuple[Any, Any, grpc.RpcError | None]:
@@ -88,6 +127,12 @@ def _invoke(method: Any, request: Any, metadata: Any, timeout: float) -> tuple[A
     except grpc.RpcError as exc:
         return None, None, exc
     return response, call, None
+
+
+def _rpc_failure(name: str, failure: Any) -> DispatchFailed:
+    code = failure.code() if hasattr(failure, "code") else None
+    details = failure.details() if hasattr(failure, "details") else str(failure)
+    return DispatchFailed(name.split(" ", 1)[0], code, details or "")
 
 
 class DispatchUser(User):
@@ -100,6 +145,10 @@ class DispatchUser(User):
 
     api_key: ClassVar[str | None] = None
     """The API key, unless given on the command line or in ``$DISPATCH_API_KEY``."""
+
+    sdk: ClassVar[str | None] = None
+    """How inputs are encoded and outputs decoded (:data:`loadgen.codecs.CODEC_NAMES`), unless
+    ``--dispatch-sdk`` / ``$LOADGEN_SDK`` says; default ``"reference"``."""
 
     rpc_timeout: ClassVar[float] = 30.0
     """Deadline of each Dispatch RPC, in seconds."""
@@ -115,93 +164,148 @@ class DispatchUser(User):
         worker_index = max(int(getattr(environment.runner, "worker_index", 0) or 0), 0)
         self.address: str = self.shard_addresses[(next(_user_numbers) + worker_index) % len(self.shard_addresses)]
         """The shard address this user sends to."""
+        self.codec: Codec = get_codec(resolve_sdk(options, cls.sdk))
+        """The SDK codec of this user's inputs and outputs."""
         self._metadata = (("authorization", "Bearer " + resolve_api_key(options, cls.api_key)),)
         self._stub = dispatch_pb2_grpc.DispatchServiceStub(channel(self.address))
+        self.failed_waits = 0
+        """Waits of this user recorded as failures so far (failed, expired, wrong or unfinished calls)."""
 
     # -------------------------------------------------------------------- tasks' API
 
-    def dispatch(
-        self, function: str, input: Any = None, batch: int = 1, *, expiration: float | None = None
-    ) -> list[str]:
-        """Dispatch *batch* calls of *function* with *input* in one RPC; return their dispatch ids.
+    def encode(
+        self, input: Any = NO_VALUE, *, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> any_pb2.Any:
+        """The ``Call.input`` for *input*, or *args* and *kwargs*, with this user's codec (an ``Any`` as is).
 
-        *input*: a JSON-like value or bytes (encoded with :func:`loadgen.values.encode`), a
-        ``google.protobuf.Any``, or ``None`` for ``{}``. *expiration*: seconds, else the
-        engine's default.
+        ``None`` means no input. ``loadgen.codecs.CodecError`` says what the SDK cannot take.
+        """
+        if isinstance(input, any_pb2.Any):
+            return input
+        value = NO_VALUE if input is None else input
+        return self.codec.encode(CallInput(value, tuple(args), dict(kwargs or {})))
+
+    def dispatch(
+        self,
+        function: str,
+        input: Any = None,
+        batch: int = 1,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        expiration: float | None = None,
+    ) -> list[str]:
+        """Dispatch *batch* calls of *function* in one RPC; return their dispatch ids.
+
+        The input: *input* (one value, for the ``reference``, ``dispatch-go`` and ``raw`` SDKs;
+        ``None``: none), or *args* and *kwargs* (``dispatch-py``), encoded by :meth:`encode`; or a
+        ``google.protobuf.Any``, sent as is. *expiration*: seconds, else the engine's default.
+        Once Locust stops this user it raises ``StopUser`` instead: no new calls after the load stopped.
         """
         if batch < 1:
             raise ValueError("batch must be >= 1")
-        call = call_pb2.Call(function=function, input=_encode(input))
+        if self._state == LOCUST_STATE_STOPPING:  # asked to stop: it finishes its waits, starts nothing
+            raise StopUser()
+        call = call_pb2.Call(function=function, input=self.encode(input, args=args, kwargs=kwargs))
         if expiration is not None:
             call.expiration.FromNanoseconds(int(expiration * 1e9))
         request = dispatch_pb2.DispatchRequest(calls=[call] * batch)
-        response, _ = self._call(self._stub.Dispatch, request, f"Dispatch {function}", self.rpc_timeout)
+        response, _ = self._dispatch_rpc(request, f"Dispatch {function}")
         ids = list(response.dispatch_ids)
         dispatched.add(function, len(ids))
         return ids
 
     def wait_for(
-        self, dispatch_id: str, *, function: str = "", timeout: float | None = None
+        self, dispatch_id: str, *, function: str = "", timeout: float | None = None, expect: Any = NO_VALUE
     ) -> tuple[call_pb2.CallResult, str]:
         """Wait until the call *dispatch_id* ends; return its ``CallResult`` and final status name.
 
         The status is the ``loadgen-status`` trailer (``"STATUS_OK"``, ``"STATUS_PERMANENT_ERROR"``, ...).
-        The RPC is recorded as ``"Wait <function>"``. (``User.wait`` is Locust's own pause.)
+        The RPC is recorded as ``"Wait <function>"`` (``User.wait`` is Locust's own pause), a failure
+        when the call failed, expired, or (with *expect*) completed with another output, decoded by
+        this user's codec and compared by :func:`loadgen.codecs.matches`. The result is counted in
+        the run's checks under *function*.
         """
         limit = self.wait_timeout if timeout is None else timeout
         request = dispatch_pb2.WaitRequest(dispatch_id=dispatch_id)
         request.timeout.FromNanoseconds(int(limit * 1e9))
         name = f"Wait {function}" if function else "Wait"
-        result, call = self._call(self._stub.Wait, request, name, limit + 5.0)
+        checks_name = function or "(unnamed)"
+        started_wall = time.time()
+        started = time.perf_counter()
+        future = self._stub.Wait.future(request, metadata=self._metadata, timeout=limit + 5.0)
+        try:
+            result = future.result()
+        except GreenletExit:
+            future.cancel()
+            checked.record_unfinished(checks_name)
+            self.failed_waits += 1
+            self._fire(name, started, started_wall, None, CallUnfinished())
+            raise
+        except grpc.RpcError as exc:
+            failure = _rpc_failure(name, exc)
+            self._fire(name, started, started_wall, None, failure)
+            raise failure from None
         status = ""
-        for key, value in call.trailing_metadata() or ():
+        for key, value in future.trailing_metadata() or ():
             if key == "loadgen-status":
                 status = value if isinstance(value, str) else value.decode()
+        short = status.removeprefix("STATUS_") or "UNSPECIFIED"
+        exception: Exception | None = None
+        wrong: WrongSample | None = None
+        if short != "OK":
+            error = result.error
+            exception = CallFailed(short, error.type, error.message)
+        elif expect is not NO_VALUE:
+            got = self._decoded(result)
+            if not matches(expect, got):
+                wrong = WrongSample(display(expect), display(got))
+                exception = WrongResult(wrong.expected, wrong.got)
+        checked.record_result(checks_name, short, checked=short == "OK" and expect is not NO_VALUE, wrong=wrong)
+        if exception is not None:
+            self.failed_waits += 1
+        self._fire(name, started, started_wall, result, exception)
         return result, status
 
     def dispatch_and_wait(
-        self, function: str, input: Any = None, *, timeout: float | None = None, expiration: float | None = None
+        self,
+        function: str,
+        input: Any = None,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        expect: Any = NO_VALUE,
+        timeout: float | None = None,
+        expiration: float | None = None,
     ) -> call_pb2.CallResult:
         """Dispatch one call and wait for its end (two RPCs, two entries); return its ``CallResult``.
 
-        A call that ended in failure has ``CallResult.error`` set (its status type and message).
+        A call that ended in failure has ``CallResult.error`` set (its status type and message);
+        with *expect*, a completed call whose output differs is recorded as wrong.
         """
-        (dispatch_id,) = self.dispatch(function, input, expiration=expiration)
-        result, _ = self.wait_for(dispatch_id, function=function, timeout=timeout)
+        (dispatch_id,) = self.dispatch(function, input, args=args, kwargs=kwargs, expiration=expiration)
+        result, _ = self.wait_for(dispatch_id, function=function, timeout=timeout, expect=expect)
         return result
+
+    def decode(self, result: call_pb2.CallResult) -> Any:
+        """The output of *result* as plain data, decoded by this user's codec (never unpickled blindly)."""
+        return self.codec.decode(result.output if result.HasField("output") else None)
 
     # -------------------------------------------------------------------- plumbing
 
-    def _call(self, method: Any, request: Any, name: str, timeout: float) -> tuple[Any, Any]:
-        """Run one unary RPC and fire its request event; raise :class:`DispatchFailed` when it failed.
+    def _decoded(self, result: call_pb2.CallResult) -> Any:
+        try:
+            return self.decode(result)
+        except ValueError as exc:
+            return f"<undecodable output: {exc}>"
 
-        The RPC runs in a greenlet of its own, so a kill of this user (Locust stopping it)
-        cannot interrupt it half-way (after the request left, before its answer was seen):
-        the user still waits for the answer, records it, then dies.
-        """
-        started_wall = time.time()
-        started = time.perf_counter()
-        rpc = gevent.spawn(_invoke, method, request, self._metadata, timeout)
-        killed: BaseException | None = None
-        while True:
-            try:
-                rpc.join()
-                break
-            except GreenletExit as exc:
-                killed = exc
-        elapsed = (time.perf_counter() - started) * 1000.0
-        if not rpc.successful():  # not an RPC failure: a bug, or the process is going down
-            raise rpc.exception
-        response, call, failure = rpc.value
-        exception = None
-        if failure is not None:
-            code = failure.code() if hasattr(failure, "code") else None
-            details = failure.details() if hasattr(failure, "details") else str(failure)
-            exception = DispatchFailed(name.split(" ", 1)[0], code, details or "")
+    def _fire(
+        self, name: str, started: float, started_wall: float, response: Any, exception: BaseException | None
+    ) -> None:
         self.environment.events.request.fire(
             request_type="grpc",
             name=name,
-            response_time=elapsed,
+            response_time=(time.perf_counter() - started) * 1000.0,
             response_length=response.ByteSize() if response is not None else 0,
             response=response,
             context=self.context(),
@@ -209,6 +313,29 @@ class DispatchUser(User):
             start_time=started_wall,
             url=self.address,
         )
+
+    def _dispatch_rpc(self, request: Any, name: str) -> tuple[Any, Any]:
+        """Run the Dispatch RPC and fire its request event; raise :class:`DispatchFailed` when it failed.
+
+        The RPC runs in a greenlet of its own, so a kill of this user (Locust stopping it)
+        cannot interrupt it half-way (after the request left, before its answer was seen):
+        the user still waits for the answer, records it, then dies.
+        """
+        started_wall = time.time()
+        started = time.perf_counter()
+        rpc = gevent.spawn(_invoke, self._stub.Dispatch, request, self._metadata, self.rpc_timeout)
+        killed: BaseException | None = None
+        while True:
+            try:
+                rpc.join()
+                break
+            except GreenletExit as exc:
+                killed = exc
+        if not rpc.successful():  # not an RPC failure: a bug, or the process is going down
+            raise rpc.exception
+        response, call, failure = rpc.value
+        exception = _rpc_failure(name, failure) if failure is not None else None
+        self._fire(name, started, started_wall, response, exception)
         if killed is not None:
             raise killed
         if exception is not None:

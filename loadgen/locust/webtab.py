@@ -19,7 +19,9 @@ One tab shows one table, so the per-shard table has its own tab. Everything coun
 start of the current test (the bridge's baseline); latencies come from the bridge's exactly
 merged µs histograms and show in ms with 3 decimals.
 
-Per-function columns: ``calls`` ended (completed / failed / expired), end-to-end p50, p90,
+Per-function columns: ``calls`` ended (completed / failed / expired), ``wrong`` (completed
+calls whose result differed from the expected one, as Locust's users checked them:
+:mod:`loadgen.caller`; on a master, workers report every 3 s), end-to-end p50, p90,
 p99, p99.9 and max over all of the function's root calls, ``attempts`` and attempt errors
 by status, ``retries``, the calls Locust had ``dispatched`` when the shards were polled and
 those ``in flight`` (dispatched - ended; only meaningful when this Locust is the only
@@ -38,6 +40,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from loadgen.caller import CallerChecks
 from loadgen.locust.bridge import HistogramDelta, StatsBridge
 from loadgen.stats import GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS
 
@@ -53,6 +56,7 @@ FUNCTION_COLUMNS: list[tuple[str, str]] = [
     ("completed", "Completed"),
     ("failed", "Failed"),
     ("expired", "Expired"),
+    ("wrong", "Wrong results"),
     ("p50", "e2e p50 (ms)"),
     ("p90", "e2e p90 (ms)"),
     ("p99", "e2e p99 (ms)"),
@@ -87,11 +91,14 @@ def _by_status(counts: dict[str, int]) -> str:
     return ", ".join(f"{status} {n}" for status, n in sorted(counts.items()) if n) or "-"
 
 
-def function_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
-    """The Dispatch table: one row per function, then ``(all)``."""
+def function_rows(bridge: StatsBridge, checks: CallerChecks | None = None) -> list[dict[str, Any]]:
+    """The Dispatch table: one row per function, then ``(all)``; *checks*: the callers' checked results."""
     deltas = bridge.deltas()
     sent_by_function = bridge.dispatched
-    functions = sorted({a for (family, a, _) in deltas if family in ("e2e", "attempt")} | set(sent_by_function))
+    checked = checks.functions if checks is not None else {}
+    functions = sorted(
+        {a for (family, a, _) in deltas if family in ("e2e", "attempt")} | set(sent_by_function) | set(checked)
+    )
     rows: list[dict[str, Any]] = []
     every = HistogramDelta.empty()
     totals: dict[str, int] = {}
@@ -116,6 +123,7 @@ def function_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
         sent = sent_by_function.get(function)
         row = _latency_row(function, e2e, outcomes, attempts, errors)
         row["retries"] = max(sum(errors.values()) - ended_badly, 0)
+        row["wrong"] = checked[function].wrong if function in checked else "-"
         row["dispatched"] = sent if sent is not None else "-"
         row["inflight"] = max(sent - e2e.count, 0) if sent is not None else "-"
         rows.append(row)
@@ -127,6 +135,7 @@ def function_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
     counters = bridge.counters_since_start()
     total = _latency_row(ALL, every, totals, totals.get("attempts", 0), all_errors)
     total["retries"] = sum(v for k, v in counters.items() if k.startswith("retries/"))
+    total["wrong"] = checks.total("wrong") if checks is not None else "-"
     total["dispatched"] = sum(sent_by_function.values())
     total["inflight"] = bridge.latest.gauges.get(GAUGE_IN_FLIGHT, 0)
     rows.append(total)
@@ -187,20 +196,21 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
 class _Rows:
     """Tables computed once per poll of the bridge."""
 
-    def __init__(self, bridge: StatsBridge) -> None:
+    def __init__(self, bridge: StatsBridge, checks: CallerChecks | None) -> None:
         self.bridge = bridge
+        self.checks = checks
         self._at = -1
         self._rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
 
     def get(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         key = self.bridge.polls
         if key != self._at:
-            self._rows = (function_rows(self.bridge), shard_rows(self.bridge))
+            self._rows = (function_rows(self.bridge, self.checks), shard_rows(self.bridge))
             self._at = key
         return self._rows
 
 
-def install(web_ui: Any, bridge_of: Callable[[], StatsBridge | None]) -> None:
+def install(web_ui: Any, bridge_of: Callable[[], StatsBridge | None], checks: CallerChecks | None = None) -> None:
     """Add the tabs, the ``/stats/requests`` extension and the download routes to Locust's web UI."""
     from flask import Blueprint, Response, jsonify, request
 
@@ -229,7 +239,7 @@ def install(web_ui: Any, bridge_of: Callable[[], StatsBridge | None]) -> None:
         rows = cache.get(id(bridge))
         if rows is None:
             cache.clear()
-            rows = cache[id(bridge)] = _Rows(bridge)
+            rows = cache[id(bridge)] = _Rows(bridge, checks)
         return rows.get()
 
     def extend_stats(response: Response) -> Response:

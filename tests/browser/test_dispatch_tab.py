@@ -153,6 +153,8 @@ def test_dispatch_tab_shows_exact_percentiles_per_function(web_ui: str) -> None:
                         assert MS.match(row[column]), (function, column, row[column])
                     assert float(row["e2e p50 (ms)"]) <= float(row["e2e p99.9 (ms)"]) <= float(row["e2e max (ms)"])
                 assert "TEMPORARY_ERROR" in by_function["fail"]["Attempt errors by status"]
+                # Waited results are counted by the callers: none wrong (no expect), fire-and-forget ones unknown.
+                assert by_function["sleep"]["Wrong results"] == "0" and by_function["echo"]["Wrong results"] == "-"
                 page.wait_for_timeout(2500)  # one more refresh of the table, so the picture is current
                 page.screenshot(path=str(SCREENSHOTS / "dispatch-tab.png"), full_page=True)
 
