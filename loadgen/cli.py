@@ -157,12 +157,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    """``loadgen keygen``: a fresh key pair, as environment lines."""
+    """``loadgen keygen``: a fresh key pair, as shell lines: ``eval "$(loadgen keygen)"`` exports both."""
     key = generate_private_key()
-    print("# Private half: for 'loadgen serve --signing-key' (or LOADGEN_SIGNING_KEY). Keep it secret.")
-    print(f"LOADGEN_SIGNING_KEY={private_key_base64(key)}")
-    print("# Public half: for your endpoint.")
-    print(f"DISPATCH_VERIFICATION_KEY={public_key_base64(key.public_key())}")
+    print('# Private half, for loadgen: serve --signing-key, or signing_key = "env:LOADGEN_SIGNING_KEY" in a scenario.')
+    print("# Keep it secret.")
+    print(f"export LOADGEN_SIGNING_KEY={private_key_base64(key)}")
+    print("# Public half: for your endpoint (the SDK reads DISPATCH_VERIFICATION_KEY).")
+    print(f"export DISPATCH_VERIFICATION_KEY={public_key_base64(key.public_key())}")
     return EXIT_OK
 
 
@@ -180,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             duration=args.duration,
             shards=args.shards,
             processes=args.processes,
+            stop_timeout=args.stop_timeout,
             results=args.results,
         )
     )
@@ -207,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start what SCENARIO needs (the reference endpoint or its URL, the shards, Locust), run it "
         "headless with live progress (or with the Locust web UI on 127.0.0.1), tear everything down, and write "
         "results/<UTC time>-<scenario>/ (summary.json, report.html, gates.json, junit.xml, Locust CSVs). Without "
-        "SCENARIO: the quickstart, about 20 s against the reference endpoint. Exit code: 0 every gate passed, "
-        "1 a gate failed, 2 usage or scenario error, 3 the run itself failed.",
+        "SCENARIO: the quickstart, about 20 s against the reference endpoint. A scenario without [gates] passes "
+        "only if no call failed, expired, was lost, was wrong or was still in flight at the end. Exit code: 0 every "
+        "gate passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.",
     )
     run.add_argument("scenario", metavar="SCENARIO", nargs="?", help="a scenario file (scenarios/*.toml)")
     mode = run.add_mutually_exclusive_group()
@@ -220,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_duration, help="closed model: how long, e.g. 30s or 5m")
     run.add_argument("--shards", type=int, help="engine worker processes (overrides the scenario)")
     run.add_argument("--processes", type=int, help="Locust worker processes (-1: one per core)")
+    run.add_argument(
+        "--stop-timeout",
+        type=_duration,
+        help="after the load stops, how long calls in flight may take to end before the run ends and reports "
+        "them in flight (overrides the scenario's load.stop_timeout; default 10s)",
+    )
     run.add_argument("--results", default="results", help="folder for run folders (default: %(default)s)")
     run.set_defaults(handler=cmd_run)
 
@@ -322,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser(
         "keygen",
         help="print a new Ed25519 key pair",
-        description="Print a new key pair: LOADGEN_SIGNING_KEY (private, for loadgen serve) and "
-        "DISPATCH_VERIFICATION_KEY (public, for the endpoint).",
+        description="Print a new key pair as shell export lines: LOADGEN_SIGNING_KEY (private, for loadgen) and "
+        'DISPATCH_VERIFICATION_KEY (public, for the endpoint). eval "$(loadgen keygen)" sets both.',
     )
     keygen.set_defaults(handler=cmd_keygen)
     return parser

@@ -41,10 +41,24 @@ metric                                    kind     value
 ``calls_per_s``                           rate     completed root calls per second; scope ``function``
 ``accepted_per_s``                        rate     accepted root calls per second
 ``attempts_per_s``                        rate     attempts per second; scope ``function``, ``status``
+``wrong``                                 count    completed calls whose output differed from the
+                                                   workload's ``expect``, as the callers checked them
+                                                   (:mod:`loadgen.caller`); scope ``function``
+``wrong.ratio``                           ratio    wrong / completed calls checked; scope ``function``
+``unfinished``                            count    waits cut short by the end of the run; scope
+                                                   ``function``
 ``locust.requests``, ``locust.failures``  count    Locust's request totals
 ``locust.fail_ratio``                     ratio    Locust's failures / requests
 ``locust.rps``                            rate     Locust's requests per second
 ========================================  =======  ==================================================
+
+Without caller checks (no ``caller.json``), ``wrong``, ``wrong.ratio`` and ``unfinished`` have no data.
+
+Implicit gates
+--------------
+A scenario without ``[gates]`` is judged by :func:`implicit_gates`: no root call failed,
+expired, was lost, was wrong or was still in flight when the run ended, and Locust saw no
+failed request. Their results say they are implicit (``GateResult.implicit``).
 
 ``STAT`` is ``pNN`` (any percentile 0..100: ``p50``, ``p90``, ``p95``, ``p99``,
 ``p99.9``, ``p99.99``), ``mean``, ``min``, ``max`` (latencies) or ``count`` (a count).
@@ -80,6 +94,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from loadgen.caller import FunctionChecks
 from loadgen.stats import HistKey, HistogramSnapshot, Snapshot, merge_snapshots
 
 __all__ = [
@@ -100,6 +115,7 @@ __all__ = [
     "evaluate",
     "exit_code",
     "format_value",
+    "implicit_gates",
     "metrics_from",
     "parse_condition",
     "parse_gate",
@@ -149,6 +165,9 @@ _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "calls_per_s": ("rate", ("function",)),
     "accepted_per_s": ("rate", ()),
     "attempts_per_s": ("rate", ("function", "status")),
+    "wrong": ("count", ("function",)),
+    "wrong.ratio": ("ratio", ("function",)),
+    "unfinished": ("count", ("function",)),
     "locust.requests": ("count", ()),
     "locust.failures": ("count", ()),
     "locust.fail_ratio": ("ratio", ()),
@@ -363,6 +382,8 @@ class Gate:
     condition: Condition
     abort_on_fail: bool = False
     delay: float = 0.0
+    implicit: bool = False
+    """A gate loadgen applies because the scenario has no ``[gates]`` (:func:`implicit_gates`)."""
 
     def __str__(self) -> str:
         return f"{self.metric} {self.condition}"
@@ -374,6 +395,27 @@ def parse_gate(metric: str, condition: str, abort_on_fail: bool = False, delay: 
     if not isinstance(delay, int | float) or isinstance(delay, bool) or not math.isfinite(delay) or delay < 0:
         raise GateSyntaxError(f"delay must be a non-negative number of seconds, got {delay!r}")
     return Gate(parsed, parse_condition(condition, parsed.kind), bool(abort_on_fail), float(delay))
+
+
+IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (
+    ("failed", "== 0"),
+    ("expired", "== 0"),
+    ("lost", "== 0"),
+    ("wrong", "== 0"),
+    ("in_flight", "== 0"),
+    ("locust.failures", "== 0"),
+)
+
+
+def implicit_gates(with_locust: bool = True) -> tuple[Gate, ...]:
+    """The gates of a scenario without ``[gates]``: nothing failed, expired, was lost or wrong, nothing
+    was left in flight, and (*with_locust*) Locust counted no failed request."""
+    return tuple(
+        Gate(parsed.metric, parsed.condition, implicit=True)
+        for metric, condition in IMPLICIT_GATES
+        if with_locust or not metric.startswith("locust.")
+        for parsed in (parse_gate(metric, condition),)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,13 +441,21 @@ def _ratio(part: float, whole: float) -> float:
 class Metrics:
     """Metric values of one snapshot: ``metrics("e2e.p99")`` → µs, fraction, count or rate (NaN: no data).
 
-    *duration_s* is the run's length for the ``*_per_s`` rates; *locust* Locust's totals, if any.
+    *duration_s* is the run's length for the ``*_per_s`` rates; *locust* Locust's totals, if any;
+    *checks* the callers' checked results per function (:mod:`loadgen.caller`), if any.
     """
 
-    def __init__(self, snapshot: Snapshot, duration_s: float, locust: LocustTotals | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        duration_s: float,
+        locust: LocustTotals | None = None,
+        checks: Mapping[str, FunctionChecks] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.duration_s = duration_s
         self.locust = locust
+        self.checks = checks
         self._merged: dict[tuple[str, tuple[tuple[str, str], ...]], HistogramSnapshot | None] = {}
 
     def __call__(self, metric: str | Metric) -> float:
@@ -461,6 +511,8 @@ class Metrics:
         function, status = metric.label("function"), metric.label("status")
         if name.startswith("locust."):
             return self._locust(name)
+        if name in ("wrong", "wrong.ratio", "unfinished"):
+            return self._checked(name, function)
         if name == "accepted":
             return snap.counter("accepted")
         if name == "lost":
@@ -507,6 +559,17 @@ class Metrics:
             return self.snapshot.counter("attempts")
         labels = {k: v for k, v in (("function", function), ("status", status)) if v is not None}
         return self._count("attempt", **labels)
+
+    def _checked(self, name: str, function: str | None) -> float:
+        if self.checks is None:
+            return math.nan
+        if function is None:
+            parts = list(self.checks.values())
+        else:
+            parts = [self.checks[function]] if function in self.checks else []
+        if name == "wrong.ratio":
+            return _ratio(sum(p.wrong for p in parts), sum(p.checked for p in parts))
+        return sum(p.wrong if name == "wrong" else p.unfinished for p in parts)
 
     def _rate(self, count: float) -> float:
         return count / self.duration_s if self.duration_s > 0 else math.nan
@@ -580,6 +643,7 @@ class GateResult:
     kind: MetricKind = "count"
     abort_on_fail: bool = False
     observed_text: str = ""  # the observed value for people: "212ms", "0.5%", "no data"
+    implicit: bool = False  # applied because the scenario has no [gates]
 
     def __post_init__(self) -> None:
         if not self.observed_text:
@@ -595,6 +659,7 @@ class GateResult:
             "kind": self.kind,
             "passed": self.passed,
             "abort_on_fail": self.abort_on_fail,
+            "implicit": self.implicit,
             "message": self.message,
         }
 
@@ -611,42 +676,57 @@ class GateResult:
             kind=data.get("kind", "count"),
             abort_on_fail=bool(data.get("abort_on_fail", False)),
             observed_text=str(data.get("observed_text", "")),
+            implicit=bool(data.get("implicit", False)),
         )
 
 
 def _judge(gate: Gate, metrics: Metrics) -> GateResult:
     value = metrics(gate.metric)
     kind = gate.metric.kind
+    tag = "implicit gate (the scenario has no [gates]): " if gate.implicit else ""
+    implicit = gate.implicit
     if math.isnan(value):
-        message = f"{gate.metric}: no data (nothing was recorded in its scope), expected {gate.condition}"
-        return GateResult(str(gate.metric), str(gate.condition), None, False, message, kind, gate.abort_on_fail)
+        message = f"{tag}{gate.metric}: no data (nothing was recorded in its scope), expected {gate.condition}"
+        return GateResult(
+            str(gate.metric), str(gate.condition), None, False, message, kind, gate.abort_on_fail, implicit=implicit
+        )
     passed = gate.condition.holds(value)
     shown = _shown(kind, value, gate.condition.text)
     message = (
-        f"{gate.metric} = {shown} ({gate.condition}): passed"
+        f"{tag}{gate.metric} = {shown} ({gate.condition}): passed"
         if passed
-        else f"{gate.metric} = {shown}, expected {gate.condition}"
+        else f"{tag}{gate.metric} = {shown}, expected {gate.condition}"
     )
-    return GateResult(str(gate.metric), str(gate.condition), value, passed, message, kind, gate.abort_on_fail)
+    return GateResult(
+        str(gate.metric), str(gate.condition), value, passed, message, kind, gate.abort_on_fail, implicit=gate.implicit
+    )
 
 
 def evaluate(
-    gates: Iterable[Gate], snapshot: Snapshot, duration_s: float, locust: LocustTotals | None = None
+    gates: Iterable[Gate],
+    snapshot: Snapshot,
+    duration_s: float,
+    locust: LocustTotals | None = None,
+    checks: Mapping[str, FunctionChecks] | None = None,
 ) -> list[GateResult]:
-    """Judge every gate against *snapshot* (the run's final statistics, *duration_s* long)."""
-    metrics = metrics_from(snapshot, duration_s, locust)
+    """Judge every gate against *snapshot* (the run's final statistics, *duration_s* long) and *checks*."""
+    metrics = Metrics(snapshot, duration_s, locust, checks)
     return [_judge(gate, metrics) for gate in gates]
 
 
 def abort_check(
-    gates: Iterable[Gate], snapshot: Snapshot, elapsed_s: float, locust: LocustTotals | None = None
+    gates: Iterable[Gate],
+    snapshot: Snapshot,
+    elapsed_s: float,
+    locust: LocustTotals | None = None,
+    checks: Mapping[str, FunctionChecks] | None = None,
 ) -> list[GateResult]:
     """During a run: the ``abort_on_fail`` gates, past their ``delay``, that fail on the data so far.
 
     *snapshot* is cumulative since the start, *elapsed_s* the time since then. A gate
     without data yet does not abort. A non-empty result means: stop the run.
     """
-    metrics = metrics_from(snapshot, elapsed_s, locust)
+    metrics = Metrics(snapshot, elapsed_s, locust, checks)
     failing = []
     for gate in gates:
         if gate.abort_on_fail and elapsed_s >= gate.delay:
@@ -685,9 +765,8 @@ def write_junit(results: Sequence[GateResult], path: str | Path, suite_name: str
     root = ET.Element("testsuites", {"name": suite_name, **counts, "time": f"{duration_s:.3f}"})
     suite = ET.SubElement(root, "testsuite", {"name": suite_name, **counts, "time": f"{duration_s:.3f}"})
     for result in results:
-        case = ET.SubElement(
-            suite, "testcase", {"classname": suite_name, "name": f"{result.metric} {result.condition}", "time": "0"}
-        )
+        name = ("implicit: " if result.implicit else "") + f"{result.metric} {result.condition}"
+        case = ET.SubElement(suite, "testcase", {"classname": suite_name, "name": name, "time": "0"})
         if not result.passed:
             kind = "NoData" if result.observed is None else "GateFailed"
             failure = ET.SubElement(case, "failure", {"message": result.message, "type": kind})

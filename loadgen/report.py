@@ -7,8 +7,12 @@ Layout: ``results/<UTC timestamp>-<scenario>/`` (:func:`new_run_dir`) holding
   ``started``/``ended`` (ISO 8601 UTC), ``duration_s``, ``versions``, ``exit_code``,
   ``latency_us`` (``{family: {key1: {key2: {count, mean, min, p50, p90, p99, p99.9, max}}}}``,
   µs), ``functions`` (per function: calls by outcome, calls/s, attempts by status, e2e latency
-  over all outcomes), ``rates``, ``counters``, ``gauges``, ``shards`` (each shard's counters,
-  gauges and accounting), ``accounting``, ``gates`` (``{"passed", "results"}``), ``locust``
+  over all outcomes; with the callers' checks also ``checked``, ``wrong``, ``unfinished`` and
+  ``wrong_samples``), ``rates``, ``counters`` (with ``wrong`` and ``unfinished`` from the
+  checks), ``gauges``, ``errors`` (the failures table: kind, function, status, count and the
+  first message, most frequent first), ``checks`` (per function as :mod:`loadgen.caller`
+  counts them, and ``samples`` of wrong results: function, expected, got), ``shards`` (each
+  shard's counters, gauges and accounting), ``accounting``, ``gates`` (``{"passed", "results"}``), ``locust``
   (Locust's totals), ``locust_csv`` (Locust's CSV files in the folder), ``series`` (one record
   per interval of the time series, see :func:`time_series`), ``snapshot`` (the final
   :class:`~loadgen.stats.Snapshot` itself, HDR histograms included) and ``extra``;
@@ -39,6 +43,7 @@ from typing import Any, Final
 
 import orjson
 
+from loadgen.caller import FunctionChecks
 from loadgen.gates import GateResult, LocustTotals, Metrics, format_value
 from loadgen.scenario import Scenario, scenario_to_dict
 from loadgen.stats import FAMILIES, HistogramSnapshot, Snapshot
@@ -151,9 +156,11 @@ def _rate(count: float, seconds: float) -> float | None:
     return count / seconds if seconds > 0 else None
 
 
-def _functions(snapshot: Snapshot, duration_s: float) -> dict[str, Any]:
+def _functions(
+    snapshot: Snapshot, duration_s: float, checks: Mapping[str, FunctionChecks] | None = None
+) -> dict[str, Any]:
     metrics = Metrics(snapshot, duration_s)
-    names = sorted({a for f, a, _ in snapshot.histograms if f in ("e2e", "attempt")})
+    names = sorted({a for f, a, _ in snapshot.histograms if f in ("e2e", "attempt")} | set(checks or {}))
     out: dict[str, Any] = {}
     for name in names:
         scope = (("function", name),)
@@ -171,7 +178,37 @@ def _functions(snapshot: Snapshot, duration_s: float) -> dict[str, Any]:
             "e2e_us": histogram_summary(metrics.histogram("e2e", scope)),
             "attempt_us": histogram_summary(metrics.histogram("attempt", scope)),
         }
+        if checks is not None:
+            checked = checks.get(name, FunctionChecks())
+            out[name].update(
+                checked=checked.checked,
+                wrong=checked.wrong,
+                unfinished=checked.unfinished,
+                wrong_samples=[sample.to_json() for sample in checked.samples],
+            )
     return out
+
+
+def errors_table(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The failures of *snapshot* as rows ``{kind, function, status, count, sample}``, most frequent first."""
+    rows = [
+        {"kind": kind, "function": function, "status": status, "count": tally.count, "sample": tally.sample}
+        for (kind, function, status), tally in snapshot.failures.items()
+        if tally.count
+    ]
+    return sorted(rows, key=lambda row: (-row["count"], row["kind"], row["function"], row["status"]))
+
+
+def _checks_json(checks: Mapping[str, FunctionChecks]) -> dict[str, Any]:
+    samples = [
+        {"function": function, **sample.to_json()}
+        for function, checked in sorted(checks.items())
+        for sample in checked.samples
+    ]
+    return {
+        "functions": {function: checked.to_json() for function, checked in sorted(checks.items())},
+        "samples": samples,
+    }
 
 
 def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
@@ -252,12 +289,14 @@ def build_summary(
     exit_code: int | None = None,
     locust_csv: Sequence[str] = (),
     extra: Mapping[str, Any] | None = None,
+    checks: Mapping[str, FunctionChecks] | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` document (see the module docstring); no IO.
 
     *snapshot* is the final merged snapshot, *series* the cumulative snapshots taken during
     the run as ``(seconds since start, snapshot)``, *duration_s* the measured length of the run
-    (default: *ended* - *started*), *exit_code* what the run exits with.
+    (default: *ended* - *started*), *exit_code* what the run exits with, *checks* the callers'
+    checked results per function (None: none were collected).
     """
     duration = (ended - started).total_seconds() if duration_s is None else duration_s
     latency: dict[str, Any] = {}
@@ -265,7 +304,11 @@ def build_summary(
         for a, b in snapshot.keys(family):
             hist = snapshot.histograms[(family, a, b)]
             latency.setdefault(family, {}).setdefault(a, {})[b] = histogram_summary(hist)
-    metrics = Metrics(snapshot, duration, locust)
+    metrics = Metrics(snapshot, duration, locust, checks)
+    counters = dict(snapshot.counters)
+    if checks is not None:
+        counters["wrong"] = sum(c.wrong for c in checks.values())
+        counters["unfinished"] = sum(c.unfinished for c in checks.values())
     shards = {
         name: {
             "crashed": summary.crashed,
@@ -278,7 +321,7 @@ def build_summary(
     }
     rates = {
         name: (None if math.isnan(value := metrics(name)) else value)
-        for name in ("calls_per_s", "accepted_per_s", "attempts_per_s", "retries.ratio", "failed.ratio")
+        for name in ("calls_per_s", "accepted_per_s", "attempts_per_s", "retries.ratio", "failed.ratio", "wrong.ratio")
     }
     return {
         "format": SUMMARY_FORMAT,
@@ -290,9 +333,11 @@ def build_summary(
         "exit_code": exit_code,
         "rates": rates,
         "latency_us": latency,
-        "functions": _functions(snapshot, duration),
-        "counters": dict(sorted(snapshot.counters.items())),
+        "functions": _functions(snapshot, duration, checks),
+        "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(snapshot.gauges.items())),
+        "errors": errors_table(snapshot),
+        "checks": _checks_json(checks) if checks is not None else None,
         "shards": shards,
         "accounting": _accounting_json(snapshot),
         "gates": {
@@ -324,6 +369,7 @@ def write_summary(
     duration_s: float | None = None,
     exit_code: int | None = None,
     extra: Mapping[str, Any] | None = None,
+    checks: Mapping[str, FunctionChecks] | None = None,
 ) -> dict[str, Any]:
     """Write ``run_dir/summary.json`` (:func:`build_summary`, listing the CSVs found in *run_dir*); return it."""
     folder = Path(run_dir)
@@ -339,6 +385,7 @@ def write_summary(
         exit_code=exit_code,
         locust_csv=_csv_files(folder),
         extra=extra,
+        checks=checks,
     )
     data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
     (folder / SUMMARY_FILE).write_bytes(data)
@@ -631,10 +678,11 @@ def _verdict(summary: Mapping[str, Any]) -> tuple[str, bool]:
         return "RUN FAILED: the run itself did not complete (see the accounting)", False
     if code == 2:
         return "USAGE ERROR", False
+    implicit = " implicit" if results and all(r.get("implicit") for r in results) else ""
     if failed:
-        return f"FAILED: {failed} of {len(results)} gates", False
+        return f"FAILED: {failed} of {len(results)}{implicit} gates", False
     if results:
-        return f"PASSED: all {len(results)} gates", True
+        return f"PASSED: all {len(results)}{implicit} gates", True
     return "COMPLETED (no gates)", True
 
 
@@ -664,9 +712,9 @@ def _gates_section(results: Sequence[Mapping[str, Any]]) -> str:
 def _functions_section(functions: Mapping[str, Any]) -> str:
     if not functions:
         return '<p class="muted">No calls were recorded.</p>'
-    head = ["function", "calls", "completed", "failed", "expired", "calls/s", "attempts", "retried"]
+    head = ["function", "calls", "completed", "failed", "expired", "wrong", "calls/s", "attempts", "retried"]
     head += ["e2e p50", "p90", "p99", "p99.9", "max"]
-    rows = []
+    rows, classes = [], []
     for name, f in functions.items():
         e2e = f.get("e2e_us", {})
         rate = f.get("calls_per_s")
@@ -679,13 +727,51 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
                 _e(f.get("completed", 0)),
                 _e(f.get("failed", 0)),
                 _e(f.get("expired", 0)),
+                _e(f["wrong"]) if "wrong" in f else "—",
                 "—" if rate is None else f"{rate:.1f}",
                 _e(f.get("attempts", 0)),
                 _e(not_ok),
                 *(_lat(e2e.get(k)) if e2e.get("count") else "—" for k in ("p50", "p90", "p99", "p99.9", "max")),
             ]
         )
-    return _table(head, rows)
+        bad = f.get("failed", 0) or f.get("expired", 0) or f.get("wrong", 0)
+        classes.append("bad" if bad else "")
+    return _table(head, rows, row_class=classes)
+
+
+def _errors_section(errors: Sequence[Mapping[str, Any]]) -> str:
+    if not errors:
+        return '<p class="muted">No failures: every endpoint attempt answered OK.</p>'
+    kinds = {"attempt": "attempt", "failed": "call failed", "expired": "call expired"}
+    rows = [
+        [
+            _e(kinds.get(str(row.get("kind")), row.get("kind"))),
+            f"<code>{_e(row.get('function'))}</code>",
+            _e(row.get("status")),
+            _e(row.get("count")),
+            f"<code>{_e(row.get('sample', ''))}</code>",
+        ]
+        for row in errors
+    ]
+    return _table(["kind", "function", "status", "count", "first message"], rows, numeric_from=3, numeric_to=4)
+
+
+def _wrong_section(checks: Mapping[str, Any] | None) -> str:
+    if checks is None:
+        return '<p class="muted">No results were checked.</p>'
+    samples = checks.get("samples", [])
+    functions = checks.get("functions", {})
+    checked = sum(f.get("checked", 0) for f in functions.values())
+    wrong = sum(f.get("wrong", 0) for f in functions.values())
+    if not checked:
+        return '<p class="muted">No workload item has an <code>expect</code>: no result was checked.</p>'
+    head = f"<p>{wrong:,} of {checked:,} checked results were wrong.</p>"
+    if not samples:
+        return head
+    rows = [
+        [f"<code>{_e(s.get(key))}</code>" for key in ("function", "expected", "got")] for s in samples
+    ]
+    return head + _table(["function", "expected", "got"], rows, numeric_from=3)
 
 
 def _latency_section(latency: Mapping[str, Any]) -> str:
@@ -766,6 +852,7 @@ def _tiles(summary: Mapping[str, Any]) -> str:
         ("e2e p50", _lat(e2e_all.get("p50")) if e2e_all else "—"),
         ("e2e p99", _lat(e2e_all.get("p99")) if e2e_all else "—"),
         ("failed", "—" if rates.get("failed.ratio") is None else format_value("ratio", rates["failed.ratio"])),
+        ("wrong", "—" if summary.get("checks") is None else f"{summary.get('counters', {}).get('wrong', 0):,}"),
         (
             "retries/attempts",
             "—" if rates.get("retries.ratio") is None else format_value("ratio", rates["retries.ratio"]),
@@ -831,6 +918,13 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         " outcomes. attempts: every endpoint attempt of the function, as a root, child or tail call;"
         " retried: those that did not answer OK.</p>",
         _functions_section(summary.get("functions", {})),
+        "<h2>Failures</h2>",
+        '<p class="muted">Endpoint attempts that did not answer OK (retried or not) and root calls that'
+        " failed or expired, by function and status, with the first message seen (the endpoint's own when it"
+        " sent one).</p>",
+        _errors_section(summary.get("errors", [])),
+        "<h2>Checked results</h2>",
+        _wrong_section(summary.get("checks")),
         "<h2>Accounting</h2>",
         f'<div class="card accounting {"" if acc.get("balanced", True) else "bad"}">{_e(acc.get("text", ""))}</div>',
         "<h2>All latencies</h2>",

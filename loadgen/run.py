@@ -5,12 +5,22 @@
 2. the engine: a :class:`Supervisor` with the scenario's shards (or shards already running
    elsewhere, ``[engine] addresses``);
 3. Locust in a child process (``loadgen/scenario_locustfile.py``), headless or with its web
-   UI on 127.0.0.1, its output in ``locust.log`` and its CSVs in the run folder;
-4. every ~2 s a merged snapshot of the shards: a progress line, the time series of the
-   report, gates with ``abort_on_fail``, and the shards' health (a dead one is restarted);
-5. at the end: drain, final snapshot, gates, ``summary.json``, ``gates.json``,
-   ``junit.xml``, ``report.html``, a printed summary.
+   UI on 127.0.0.1, its output in ``locust.log``, its CSVs and the callers' checked results
+   (``caller.json``, :mod:`loadgen.caller`) in the run folder; inputs are encoded by the
+   target's SDK codec (:mod:`loadgen.codecs`);
+4. every ~2 s a merged snapshot of the shards: a progress line (naming the most frequent
+   failure), the time series of the report, gates with ``abort_on_fail``, and the shards'
+   health (a dead one is restarted);
+5. at the end: the load stops at the scenario's duration; calls in flight get
+   ``stop_timeout`` in all (Locust's users finish their waits, then the shards drain for what
+   is left of it); calls still running then are reported as in flight, not expired; final
+   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, lost,
+   wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
+   ``report.html``, a printed summary.
 
+A run never outlasts duration + stop_timeout by more than its start-up and teardown: a
+watchdog stops Locust if it has not ended by then. Locust's exit code counts: 1 means some
+requests failed (the gates judge what that means); anything else but 0 is a failed run.
 Every child is stopped on every exit path (``ExitStack``). Exit codes: 0 every gate
 passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.
 """
@@ -25,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,6 +45,7 @@ import grpc
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from loadgen.caller import CALLER_FILE, CallerFile, read_caller_file
 from loadgen.children import die_with_parent_term
 from loadgen.endpoint.process import reference_endpoint
 from loadgen.gates import (
@@ -46,6 +57,7 @@ from loadgen.gates import (
     abort_check,
     evaluate,
     exit_code,
+    implicit_gates,
     write_gates_json,
     write_junit,
 )
@@ -58,7 +70,7 @@ from loadgen.keys import (
     public_key_base64,
 )
 from loadgen.pb import shard_pb2, shard_pb2_grpc
-from loadgen.report import new_run_dir, write_html_report, write_summary
+from loadgen.report import errors_table, new_run_dir, write_html_report, write_summary
 from loadgen.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 from loadgen.stats import Snapshot, merge_snapshots
 from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
@@ -67,6 +79,8 @@ __all__ = ["RunOptions", "run"]
 
 LOCUSTFILE = Path(__file__).with_name("scenario_locustfile.py")
 POLL_SECONDS = 2.0
+STARTUP_ALLOWANCE = 30.0  # seconds Locust may take to start before the watchdog counts the run late
+LOCUST_BACKSTOP = 15.0  # Locust's own --run-time, beyond duration + stop_timeout: if our stop never came
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,7 @@ class RunOptions:
     duration: float | None = None
     shards: int | None = None
     processes: int | None = None
+    stop_timeout: float | None = None
     results: str = "results"
 
 
@@ -109,9 +124,15 @@ class _Engine:
         return self.supervisor.check() if self.supervisor is not None else []
 
     def finish(self, drain_timeout: float) -> Snapshot:
+        """The final snapshot, once the calls in flight ended or *drain_timeout* passed (they stay in flight)."""
         if self.supervisor is not None:
-            return self.supervisor.drain(drain_timeout)
-        return self.snapshot()
+            return self.supervisor.drain(drain_timeout, expire_rest=False)
+        deadline = time.monotonic() + drain_timeout
+        snapshot = self.snapshot()
+        while snapshot.accounting().in_flight and time.monotonic() < deadline:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            snapshot = self.snapshot()
+        return snapshot
 
 
 def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -125,6 +146,8 @@ def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
         changes["duration"] = options.duration
     if options.processes is not None:
         changes["processes"] = options.processes
+    if options.stop_timeout is not None:
+        changes["stop_timeout"] = options.stop_timeout
     engine = scenario.engine if options.shards is None else replace(scenario.engine, shards=options.shards)
     return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
 
@@ -204,19 +227,24 @@ def _engine(scenario: Scenario, endpoint_url: str, signing_key: str, stack: Exit
 
 def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> list[str]:
     load = scenario.load
+    stop = load.stop_timeout
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--csv", str(run_dir / "locust")]
-    command += ["--html", str(run_dir / "locust.html"), "--exit-code-on-error", "0", "--loglevel", "WARNING"]
+    command += ["--html", str(run_dir / "locust.html"), "--loglevel", "WARNING"]
+    command += ["--dispatch-settle", "0", "--dispatch-caller-file", str(run_dir / CALLER_FILE)]
     if load.model == "open":
+        # The executors stop once the schedule is over plus its grace (= stop_timeout): no waiting after that.
         executors = max(1, load.max_in_flight)
-        command += ["-u", str(executors), "-r", str(executors)]
-        command += ["-t", f"{sum(stage.duration for stage in load.stages) + 10:.0f}s"]
+        command += ["-u", str(executors), "-r", str(executors), "--stop-timeout", "0"]
+        command += ["-t", f"{_planned_seconds(scenario) + stop + LOCUST_BACKSTOP:.0f}s"]
     else:
-        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}"]
+        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}", "--stop-timeout", f"{stop:g}"]
         if not options.web:
-            command += ["-t", f"{load.duration:.0f}s"]
+            command += ["--dispatch-run-time", f"{load.duration:g}"]
+            command += ["-t", f"{load.duration + stop + LOCUST_BACKSTOP:.0f}s"]
     if load.processes != 1:  # the master on loopback, on a free port (two runs must not collide)
+        port = str(_free_port())  # the forked workers connect to --master-port, the master binds --master-bind-port
         command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
-        command += ["--master-bind-port", str(_free_port())]
+        command += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     if options.web:
         command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
     else:
@@ -241,7 +269,35 @@ def _locust_totals(run_dir: Path) -> LocustTotals | None:
     return None
 
 
-def _progress_line(elapsed: float, planned: float | None, interval: Snapshot, seconds: float, total: Snapshot) -> str:
+def _caller_file(run_dir: Path) -> CallerFile | None:
+    """The callers' checked results so far (None: none yet, or unreadable for now)."""
+    try:
+        return read_caller_file(run_dir / CALLER_FILE)
+    except (OSError, ValueError):
+        return None
+
+
+def _failure_text(interval: Snapshot) -> str:
+    """The most frequent failure of the interval: ``function STATUS xN: message`` (cut short)."""
+    top = interval.top_failure()
+    if top is None:
+        return ""
+    (kind, function, status), tally = top
+    what = {"failed": "calls failed", "expired": "calls expired"}.get(kind, "attempts")
+    sample = " ".join(tally.sample.split())
+    if len(sample) > 90:
+        sample = sample[:87] + "..."
+    return f"  failing: {function} {status} x{tally.count} {what}" + (f": {sample}" if sample else "")
+
+
+def _progress_line(
+    elapsed: float,
+    planned: float | None,
+    interval: Snapshot,
+    seconds: float,
+    total: Snapshot,
+    caller: CallerFile | None = None,
+) -> str:
     counters = interval.counters
     done = counters.get("completed", 0) + sum(v for k, v in counters.items() if k.startswith("failed/"))
     p99 = ""
@@ -257,21 +313,39 @@ def _progress_line(elapsed: float, planned: float | None, interval: Snapshot, se
     ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
     clock = f"{elapsed:5.0f}s" + (f"/{planned:.0f}s" if planned else "")
     accounting = total.accounting()
+    bad = accounting.failed + accounting.expired
+    ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
+    wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
     return (
         f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"
-        f"  accepted {accounting.accepted}  lost {accounting.lost}"
+        f"  accepted {accounting.accepted}{ended_badly}{wrong}  lost {accounting.lost}{_failure_text(interval)}"
     )
 
 
+@dataclass
+class _Watch:
+    """What the monitoring loop saw: the time series, abort results, Ctrl-C, a late Locust."""
+
+    series: list[tuple[float, Snapshot]]
+    aborted: list[GateResult]
+    interrupted: bool
+    late: bool
+
+
 def _monitor(
-    engine: _Engine, locust: subprocess.Popen[bytes], scenario: Scenario, planned: float | None
-) -> tuple[list[tuple[float, Snapshot]], list[GateResult], bool]:
-    """Poll the shards until Locust exits (or Ctrl-C); returns the series, abort results, interrupted."""
+    engine: _Engine,
+    locust: subprocess.Popen[bytes],
+    scenario: Scenario,
+    planned: float | None,
+    run_dir: Path,
+) -> _Watch:
+    """Poll the shards until Locust exits (or Ctrl-C, or the watchdog)."""
     started = time.monotonic()
+    deadline = None if planned is None else started + STARTUP_ALLOWANCE + planned + scenario.load.stop_timeout
     series: list[tuple[float, Snapshot]] = []
     previous: Snapshot | None = None
     aborted: list[GateResult] = []
-    interrupted = False
+    interrupted = late = False
     try:
         while locust.poll() is None:
             with suppress(subprocess.TimeoutExpired):
@@ -284,14 +358,23 @@ def _monitor(
             seconds = elapsed - (series[-1][0] if series else 0.0)
             series.append((elapsed, snapshot))
             previous = snapshot
+            caller = _caller_file(run_dir)
             if seconds > 0:
-                print(_progress_line(elapsed, planned, interval, seconds, snapshot), file=sys.stderr, flush=True)
+                line = _progress_line(elapsed, planned, interval, seconds, snapshot, caller)
+                print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
-                aborted = abort_check(scenario.gates, snapshot, elapsed)
+                checks = caller.checks if caller is not None else None
+                aborted = abort_check(scenario.gates, snapshot, elapsed, checks=checks)
                 if aborted:
                     names = ", ".join(f"{r.metric} {r.condition}" for r in aborted)
                     print(f"loadgen run: aborting, gate failed: {names}", file=sys.stderr)
                     locust.send_signal(signal.SIGTERM)
+            if deadline is not None and time.monotonic() > deadline and locust.poll() is None and not late:
+                late = True
+                print(
+                    "loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr
+                )
+                locust.send_signal(signal.SIGTERM)
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written before we go
@@ -299,11 +382,11 @@ def _monitor(
         print("\nloadgen run: interrupted: stopping Locust, draining the shards, writing the results", file=sys.stderr)
         locust.send_signal(signal.SIGTERM)
     try:
-        locust.wait(60)
+        locust.wait(20)
     except subprocess.TimeoutExpired:
         locust.kill()
         locust.wait()
-    return series, aborted, interrupted
+    return _Watch(series, aborted, interrupted, late)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -348,6 +431,7 @@ def run(options: RunOptions) -> int:
         where = "the reference endpoint" if scenario.target.reference else endpoint_url
         shards = len(engine.addresses)
         print(f"loadgen run: {shards} shard(s) driving {where}", file=sys.stderr)
+        print(f"loadgen run: inputs and outputs as sdk {scenario.target.sdk!r} encodes them", file=sys.stderr)
         env = os.environ | {
             "LOADGEN_SCENARIO_JSON": str(run_dir / "scenario.json"),
             "LOADGEN_ADDRESSES": ",".join(engine.addresses),
@@ -367,11 +451,29 @@ def run(options: RunOptions) -> int:
             print(f"loadgen run: Locust web UI on http://127.0.0.1:{options.web_port} (Ctrl-C ends the run)")
         planned = None if options.web else _planned_seconds(scenario)
         run_started = time.monotonic()
-        series, aborted, interrupted = _monitor(engine, locust, scenario, planned)
+        watch = _monitor(engine, locust, scenario, planned, run_dir)
         duration = time.monotonic() - run_started
-        final = engine.finish(drain_timeout=10.0)
+        caller = _caller_file(run_dir)
+        if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
+            duration = min(duration, max(time.time() - caller.started_at, 0.001))
+        final = engine.finish(drain_timeout=_drain_budget(scenario, caller, watch.interrupted))
         locust_code = locust.returncode
-    return _finish(run_dir, scenario, final, series, aborted, interrupted, locust_code, duration, started_at)
+    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, _caller_file(run_dir))
+
+
+def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bool) -> float:
+    """What is left of stop_timeout since the load stopped (Locust's users may have used some of it)."""
+    stop = scenario.load.stop_timeout
+    if interrupted:
+        return min(stop, 10.0)
+    if caller is None:
+        return 0.0
+    load_ended = caller.stopping_at
+    if scenario.load.model == "open" and caller.started_at is not None:  # the schedule's end; its grace began then
+        load_ended = caller.started_at + _planned_seconds(scenario)
+    if load_ended is None:
+        return 0.0
+    return max(0.0, min(stop, load_ended + stop - time.time()))
 
 
 def _planned_seconds(scenario: Scenario) -> float:
@@ -383,19 +485,22 @@ def _finish(
     run_dir: Path,
     scenario: Scenario,
     final: Snapshot,
-    series: Sequence[tuple[float, Snapshot]],
-    aborted: Sequence[GateResult],
-    interrupted: bool,
+    watch: _Watch,
     locust_code: int | None,
     duration: float,
     started_at: datetime,
+    caller: CallerFile | None,
 ) -> int:
     totals = _locust_totals(run_dir)
-    results = evaluate(scenario.gates, final, duration, totals)
+    checks = caller.checks if caller is not None else None
+    gates = scenario.gates or implicit_gates(with_locust=totals is not None)
+    results = evaluate(gates, final, duration, totals, checks)
     accounting = final.accounting()
     problems = []
-    if locust_code not in (0, None) and not aborted and not interrupted:
+    if locust_code not in (0, 1, None) and not watch.aborted and not watch.interrupted:
         problems.append(f"Locust exited with code {locust_code} (see {run_dir / 'locust.log'})")
+    if watch.late:
+        problems.append("Locust did not stop within duration + stop_timeout and was stopped")
     if not accounting.balanced:
         problems.append(f"the accounting does not balance: {accounting}")
     if accounting.accepted == 0:
@@ -410,24 +515,63 @@ def _finish(
         ended=datetime.now(UTC),
         scenario=scenario,
         gates=results,
-        series=series,
+        series=watch.series,
         locust=totals,
         duration_s=duration,
         exit_code=code,
-        extra={"problems": problems, "aborted": bool(aborted), "interrupted": interrupted},
+        extra={
+            "problems": problems,
+            "aborted": bool(watch.aborted),
+            "interrupted": watch.interrupted,
+            "locust_exit_code": locust_code,
+        },
+        checks=checks,
     )
     report = write_html_report(run_dir, summary)
     print()
     print(final.table())
+    _print_failures(final)
+    _print_checks(caller)
     print()
     completed = final.counters.get("completed", 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    if accounting.in_flight:
+        print(
+            f"in flight at the end: {accounting.in_flight} call(s) had not ended {scenario.load.stop_timeout:g}s"
+            " after the load stopped (stop_timeout)"
+        )
     if totals is not None:
         print(f"Locust: {totals.requests} requests, {totals.failures} failures")
+    if not scenario.gates:
+        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired, lost,")
+        print("       wrong or left in flight, no failed request)")
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         print(f"gate {mark}  {result.message}")
     for problem in problems:
         print(f"loadgen run: {problem}", file=sys.stderr)
     print(f"results: {run_dir}  (report: {report.name}, summary.json, gates.json, junit.xml, Locust CSVs)")
-    return code if code != EXIT_OK or not interrupted else EXIT_OK
+    return code if code != EXIT_OK or not watch.interrupted else EXIT_OK
+
+
+def _print_failures(final: Snapshot, limit: int = 8) -> None:
+    rows = errors_table(final)
+    if not rows:
+        return
+    print("failures (most frequent first; kind, function, status, count, first message):")
+    for row in rows[:limit]:
+        sample = " ".join(str(row["sample"]).split())
+        if len(sample) > 120:
+            sample = sample[:117] + "..."
+        print(f"  {row['kind']:8} {row['function']}  {row['status']}  x{row['count']}: {sample}")
+    if len(rows) > limit:
+        print(f"  ... {len(rows) - limit} more in summary.json and report.html")
+
+
+def _print_checks(caller: CallerFile | None) -> None:
+    if caller is None or not caller.total("checked"):
+        return
+    print(f"checked results: {caller.total('wrong')} wrong of {caller.total('checked')} checked")
+    for function, checks in sorted(caller.checks.items()):
+        for sample in checks.samples[:2]:
+            print(f"  wrong {function}: expected {sample.expected}, got {sample.got}")

@@ -12,6 +12,9 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     [target]                            # the endpoint under test
     reference = true                    # default: true unless url is set; start the built-in endpoint
     # url = "http://127.0.0.1:8000"     # or your endpoint (http:// or https://)
+    # sdk = "dispatch-py"               # how inputs are encoded and outputs read: "reference" (the
+    #                                   # default for the reference endpoint), "dispatch-py" (the
+    #                                   # default for a url), "dispatch-go" or "raw"
     # signing_key = "env:LOADGEN_SIGNING_KEY"   # base64 seed, PEM text, PEM file path (relative
     #                                   # to this file, else to the current folder) or env:VAR;
     #                                   # default: a new key per run
@@ -38,10 +41,15 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     [[workload]]                        # one per kind of call; default: the quickstart mix
     function = "echo"                   # required
     weight = 50                         # relative share of calls, > 0 (default 1)
-    input = { message = "hello" }       # a table (default {}); checked for reference functions
-    input_bytes = 0                     # add a "padding" string of this size: 1024, "4KiB", "1MB"
+    input = { message = "hello" }       # reference: a table (default {}), checked for its functions;
+    #                                   # dispatch-go: one value; raw: { type_url = "...", base64 = "..." }
+    input_bytes = 0                     # reference only: add a "padding" string of this size: "4KiB"
+    # args = ["bob"]                    # dispatch-py: positional arguments (default [])
+    # kwargs = { punct = "!" }          # dispatch-py: keyword arguments (default {})
+    # expect = "hello bob!"             # the expected output: a different one counts as wrong
     batch = 1                           # calls per Dispatch RPC, 1..10000 (default 1)
-    wait = true                         # wait for each result with the Wait RPC (default true)
+    wait = true                         # wait for each result with the Wait RPC (default true;
+    #                                   # expect needs it)
 
     [load]
     model = "closed"                    # "closed" (default) or "open"
@@ -53,6 +61,8 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     #                                   # goes linearly from the previous stage's rate (0 at first)
     # max_in_flight = 1000              # open: cap on outstanding requests (default 1000)
     processes = 1                       # Locust worker processes, or "auto" (default 1)
+    stop_timeout = "10s"                # after the load stops, how long calls in flight may take to
+    #                                   # end; those still running then are reported in flight
 
     [gates]                             # metric = condition (see loadgen.gates for the metrics)
     "e2e.p99" = "< 250ms"
@@ -85,6 +95,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from loadgen.codecs import CODEC_NAMES, NO_VALUE, CallInput, CodecError, get_codec
 from loadgen.endpoint.functions import (
     FUNCTION_NAMES,
     MAX_CHAIN_DEPTH,
@@ -211,6 +222,8 @@ class Target:
     signing_key: KeyRef | None = None
     verification_key: KeyRef | None = None
     inject: Inject | None = None
+    sdk: str = "reference"
+    """The SDK codec (:mod:`loadgen.codecs`): how inputs are encoded and outputs decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,21 +255,39 @@ class Engine:
 class WorkItem:
     """One kind of call in the mix: *weight* is its relative share of calls.
 
-    ``input`` is the table as written (do not mutate it); :meth:`call_input` adds the padding.
+    The input is ``input`` (one value: the reference endpoint's table of parameters, a
+    dispatch-go value, a raw ``{type_url, base64}``; ``NO_VALUE`` when not given) or ``args``
+    and ``kwargs`` (dispatch-py), as the target's SDK takes it. ``expect`` is the output a
+    completed call must have (``NO_VALUE``: not checked). Do not mutate the containers.
     """
 
     function: str
     weight: float = 1.0
-    input: dict[str, Json] = field(default_factory=dict, hash=False)
+    input: Any = field(default_factory=dict, hash=False)
     input_bytes: int = 0
     batch: int = 1
     wait: bool = True
+    args: tuple[Json, ...] = ()
+    kwargs: dict[str, Json] = field(default_factory=dict, hash=False)
+    expect: Any = field(default=NO_VALUE, hash=False)
+
+    @property
+    def checks_result(self) -> bool:
+        """Whether completed calls are compared with :attr:`expect`."""
+        return self.expect is not NO_VALUE
 
     def call_input(self) -> dict[str, Json]:
-        """The input to send: ``input`` plus ``{"padding": "x" * input_bytes}`` when input_bytes > 0."""
+        """The reference endpoint's input: ``input`` plus ``{"padding": "x" * input_bytes}`` when input_bytes > 0."""
+        base = self.input if isinstance(self.input, dict) else {}
         if not self.input_bytes:
-            return dict(self.input)
-        return {**self.input, PADDING_KEY: "x" * self.input_bytes}
+            return dict(base)
+        return {**base, PADDING_KEY: "x" * self.input_bytes}
+
+    def call(self) -> CallInput:
+        """The input as a codec takes it (with the padding of ``input_bytes``)."""
+        if self.input_bytes:
+            return CallInput(self.call_input(), self.args, self.kwargs)
+        return CallInput(self.input, self.args, self.kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +312,8 @@ class Load:
     stages: tuple[Stage, ...] = ()
     max_in_flight: int = 1000
     processes: int = 1
+    stop_timeout: float = 10.0
+    """After the load stops, how long calls still in flight may take to end (then: reported in flight)."""
 
     def rate_at(self, t: float) -> float:
         """The open model's target rate (calls/s) *t* seconds into the run; 0 after the last stage."""
@@ -509,7 +542,11 @@ class _Parser:
         return name
 
     def json_value(self, path: str, value: object) -> Json:
-        if value is None or isinstance(value, bool | int | str):
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int):
+            if not -(2**63) <= value < 2**64:
+                raise self.fail(path, f"expected an integer that fits in 64 bits, got {value}")
             return value
         if isinstance(value, float):
             if not math.isfinite(value):
@@ -590,7 +627,7 @@ class _Parser:
         return Scenario(name, description, target, engine, workload, load, gates, self.source)
 
     def target(self, value: object, engine: Engine) -> Target:
-        t = self.table("target", value, ("reference", "url", "signing_key", "verification_key", "inject"))
+        t = self.table("target", value, ("reference", "url", "sdk", "signing_key", "verification_key", "inject"))
         url: str | None = None
         if "url" in t:
             url = self.string("target.url", t["url"]).strip()
@@ -626,7 +663,10 @@ class _Parser:
                     raise self.fail(
                         f"target.{key}", "not used with engine.addresses: the remote shards run with their own setup"
                     )
-        return Target(reference, url, signing, verification, inject)
+        sdk = self.choice("target.sdk", t.get("sdk", "reference" if reference else "dispatch-py"), CODEC_NAMES)
+        if reference and sdk != "reference":
+            raise self.fail("target.sdk", 'the reference endpoint takes sdk = "reference" (or set target.url)')
+        return Target(reference, url, signing, verification, inject, sdk)
 
     def engine(self, value: object) -> Engine:
         local = ("shards", "connections", "max_streams", "expiration", "backoff", "max_backoff", "request_timeout")
@@ -690,29 +730,90 @@ class _Parser:
         return tuple(self.work_item(f"workload[{i}]", item, target) for i, item in enumerate(value))
 
     def work_item(self, path: str, value: object, target: Target) -> WorkItem:
-        w = self.table(path, value, ("function", "weight", "input", "input_bytes", "batch", "wait"))
+        keys = ("function", "weight", "input", "input_bytes", "args", "kwargs", "batch", "wait", "expect")
+        w = self.table(path, value, keys)
         if "function" not in w:
             raise self.fail(f"{path}.function", "required: the name of the function to call")
         function = self.function_name(f"{path}.function", w["function"], target)
         weight = self.number(f"{path}.weight", w.get("weight", 1), positive=True)
-        raw_input = w.get("input", {})
-        if not isinstance(raw_input, dict):
-            raise self.fail(f"{path}.input", f"expected a table of parameters, got {_describe(raw_input)}")
-        call_input = self.json_value(f"{path}.input", raw_input)
-        assert isinstance(call_input, dict)
-        try:
-            input_bytes = parse_size(w.get("input_bytes", 0))
-        except ValueError as exc:
-            raise self.fail(f"{path}.input_bytes", str(exc)) from None
-        if input_bytes > MAX_INPUT_BYTES:
-            raise self.fail(f"{path}.input_bytes", f"expected at most {MAX_INPUT_BYTES} bytes, got {input_bytes}")
-        if input_bytes and PADDING_KEY in call_input:
-            raise self.fail(f"{path}.input.{PADDING_KEY}", "reserved for input_bytes (which adds it)")
-        if target.reference:
-            self.reference_input(f"{path}.input", function, call_input, target)
+        sdk = target.sdk
+        self.keys_for_sdk(path, w, sdk)
+        call_input: Any = NO_VALUE
+        if "input" in w:
+            call_input = self.json_value(f"{path}.input", w["input"])
+        input_bytes = 0
+        if sdk == "reference":
+            if call_input is NO_VALUE:
+                call_input = {}
+            if not isinstance(call_input, dict):
+                raise self.fail(f"{path}.input", f"expected a table of parameters, got {_describe(w['input'])}")
+            try:
+                input_bytes = parse_size(w.get("input_bytes", 0))
+            except ValueError as exc:
+                raise self.fail(f"{path}.input_bytes", str(exc)) from None
+            if input_bytes > MAX_INPUT_BYTES:
+                raise self.fail(f"{path}.input_bytes", f"expected at most {MAX_INPUT_BYTES} bytes, got {input_bytes}")
+            if input_bytes and PADDING_KEY in call_input:
+                raise self.fail(f"{path}.input.{PADDING_KEY}", "reserved for input_bytes (which adds it)")
+            if target.reference:
+                self.reference_input(f"{path}.input", function, call_input, target)
+        args: tuple[Json, ...] = ()
+        kwargs: dict[str, Json] = {}
+        if "args" in w:
+            raw_args = w["args"]
+            if not isinstance(raw_args, list):
+                raise self.fail(f"{path}.args", f"expected an array of arguments, got {_describe(raw_args)}")
+            args = tuple(self.json_value(f"{path}.args[{i}]", item) for i, item in enumerate(raw_args))
+        if "kwargs" in w:
+            raw_kwargs = w["kwargs"]
+            if not isinstance(raw_kwargs, dict):
+                raise self.fail(f"{path}.kwargs", f"expected a table of keyword arguments, got {_describe(raw_kwargs)}")
+            for name in raw_kwargs:
+                if not name.isidentifier():
+                    raise self.fail(_key(f"{path}.kwargs", name), "expected a Python identifier as keyword")
+            kwargs = {name: self.json_value(_key(f"{path}.kwargs", name), item) for name, item in raw_kwargs.items()}
         batch = self.integer(f"{path}.batch", w.get("batch", 1), 1, MAX_BATCH)
         wait = self.boolean(f"{path}.wait", w.get("wait", True))
-        return WorkItem(function, weight, call_input, input_bytes, batch, wait)
+        expect: Any = NO_VALUE
+        if "expect" in w:
+            if not wait:
+                raise self.fail(
+                    f"{path}.expect", "needs wait = true: a result is only checked when the call is waited for"
+                )
+            expect = self.json_value(f"{path}.expect", w["expect"])
+        item = WorkItem(function, weight, call_input, input_bytes, batch, wait, args, kwargs, expect)
+        try:
+            get_codec(sdk).encode(item.call())
+        except CodecError as exc:
+            raise self.fail(f"{path}.{exc.key}" if exc.key else path, exc.problem) from None
+        return item
+
+    def keys_for_sdk(self, path: str, w: Mapping[str, Any], sdk: str) -> None:
+        """Keys that do not fit the target's SDK are errors that say what to write instead."""
+        if sdk == "dispatch-py":
+            if "input" in w:
+                raise self.fail(
+                    f"{path}.input",
+                    'with sdk = "dispatch-py" a call takes args = [...] and kwargs = { ... } (the function\'s '
+                    "arguments), not input",
+                )
+            if "input_bytes" in w:
+                raise self.fail(
+                    f"{path}.input_bytes",
+                    'pads the reference endpoint\'s input table; with sdk = "dispatch-py" put the payload in args or '
+                    "kwargs",
+                )
+            return
+        for key in ("args", "kwargs"):
+            if key in w:
+                raise self.fail(
+                    f"{path}.{key}",
+                    f'{key} are for sdk = "dispatch-py"; with sdk = "{sdk}" a call takes one input = ...',
+                )
+        if sdk != "reference" and "input_bytes" in w:
+            raise self.fail(
+                f"{path}.input_bytes", f'pads the reference endpoint\'s input table; not used with sdk = "{sdk}"'
+            )
 
     def function_name(self, path: str, value: object, target: Target) -> str:
         name = self.string(path, value)
@@ -771,7 +872,10 @@ class _Parser:
     def load(self, value: object) -> Load:
         closed_keys = ("users", "spawn_rate", "duration")
         open_keys = ("stages", "max_in_flight")
-        ld = self.table("load", value, ("model", *closed_keys, *open_keys, "processes"))
+        ld = self.table("load", value, ("model", *closed_keys, *open_keys, "processes", "stop_timeout"))
+        stop_timeout = self.duration("load.stop_timeout", ld.get("stop_timeout", 10.0), allow_zero=True)
+        if stop_timeout > 3600:
+            raise self.fail("load.stop_timeout", f"expected at most 1h, got {_describe(ld['stop_timeout'])}")
         model = self.choice("load.model", ld.get("model", "closed"), ("closed", "open"))
         processes = 1
         if "processes" in ld:
@@ -785,7 +889,7 @@ class _Parser:
             users = self.integer("load.users", ld.get("users", 16), 1, 1_000_000)
             spawn_rate = self.number("load.spawn_rate", ld.get("spawn_rate", users), positive=True, high=1e6)
             duration = self.duration("load.duration", ld.get("duration", 20.0))
-            return Load("closed", users, spawn_rate, duration, processes=processes)
+            return Load("closed", users, spawn_rate, duration, processes=processes, stop_timeout=stop_timeout)
         for key in closed_keys:
             if key in ld:
                 raise self.fail(
@@ -803,7 +907,14 @@ class _Parser:
         if total > MAX_DURATION_S:
             raise self.fail("load.stages", f"expected at most 7 days in all, got {total:g}s")
         max_in_flight = self.integer("load.max_in_flight", ld.get("max_in_flight", 1000), 1, 10_000_000)
-        return Load("open", duration=total, stages=stages, max_in_flight=max_in_flight, processes=processes)
+        return Load(
+            "open",
+            duration=total,
+            stages=stages,
+            max_in_flight=max_in_flight,
+            processes=processes,
+            stop_timeout=stop_timeout,
+        )
 
     def stage(self, path: str, value: object) -> Stage:
         s = self.table(path, value, ("duration", "rate", "ramp"))
@@ -925,6 +1036,20 @@ def _gate_spec(gate: Gate) -> str | dict[str, Any]:
     return {"condition": str(gate.condition), "abort_on_fail": gate.abort_on_fail, "delay": gate.delay}
 
 
+def _work_item_dict(item: WorkItem, sdk: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"function": item.function, "weight": item.weight}
+    if sdk == "dispatch-py":
+        out.update(args=list(item.args), kwargs=item.kwargs)
+    elif sdk == "reference":
+        out.update(input=item.input, input_bytes=item.input_bytes)
+    elif item.input is not NO_VALUE:
+        out["input"] = item.input
+    out.update(batch=item.batch, wait=item.wait)
+    if item.checks_result:
+        out["expect"] = item.expect
+    return out
+
+
 def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict[str, Any]:
     """*scenario* as a document in the scenario file's own schema, with every default filled in.
 
@@ -934,6 +1059,7 @@ def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict
     """
     t = scenario.target
     target: dict[str, Any] = {"reference": True} if t.reference else {"reference": False, "url": t.url}
+    target["sdk"] = t.sdk
     if t.signing_key is not None:
         target["signing_key"] = t.signing_key.to_toml(redact_secrets)
     if t.verification_key is not None:
@@ -959,17 +1085,7 @@ def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict
             "request_timeout": e.request_timeout,
             "http": e.http,
         }
-    workload = [
-        {
-            "function": w.function,
-            "weight": w.weight,
-            "input": w.input,
-            "input_bytes": w.input_bytes,
-            "batch": w.batch,
-            "wait": w.wait,
-        }
-        for w in scenario.workload
-    ]
+    workload = [_work_item_dict(w, t.sdk) for w in scenario.workload]
     ld = scenario.load
     load: dict[str, Any] = {"model": ld.model}
     if ld.model == "closed":
@@ -978,6 +1094,7 @@ def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict
         load["stages"] = [{"duration": s.duration, "rate": s.rate, "ramp": s.ramp} for s in ld.stages]
         load["max_in_flight"] = ld.max_in_flight
     load["processes"] = "auto" if ld.processes == -1 else ld.processes
+    load["stop_timeout"] = ld.stop_timeout
     gates: dict[str, Any] = {}
     for gate in scenario.gates:
         key, spec = str(gate.metric), _gate_spec(gate)

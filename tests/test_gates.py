@@ -304,6 +304,7 @@ def test_write_gates_json(tmp_path: Path) -> None:
         "kind": "latency",
         "passed": True,
         "abort_on_fail": False,
+        "implicit": False,
         "message": "e2e.p99{function=echo} = 990µs (< 1ms): passed",
     }
     assert data["gates"][5]["observed"] is None
@@ -340,3 +341,68 @@ def test_write_junit_without_gates(tmp_path: Path) -> None:
     write_junit([], path, "empty")
     root = ET.parse(path).getroot()
     assert root.get("tests") == "0" and root.find("testsuite") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checked results and implicit gates
+# ---------------------------------------------------------------------------------------------
+
+
+def test_wrong_results_are_metrics_by_function() -> None:
+    from loadgen.caller import FunctionChecks, WrongSample
+
+    checks = {
+        "greet": FunctionChecks(results=10, completed=10, checked=10, wrong=2, samples=[WrongSample("'a'", "'b'")]),
+        "add": FunctionChecks(results=5, completed=4, failed={"TIMEOUT": 1}, checked=4, unfinished=1),
+    }
+    results = evaluate(
+        [
+            parse_gate("wrong", "== 0"),
+            parse_gate("wrong{function=add}", "== 0"),
+            parse_gate("wrong.ratio", "< 10%"),
+            parse_gate("wrong.ratio{function=greet}", "<= 0.2"),
+            parse_gate("unfinished", "== 0"),
+            parse_gate("wrong{function=absent}", "== 0"),
+        ],
+        SNAP,
+        DURATION,
+        checks=checks,
+    )
+    assert [r.passed for r in results] == [False, True, False, True, False, True]
+    assert results[0].observed == 2 and results[2].observed == pytest.approx(2 / 14)
+    assert evaluate([parse_gate("wrong", "== 0")], SNAP, DURATION)[0].observed is None  # no checks: no data
+    with pytest.raises(GateSyntaxError):
+        parse_metric("wrong{status=OK}")
+
+
+def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path: Path) -> None:
+    from loadgen.gates import LocustTotals, implicit_gates
+
+    stats = ShardStats("s")
+    stats.count_accepted(3)
+    stats.record_call("f", "completed", "OK", 0.01)
+    stats.record_call("f", "expired", "TIMEOUT", 60.0)
+    stats.set_gauge("in_flight", 1)
+    gates = implicit_gates()
+    assert [str(g) for g in gates] == [
+        "failed == 0",
+        "expired == 0",
+        "lost == 0",
+        "wrong == 0",
+        "in_flight == 0",
+        "locust.failures == 0",
+    ]
+    results = evaluate(gates, stats.snapshot(), DURATION, LocustTotals(4, 1), checks={})
+    assert {r.metric: r.passed for r in results} == {
+        "failed": True,
+        "expired": False,
+        "lost": True,
+        "wrong": True,
+        "in_flight": False,
+        "locust.failures": False,
+    }
+    assert all(r.implicit and r.message.startswith("implicit gate") for r in results)
+    write_junit(results, tmp_path / "junit.xml", "suite")
+    names = [case.get("name") for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")]
+    assert "implicit: expired == 0" in names
+    assert [str(g) for g in implicit_gates(with_locust=False)][-1] == "in_flight == 0"

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -150,3 +151,57 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert not _wait_gone(children), "orphans left behind"
+
+
+def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_path: Path) -> None:
+    """Calls that never end (60 s sleeps) are reported in flight after stop_timeout; failed and wrong
+    calls fail the implicit gates; the run lasts duration + stop_timeout + start-up and teardown."""
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(
+        'name = "bad"\n[engine]\nshards = 1\n'
+        '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\n'
+        '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\nbatch = 10\nwait = false\n'
+        '[[workload]]\nfunction = "fail"\ninput = { status = "PERMANENT_ERROR", times = 1 }\n'
+        '[[workload]]\nfunction = "echo"\ninput = { message = "hi" }\nexpect = { message = "ho" }\n'
+        '[load]\nusers = 4\nduration = "2s"\nstop_timeout = "1s"\n'
+    )
+    results = tmp_path / "results"
+    started = time.monotonic()
+    done = loadgen_run(str(scenario), results=results)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert elapsed < 2 + 1 + 20, f"the run took {elapsed:.1f}s"
+    run_dir = only_run_dir(results)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    accounting = summary["accounting"]
+    assert accounting["balanced"] and accounting["in_flight"] > 0 and accounting["expired"] == 0
+    gates = json.loads((run_dir / "gates.json").read_text())["gates"]
+    verdict = {gate["metric"]: gate["passed"] for gate in gates}
+    assert verdict == {
+        "failed": False,
+        "expired": True,
+        "lost": True,
+        "wrong": False,
+        "in_flight": False,
+        "locust.failures": False,
+    }
+    assert all(gate["implicit"] for gate in gates)
+    assert summary["functions"]["echo"]["wrong"] == summary["functions"]["echo"]["checked"] > 0
+    failed = summary["functions"]["fail"]
+    assert failed["failed"] == failed["attempts"] > 0  # PERMANENT_ERROR: one attempt, not retried
+    assert "in flight at the end" in done.stdout and "implicit gate" in done.stdout
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert any(case.get("name") == "implicit: in_flight == 0" for case in suite.iter("testcase"))
+
+
+def test_keygen_lines_export_both_keys_when_evaluated() -> None:
+    loadgen = Path(sys.executable).with_name("loadgen")
+    script = f'eval "$({loadgen} keygen)" && env | grep -E "^(LOADGEN_SIGNING_KEY|DISPATCH_VERIFICATION_KEY)=" | sort'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True).stdout
+    names = [line.split("=", 1)[0] for line in out.splitlines()]
+    assert names == ["DISPATCH_VERIFICATION_KEY", "LOADGEN_SIGNING_KEY"]
+    from loadgen.keys import load_private_key, public_key_base64
+
+    values = dict(line.split("=", 1) for line in out.splitlines())
+    private = load_private_key(values["LOADGEN_SIGNING_KEY"])
+    assert public_key_base64(private.public_key()) == values["DISPATCH_VERIFICATION_KEY"]

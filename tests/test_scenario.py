@@ -388,7 +388,7 @@ def test_open_model_duration_is_the_sum_of_stages() -> None:
 
 def test_custom_endpoint_accepts_any_function_and_input() -> None:
     scenario = loads_scenario(
-        '[target]\nurl = "https://app.example.com/"\nsigning_key = "env:K"\n'
+        '[target]\nurl = "https://app.example.com/"\nsigning_key = "env:K"\nsdk = "dispatch-go"\n'
         '[[workload]]\nfunction = "my_module.handler"\ninput = { anything = [1, "two", { three = 3.0 }] }\n'
         'batch = 100\nwait = false\n[gates]\n"e2e.p99{function=my_module.handler}" = "< 2s"\n'
     )
@@ -463,10 +463,40 @@ reference_items = st.one_of(
     _item("chain", st.fixed_dictionaries({}, optional={"depth": st.integers(0, 1000)})),
     _item("payload", st.fixed_dictionaries({}, optional={"bytes": st.integers(0, 16_000_000)})),
 )
-custom_items = st.fixed_dictionaries(
-    {"function": st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_.]{0,10}", fullmatch=True), "input": json_tables},
-    optional={"weight": weights, "batch": st.integers(1, 100), "wait": st.booleans()},
-)
+identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+custom_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_.]{0,10}", fullmatch=True)
+custom_common = {"weight": weights, "batch": st.integers(1, 100)}
+CUSTOM_ITEMS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "dispatch-py": st.fixed_dictionaries(
+        {"function": custom_names},
+        optional={
+            "args": st.lists(json_values, max_size=3),
+            "kwargs": st.dictionaries(identifiers, json_values, max_size=3),
+            **custom_common,
+        },
+    ),
+    "dispatch-go": st.fixed_dictionaries({"function": custom_names}, optional={"input": json_values, **custom_common}),
+    "raw": st.fixed_dictionaries(
+        {"function": custom_names},
+        optional={
+            "input": st.fixed_dictionaries(
+                {"type_url": st.sampled_from(["type.googleapis.com/x.Y", "buf.build/a/b/c.D"])},
+                optional={"base64": st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode())},
+            ),
+            **custom_common,
+        },
+    ),
+}
+
+
+@st.composite
+def custom_items(draw: st.DrawFn, sdk: str) -> dict[str, Any]:
+    item = draw(CUSTOM_ITEMS[sdk])
+    wait = draw(st.booleans())
+    item["wait"] = wait
+    if wait and draw(st.booleans()):
+        item["expect"] = draw(json_values)
+    return item
 local_engines = st.fixed_dictionaries(
     {},
     optional={
@@ -498,6 +528,7 @@ loads = st.one_of(
             "spawn_rate": st.floats(0.01, 1000.0),
             "duration": durations,
             "processes": st.one_of(st.integers(1, 64), st.just("auto")),
+            "stop_timeout": st.one_of(st.integers(0, 3600), st.sampled_from(["10s", "250ms", "1m30s"])),
         },
     ),
     st.fixed_dictionaries(
@@ -559,7 +590,10 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
     custom = draw(st.booleans())
     if custom:
         doc["target"] = {"url": draw(st.sampled_from(["http://127.0.0.1:8000", "https://app.example.com/x"]))}
-        doc["workload"] = draw(st.lists(custom_items, min_size=1, max_size=4))
+        sdk = draw(st.sampled_from(["dispatch-py", "dispatch-go", "raw"]))
+        if sdk != "dispatch-py" or draw(st.booleans()):
+            doc["target"]["sdk"] = sdk
+        doc["workload"] = draw(st.lists(custom_items(sdk), min_size=1, max_size=4))
     else:
         target: dict[str, Any] = draw(st.sampled_from([{}, {"reference": True}]))
         if not remote:
@@ -705,3 +739,67 @@ def test_arbitrary_text_never_raises_anything_but_scenario_error(text: str) -> N
         loads_scenario(text, "text.toml")
     except ScenarioError as error:
         assert error.file == "text.toml"
+
+
+# ---------------------------------------------------------------------------------------------
+# SDKs: which keys fit which target
+# ---------------------------------------------------------------------------------------------
+
+URL_TARGET = '[target]\nurl = "http://127.0.0.1:8000"\n'
+
+
+def test_a_url_target_speaks_dispatch_py_unless_told_otherwise() -> None:
+    scenario = loads_scenario(
+        URL_TARGET + '[[workload]]\nfunction = "greet"\nargs = ["bob"]\nkwargs = { punct = "!" }\n'
+        'expect = "hello bob!"\n[load]\nstop_timeout = "3s"\n'
+    )
+    item = scenario.workload[0]
+    assert scenario.target.sdk == "dispatch-py" and default_scenario().target.sdk == "reference"
+    assert item.args == ("bob",) and item.kwargs == {"punct": "!"} and item.expect == "hello bob!"
+    assert item.checks_result and scenario.load.stop_timeout == 3.0
+    document = scenario_to_dict(scenario)
+    assert document["target"]["sdk"] == "dispatch-py" and document["workload"][0]["expect"] == "hello bob!"
+    assert "input" not in document["workload"][0] and document["load"]["stop_timeout"] == 3.0
+    assert loads_scenario(to_toml(document)) == scenario
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        (URL_TARGET + '[[workload]]\nfunction = "f"\ninput = { a = 1 }\n', "workload[0].input", "args = [...]"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\ninput_bytes = 10\n', "workload[0].input_bytes", "kwargs"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nargs = { a = 1 }\n', "workload[0].args", "an array"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nkwargs = [1]\n', "workload[0].kwargs", "a table"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nkwargs = { "a b" = 1 }', 'workload[0].kwargs."a b"', "identifier"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nexpect = 1\nwait = false\n', "workload[0].expect", "wait = true"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nargs = [2e400]\n', "workload[0].args[0]", "finite"),
+        (URL_TARGET + '[[workload]]\nfunction = "f"\nargs = [1979-05-27]\n', "workload[0].args[0]", "date/time"),
+        (URL_TARGET + 'sdk = "dispatch-go"\n[[workload]]\nfunction = "f"\nargs = [1]\n', "workload[0].args", "input"),
+        (URL_TARGET + 'sdk = "dispatch-go"\n[[workload]]\nfunction = "f"\ninput = 18446744073709551616\n',
+         "workload[0].input", "64 bits"),
+        (URL_TARGET + 'sdk = "raw"\n[[workload]]\nfunction = "f"\ninput = { base64 = "" }\n', "workload[0].input",
+         "type_url"),
+        (URL_TARGET + 'sdk = "raw"\n[[workload]]\nfunction = "f"\ninput_bytes = 1\n', "workload[0].input_bytes",
+         "not used"),
+        ('[target]\nsdk = "dispatch-py"\n', "target.sdk", 'sdk = "reference"'),
+        (URL_TARGET + 'sdk = "dispatch-rb"\n[[workload]]\nfunction = "f"\n', "target.sdk", "dispatch-py"),
+        ('[[workload]]\nfunction = "echo"\nargs = ["x"]\n', "workload[0].args", "dispatch-py"),
+        ("[load]\nstop_timeout = -1\n", "load.stop_timeout", "not negative"),
+        ('[load]\nstop_timeout = "2h"\n', "load.stop_timeout", "at most 1h"),
+    ],
+)
+def test_keys_that_do_not_fit_the_sdk_say_what_to_write(text: str, key: str, words: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        loads_scenario(text, "mine.toml")
+    assert caught.value.key == key and words in caught.value.problem, str(caught.value)
+
+
+def test_other_sdks_take_one_input_and_expect_anything() -> None:
+    go = loads_scenario(URL_TARGET + 'sdk = "dispatch-go"\n[[workload]]\nfunction = "f"\ninput = [1, "x"]\nexpect = 2')
+    assert go.workload[0].input == [1, "x"] and go.workload[0].expect == 2
+    raw = loads_scenario(
+        URL_TARGET + 'sdk = "raw"\n[[workload]]\nfunction = "f"\ninput = { type_url = "t/x.Y", base64 = "AQI=" }\n'
+    )
+    assert raw.workload[0].input == {"type_url": "t/x.Y", "base64": "AQI="}
+    assert loads_scenario(to_toml(scenario_to_dict(raw))) == raw
+    assert loads_scenario('[[workload]]\nfunction = "echo"\nexpect = { message = "hi" }\n').workload[0].checks_result
