@@ -3,7 +3,8 @@
 Process layout:
 
 * ``sdk_app``: ``tests/interop/sdk_app.py`` in ``.venv-sdk`` (a FastAPI endpoint built with the SDK),
-  verifying signatures with the public key of the SDK's signing golden vector;
+  verifying signatures with the public key of the SDK's signing golden vector; ``sdk08_app``: the same
+  for dispatch-py 0.8.0 (``tests/interop/sdk08_app.py`` in ``.venv-sdk08``);
 * ``loadgen``: ``loadgen serve ENDPOINT --port 0 --api-key KEY --signing-key GOLDEN_SEED`` from this
   venv, playing the Dispatch service for that endpoint;
 * ``tests/interop/sdk_client.py`` in ``.venv-sdk``, dispatching calls with the SDK's ``dispatch.Client``;
@@ -242,7 +243,7 @@ def _ensure_venv(python: Path, probe_code: str, script: Path, env: Mapping[str, 
 
 _SDK_PROBE = "import dispatch, dispatch.fastapi, uvicorn, hypercorn.asyncio"
 _SDK08_PROBE = (
-    "import importlib.metadata as md, aiohttp, dispatch, dispatch.function; "
+    "import importlib.metadata as md, aiohttp, dispatch, dispatch.function, dispatch.asyncio.fastapi, uvicorn; "
     "assert md.version('dispatch-py') == '0.8.0', md.version('dispatch-py')"
 )
 
@@ -348,12 +349,20 @@ class SdkApp:
 
 
 def _start_sdk_app(
-    name: str, sdk_python: Path, keys: Keys, server: str = "uvicorn", max_requests: int | None = None
+    name: str,
+    sdk_python: Path,
+    keys: Keys,
+    server: str = "uvicorn",
+    max_requests: int | None = None,
+    script: str = "sdk_app.py",
 ) -> Iterator[SdkApp]:
     extra_env = {} if max_requests is None else {"SDK_APP_KEEP_ALIVE_MAX_REQUESTS": str(max_requests)}
+    argv = [str(sdk_python), str(HERE / script), "--host", "127.0.0.1", "--port", "0"]
+    if script == "sdk_app.py":
+        argv += ["--server", server]
     child = ChildProcess(
         name,
-        [str(sdk_python), str(HERE / "sdk_app.py"), "--host", "127.0.0.1", "--port", "0", "--server", server],
+        argv,
         env=_child_env(
             {
                 "DISPATCH_VERIFICATION_KEY": keys.golden_public,
@@ -376,6 +385,12 @@ def _start_sdk_app(
 def sdk_app(sdk_python: Path, keys: Keys) -> Iterator[SdkApp]:
     """The SDK endpoint under uvicorn (HTTP/1.1), verifying with the golden public key."""
     yield from _start_sdk_app("sdk_app", sdk_python, keys)
+
+
+@pytest.fixture(scope="session")
+def sdk08_app(sdk08_python: Path, keys: Keys) -> Iterator[SdkApp]:
+    """An endpoint on dispatch-py 0.8.0 (``sdk08_app.py``, FastAPI + uvicorn), verifying with the golden public key."""
+    yield from _start_sdk_app("sdk08_app", sdk08_python, keys, script="sdk08_app.py")
 
 
 @pytest.fixture(scope="session")

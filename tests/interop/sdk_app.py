@@ -30,7 +30,14 @@ Functions (the Dispatch function name is the Python ``__qualname__``):
 * ``tail(n)``: a *primitive* function answering ``Output.tail_call(tail_step(n, 0))`` (status OK);
 * ``tail_step(k, acc)``: a regular function that tail-calls itself by raising
   ``dispatch.proto.TailCall(call, status=Status.OK)`` until ``k == 0``, then returns
-  ``"tail done: ACC"``, ACC being ``n + (n-1) + … + 1``.
+  ``"tail done: ACC"``, ACC being ``n + (n-1) + … + 1``;
+* ``greet(name, punct="?")``: ``"hello NAME PUNCT"`` without the spaces (``greet("bob", punct="!")``
+  is ``"hello bob!"``);
+* ``wobbly()``: every other run raises ``TemporaryError`` (retryable), the others return ``"steady"``:
+  under load, calls fail some attempts and then complete;
+* ``stuck()``: always raises ``TemporaryError``: a call retried until it expires;
+* ``evil(path)``: returns an object whose pickle is ``os.system("touch PATH")``: an output that runs
+  code when unpickled with ``pickle.loads`` (the SDK pickles it; nothing runs in the endpoint).
 
 Every run of a function body is counted; ``GET /counts`` returns the counters as JSON,
 ``{"add": 1, "flaky:KEY": 3, …}`` (``name`` or ``name:key``), and ``POST /counts/reset`` clears them.
@@ -228,6 +235,46 @@ def tail_step(k: int, acc: int) -> str:
     # dispatch.Reset(tail_step, ...) would do the same with status TEMPORARY_ERROR, which an
     # orchestrator that checks retryable statuses first (the SDK's own mock) retries forever.
     raise TailCall(call=tail_step.build_call(k - 1, acc + k), status=Status.OK)
+
+
+@dispatch_endpoint.function
+def greet(name: str, punct: str = "?") -> str:
+    _count("greet")
+    return f"hello {name}{punct}"
+
+
+_wobbles = [0]
+
+
+@dispatch_endpoint.function
+def wobbly() -> str:
+    with _counts_lock:
+        _wobbles[0] += 1
+        odd = _wobbles[0] % 2 == 1
+    if odd:
+        raise TemporaryError("wobbly: this attempt fails, the next one works")
+    return "steady"
+
+
+@dispatch_endpoint.function
+def stuck() -> None:
+    raise TemporaryError("stuck: never works")
+
+
+class _Boom:
+    """Pickles as ``os.system("touch PATH")``: whoever calls ``pickle.loads`` on it runs that command."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, (f"touch {self.path}",)
+
+
+@dispatch_endpoint.function
+def evil(path: str) -> Any:
+    _count("evil")
+    return _Boom(path)
 
 
 def _serve_uvicorn() -> None:
