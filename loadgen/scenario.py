@@ -795,7 +795,8 @@ class _Parser:
                 raise self.fail(
                     f"{path}.input",
                     'with sdk = "dispatch-py" a call takes args = [...] and kwargs = { ... } (the function\'s '
-                    "arguments), not input",
+                    'arguments), not input; for an endpoint that takes one input value, set [target] sdk = '
+                    '"reference" (loadgen\'s endpoint), "dispatch-go" or "raw"',
                 )
             if "input_bytes" in w:
                 raise self.fail(

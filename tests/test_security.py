@@ -424,7 +424,7 @@ def test_key_material_never_appears_in_output_logs_or_results(
     api_key = "apikey-" + secrets.token_hex(16)
     seed = private_key_base64(key)
     load = '[[workload]]\nfunction = "echo"\ninput = { message = "hi" }\n[load]\nusers = 2\nduration = "3s"\n'
-    target = f'[target]\nurl = "{endpoint_url}"\n'
+    target = f'[target]\nurl = "{endpoint_url}"\nsdk = "reference"\n'
     serve = start_serve(endpoint_url, key, api_key)
     try:
         addresses = serve.wait_for(r"shard addresses (.*)").group(1).split()
