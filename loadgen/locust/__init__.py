@@ -1,9 +1,11 @@
 """``loadgen.locust``: drive loadgen shards from Locust, and see the shards' statistics in Locust.
 
 * :class:`DispatchUser` — a Locust ``User`` with a gRPC client to the shards:
-  ``self.dispatch(function, input, batch=1)`` and ``self.dispatch_and_wait(function, input,
-  timeout=...)``, each RPC a Locust request (``grpc`` / ``Dispatch <function>``,
-  ``Wait <function>``).
+  ``self.dispatch(function, input, batch=1)`` (or ``args=[...], kwargs={...}`` for dispatch-py
+  endpoints, encoded by the user's SDK codec) and ``self.dispatch_and_wait(function, ...,
+  expect=..., timeout=...)``, each RPC a Locust request (``grpc`` / ``Dispatch <function>``,
+  ``Wait <function>``); the ``Wait`` of a call that failed, expired or came back wrong is a
+  failure (:class:`CallFailed`, :class:`WrongResult`, :class:`CallUnfinished`).
 * :class:`OpenModelUser` and :class:`Stage` — open-model arrivals at a target rate, latency
   from the intended start, late and dropped arrivals counted.
 * :class:`StatsBridge` — on the master (or local runner), polls the shards' merged
@@ -11,14 +13,16 @@
   own (table, CSV, HTML report), keeps ``latest`` / ``history``; :func:`bridge` returns it.
 * The "Dispatch" and "Dispatch shards" tabs of the web UI (:mod:`loadgen.locust.webtab`).
 * Options: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, ``--dispatch-api-key`` /
-  ``$DISPATCH_API_KEY``, ``--dispatch-stats-interval``, ``--dispatch-settle``.
+  ``$DISPATCH_API_KEY``, ``--dispatch-sdk`` / ``$LOADGEN_SDK``, ``--dispatch-caller-file`` /
+  ``$LOADGEN_CALLER_FILE`` (the checked results, :mod:`loadgen.caller`), ``--dispatch-run-time``,
+  ``--dispatch-stats-interval``, ``--dispatch-settle``.
 
 A locustfile only needs ``from loadgen.locust import DispatchUser``; that first use
 patches the process for gevent (Locust's own import does) and switches gRPC to gevent
 (``grpc.experimental.gevent.init_gevent()``) before any channel exists, and registers the
 plug-in's event listeners. uvloop never runs in a Locust process: the shards are separate
 processes. The pure helpers (:mod:`.schedule`, :mod:`.histdelta`, :mod:`.options`,
-:mod:`.dispatched`) import without Locust.
+:mod:`.dispatched`, :mod:`.checked`) import without Locust.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ if TYPE_CHECKING:
     from loadgen.locust.openmodel import OpenModelUser
     from loadgen.locust.plugin import bridge
     from loadgen.locust.schedule import ArrivalSchedule, Stage
-    from loadgen.locust.user import DispatchFailed, DispatchUser
+    from loadgen.locust.user import CallFailed, CallUnfinished, DispatchFailed, DispatchUser, WrongResult
 
 __all__ = [
     "ArrivalSchedule",
     "BridgeError",
+    "CallFailed",
+    "CallUnfinished",
     "DispatchFailed",
     "DispatchUser",
     "OpenModelUser",
     "Stage",
     "StatsBridge",
+    "WrongResult",
     "bridge",
 ]
 
@@ -49,6 +56,9 @@ _HOMES = {
     "Stage": "loadgen.locust.schedule",
     "BridgeError": "loadgen.locust.bridge",
     "StatsBridge": "loadgen.locust.bridge",
+    "CallFailed": "loadgen.locust.user",
+    "CallUnfinished": "loadgen.locust.user",
+    "WrongResult": "loadgen.locust.user",
     "DispatchFailed": "loadgen.locust.user",
     "DispatchUser": "loadgen.locust.user",
     "OpenModelUser": "loadgen.locust.openmodel",
