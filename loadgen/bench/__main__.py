@@ -8,6 +8,7 @@ import sys
 BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("signing", "CPU per request of RFC 9421 signing (PyNaCl, cryptography), verification, and the SDK's signer"),
     ("codecs", "CPU per call of the SDK codecs: dispatch-py inputs, 0.7.1/0.8.0 outputs, vs plain pickle"),
+    ("sdkrun", "whole-system CPU per call of loadgen run against the example dispatch-py endpoint, per process"),
     ("endpoint", "CPU per request of the reference endpoint (h2load over h2c, httpx over HTTP/1.1)"),
     ("egress", "client CPU per signed RunRequest round trip: EndpointPool vs an h2 client, httpx, h2load"),
     ("stats", "cost of recording, snapshotting, shipping and merging statistics"),
