@@ -77,6 +77,8 @@ def _bind_before_configuring() -> None:
     options = parser.parse_args()
     _listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     _listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # uvicorn serving a socket it did not make leaves Nagle on: each answer would wait ~40 ms for an ACK.
+    _listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it
     _listener.bind((options.host, options.port))
     _listener.listen(128)
     _listener.set_inheritable(True)
