@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The real SDKs, each in a venv of its own (interop).
+# The real SDKs: each in a venv of its own (interop), and each beside loadgen in one venv (drop-in).
 sdk:
 	bash tests/interop/setup_sdk_venv.sh
 	bash tests/interop/setup_sdk08_venv.sh
+	bash tests/dropin/setup_dropin_venvs.sh
 
 # grpcio-tools 1.62.3 for loadgen/pb (its generated code runs on protobuf 4.25.1 to 7.x).
 protoc:
@@ -44,4 +45,4 @@ proto: protoc
 	.venv-protoc/bin/python loadgen/pb/generate.py
 
 clean:
-	rm -rf $(VENV) .venv-sdk .venv-sdk08 .venv-protoc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-sdk .venv-sdk08 .venv-dropin .venv-dropin08 .venv-protoc .cache .pytest_cache .mypy_cache .ruff_cache
