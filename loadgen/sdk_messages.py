@@ -7,7 +7,8 @@ so both load side by side. The seed API accepts either by their wire bytes, neve
 by copying fields, and answers in the caller's classes:
 
 * :func:`as_own` turns a message of any generated copy of the Dispatch protos
-  (the SDK's, a user's) into loadgen's class of the same name;
+  (the SDK's, a user's) into loadgen's class of the same name, and :func:`convert`
+  turns one into a given class of the same message;
 * :func:`counterpart` finds the class of another message of the caller's copy
   (the ``RunResponse`` beside a ``RunRequest``), in the caller's descriptor pool;
 * :func:`sdk_class` is the SDK's class of a message when the SDK's generated
@@ -45,7 +46,7 @@ def as_own(message: object, cls: type[M]) -> M:
     name = cls.DESCRIPTOR.name
     if not isinstance(message, Message) or message.DESCRIPTOR.name != name:
         raise TypeError(f"expected a {name} message (loadgen's or the SDK's), got {type(message).__qualname__}")
-    return cls.FromString(message.SerializeToString())
+    return convert(message, cls)
 
 
 def convert(message: Message, cls: type[M]) -> M:

@@ -194,6 +194,9 @@ def test_endpoint_client_answers_the_sdks_run_request_in_the_sdks_classes() -> N
     response = endpoint_client().run(_run_request(sdk_function_pb.RunRequest, call))
     assert isinstance(response, sdk_function_pb.RunResponse)
     assert decode(response.exit.result.output) == "Hello SDK"
+    if not SDK07:  # 0.8 encodes a str as a StringValue (0.7 pickles it: decode() unpacks that)
+        unpacked = wrappers_pb2.StringValue()
+        assert response.exit.result.output.Unpack(unpacked) and unpacked.value == "Hello SDK"
 
 
 def test_endpoint_client_answers_loadgens_run_request_in_loadgens_classes() -> None:
