@@ -9,11 +9,12 @@ from loadgen.api import CallOutcome
 from loadgen.client import EndpointClient
 from loadgen.scheduler import DEFAULT_RETRY_ON_STATUS, Outcome, RetryPolicy
 from loadgen.server import DispatchServer
-from loadgen.service import DispatchService
+from loadgen.service import CallType, DispatchService
 
 __all__ = [
     "DEFAULT_RETRY_ON_STATUS",
     "CallOutcome",
+    "CallType",
     "DispatchServer",
     "DispatchService",
     "EndpointClient",

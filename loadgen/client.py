@@ -6,18 +6,24 @@ request when a key is given, and parses the raw ``RunResponse``. Non-2xx
 replies raise ``httpx.HTTPStatusError``, an undecodable body raises
 ``google.protobuf.message.DecodeError`` (the service maps both to statuses).
 
+``run`` takes loadgen's ``RunRequest`` or the SDK's (any generated copy of the
+Dispatch protos), sends its wire bytes, and answers in the request's own
+classes: the SDK's ``RunResponse`` for the SDK's ``RunRequest``.
+
 Unlike the old mock, a path prefix in the base URL is kept
 (``http://host/api`` → ``/api/dispatch.sdk.v1.FunctionService/Run``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.message import Message
 
 from loadgen.pb import function_pb2
+from loadgen.sdk_messages import counterpart
 from loadgen.signing import Signer
 
 if TYPE_CHECKING:
@@ -43,8 +49,15 @@ class EndpointClient:
         """The endpoint's base URL."""
         return str(self.http_client.base_url).rstrip("/")
 
-    def run(self, request: function_pb2.RunRequest) -> function_pb2.RunResponse:
-        """Send one ``RunRequest`` and return the endpoint's ``RunResponse``."""
+    @overload
+    def run(self, request: function_pb2.RunRequest) -> function_pb2.RunResponse: ...
+
+    @overload
+    def run(self, request: Message) -> Message: ...
+
+    def run(self, request: Message) -> Message:
+        """Send one ``RunRequest`` and return the endpoint's ``RunResponse``, in the request's classes."""
+        response_class = _response_class(request)
         body = request.SerializeToString()
         http_request = self.http_client.build_request(
             "POST", self._run_url, content=body, headers={"Content-Type": CONTENT_TYPE}
@@ -61,7 +74,7 @@ class EndpointClient:
             )
         response = self.http_client.send(http_request)
         response.raise_for_status()
-        return function_pb2.RunResponse.FromString(response.content)
+        return response_class.FromString(response.content)
 
     def close(self) -> None:
         """Close the underlying HTTP client."""
@@ -80,6 +93,15 @@ class EndpointClient:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("EndpointClient.from_app needs starlette: pip install 'loadgen[asgi]'") from exc
         return cls(TestClient(app), signing_key)
+
+
+def _response_class(request: object) -> type[Message]:
+    """``RunResponse`` of the request's own generated copy of the Dispatch protos."""
+    if type(request) is function_pb2.RunRequest:
+        return function_pb2.RunResponse
+    if not isinstance(request, Message) or request.DESCRIPTOR.name != "RunRequest":
+        raise TypeError(f"expected a RunRequest message (loadgen's or the SDK's), got {type(request).__qualname__}")
+    return counterpart(request, "RunResponse")
 
 
 def _run_url(base_url: httpx.URL) -> httpx.URL:

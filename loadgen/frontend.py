@@ -146,7 +146,8 @@ class ShardFrontend:
             trailing = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
             raise ApiError(exc.code(), exc.details() or "") from None
-        final = dict(trailing or ()).get("loadgen-status", "STATUS_UNSPECIFIED")
+        # Pairs, not dict(): in grpcio 1.63 and earlier, grpc.aio Metadata.keys() yields (key, value) pairs.
+        final = next((value for key, value in trailing or () if key == "loadgen-status"), "STATUS_UNSPECIFIED")
         return WaitAnswer(result, str(final))
 
     async def close(self) -> None:

@@ -10,19 +10,31 @@ Two ways to drive it, as with the old ``dispatch.test`` mock:
 
 Results: ``result(dispatch_id, timeout)`` blocks until a call is terminal,
 and the ``Wait`` RPC (a loadgen extension) does the same for remote clients.
+
+Beside the SDK in one process (see ``loadgen.sdk_messages``): ``dispatch()``
+takes loadgen's ``Call`` messages or the SDK's. The endpoint client is handed
+``RunRequest`` messages in the SDK's classes when the SDK's generated modules
+are loaded in the process (so an endpoint client written for the SDK works as
+it is), else in loadgen's; it may answer in either. ``queue`` and
+``roundtrips`` show the messages in the classes the endpoint client sees.
+``result()`` answers in loadgen's classes; outputs are ordinary
+``google.protobuf.Any`` values either way.
 """
 
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from loadgen.api import CallOutcome, InvalidCall, authorization_error, expected_authorization, validate_calls
 from loadgen.client import EndpointClient
@@ -34,15 +46,30 @@ from loadgen.scheduler import (
     CallFinished,
     Counters,
     RetryPolicy,
+    RetryScheduled,
     RunAttempt,
     Scheduler,
 )
+from loadgen.sdk_messages import as_own, convert, sdk_class
 
-__all__ = ["DispatchService"]
+__all__ = ["CallType", "DispatchService", "PendingAttempt", "RoundTrip"]
 
 logger = logging.getLogger(__name__)
 
-RoundTrip = tuple[function_pb2.RunRequest, function_pb2.RunResponse]
+RoundTrip = tuple[Message, Message]
+"""A ``RunRequest`` handed to the endpoint client and the ``RunResponse`` it answered."""
+
+
+class CallType(enum.Enum):
+    """Why an attempt is sent (the old mock's ``CallType``)."""
+
+    CALL = 0
+    RESUME = 1
+    RETRY = 2
+
+
+PendingAttempt = tuple[str, Message, CallType]
+"""An entry of :attr:`DispatchService.queue`: dispatch id, ``RunRequest``, why it is sent."""
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -65,15 +92,21 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             raise ValueError("an API key is required: pass api_key= or set DISPATCH_API_KEY")
         self.endpoint_client = endpoint_client
         self._expected_auth = expected_authorization(key)
+        # Ids unique across services and processes (8 random hex digits, then a counter): an endpoint
+        # may keep state per dispatch id for the life of its process (dispatch-py 0.8 does).
         self._scheduler = Scheduler(
-            retry_on_status=retry_on_status, retry_policy=retry_policy, default_expiration=default_expiration
+            retry_on_status=retry_on_status,
+            retry_policy=retry_policy,
+            default_expiration=default_expiration,
+            id_prefix=secrets.token_hex(4),
         )
         self.collect_roundtrips = collect_roundtrips
         self.roundtrips: collections.OrderedDict[str, list[RoundTrip]] = collections.OrderedDict()
         self._concurrency = max(1, concurrency)
         self._retention = max(1, result_retention)
         self._cond = threading.Condition()
-        self._queue: collections.deque[RunAttempt] = collections.deque()
+        self._queue: collections.deque[tuple[RunAttempt, CallType]] = collections.deque()
+        self._retrying: set[str] = set()
         self._results: collections.OrderedDict[str, CallOutcome] = collections.OrderedDict()
         self._issued: set[str] = set()
         self._workers: list[threading.Thread] = []
@@ -115,8 +148,12 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     # ------------------------------------------------------ in-process API
 
-    def dispatch(self, calls: Sequence[call_pb2.Call]) -> list[str]:
-        """Accept a batch of calls (validated first) and return their dispatch ids."""
+    def dispatch(self, calls: Sequence[Message]) -> list[str]:
+        """Accept a batch of calls (validated first) and return their dispatch ids.
+
+        The calls are loadgen's ``Call`` messages or the SDK's (taken by their wire bytes).
+        """
+        calls = _own_calls(calls)
         validate_calls(calls)
         with self._cond:
             ids, actions = self._scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_client.url)
@@ -136,7 +173,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             self._absorb(self._scheduler.advance(time.time()))
             batch = list(self._queue)
             self._queue.clear()
-        for index, attempt in enumerate(batch):
+        for index, (attempt, _kind) in enumerate(batch):
             try:
                 self._run_attempt(attempt)
             except Exception:
@@ -167,6 +204,15 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
     def counters(self) -> Counters:
         """Accounting of the calls accepted so far (a live view; read under no lock)."""
         return self._scheduler.counters
+
+    @property
+    def queue(self) -> list[PendingAttempt]:
+        """The attempts due now, not yet sent: ``(dispatch_id, RunRequest, CallType)`` in order (a copy).
+
+        As the old mock's ``queue``; retries still waiting out their backoff are not in it yet.
+        """
+        with self._cond:
+            return [(a.dispatch_id, self._endpoint_request(a.request), kind) for a, kind in self._queue]
 
     # ------------------------------------------------------------ background
 
@@ -208,7 +254,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                     now = time.time()
                     self._absorb(self._scheduler.advance(now))
                     if self._queue:
-                        attempt = self._queue.popleft()
+                        attempt, _kind = self._queue.popleft()
                         break
                     deadline = self._scheduler.next_deadline()
                     self._cond.wait(None if deadline is None else max(0.0, deadline - now))
@@ -229,9 +275,16 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     # -------------------------------------------------------------- internals
 
+    def _endpoint_request(self, request: function_pb2.RunRequest) -> Message:
+        """*request* in the classes the endpoint client is handed (the SDK's, when it is loaded)."""
+        sdk_request = sdk_class("RunRequest")
+        return request if sdk_request is None else convert(request, sdk_request)
+
     def _run_attempt(self, attempt: RunAttempt) -> None:
+        request = self._endpoint_request(attempt.request)
         try:
-            response = self.endpoint_client.run(attempt.request)
+            answer = self.endpoint_client.run(request)
+            response = as_own(answer, function_pb2.RunResponse)
         except Exception as exc:
             mapped = classify_exception(exc)
             if mapped is None:
@@ -245,26 +298,43 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             return
         with self._cond:
             if self.collect_roundtrips:
-                self.roundtrips.setdefault(attempt.request.dispatch_id, []).append((attempt.request, response))
+                self.roundtrips.setdefault(attempt.dispatch_id, []).append((request, answer))
             self._absorb(self._scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
 
     def _absorb(self, actions: list[Action]) -> None:
         """Apply scheduler actions; the caller holds the lock."""
         for action in actions:
             if isinstance(action, RunAttempt):
-                self._queue.append(action)
-            elif isinstance(action, CallFinished) and action.root:
-                self._results[action.dispatch_id] = CallOutcome(
-                    action.result,
-                    action.status,
-                    action.outcome,
-                    action.function,
-                    action.accepted_at,
-                    action.finished_at,
-                    action.attempts,
-                )
-                if len(self._results) > self._retention:
-                    evicted, _ = self._results.popitem(last=False)
-                    self._issued.discard(evicted)
+                self._queue.append((action, self._call_type(action)))
+            elif isinstance(action, RetryScheduled):
+                self._retrying.add(action.dispatch_id)
+            elif isinstance(action, CallFinished):
+                self._retrying.discard(action.dispatch_id)
+                if action.root:
+                    self._results[action.dispatch_id] = CallOutcome(
+                        action.result,
+                        action.status,
+                        action.outcome,
+                        action.function,
+                        action.accepted_at,
+                        action.finished_at,
+                        action.attempts,
+                    )
+                    if len(self._results) > self._retention:
+                        evicted, _ = self._results.popitem(last=False)
+                        self._issued.discard(evicted)
         if actions:
             self._cond.notify_all()
+
+    def _call_type(self, attempt: RunAttempt) -> CallType:
+        if attempt.dispatch_id in self._retrying:
+            self._retrying.discard(attempt.dispatch_id)
+            return CallType.RETRY
+        return CallType.RESUME if attempt.request.HasField("poll_result") else CallType.CALL
+
+
+def _own_calls(calls: Sequence[Message]) -> Sequence[call_pb2.Call]:
+    """*calls* as loadgen's ``Call`` messages (the same sequence when they already are)."""
+    if all(type(call) is call_pb2.Call for call in calls):
+        return calls  # type: ignore[return-value]
+    return [as_own(call, call_pb2.Call) for call in calls]

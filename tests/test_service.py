@@ -20,6 +20,7 @@ from starlette.routing import Route
 from loadgen import DispatchServer, DispatchService, EndpointClient, Outcome, RetryPolicy
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, exit_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as st
+from loadgen.service import CallType
 from loadgen.signing import SignatureError, SignedRequest, verify_request
 
 API_KEY = "sekrit-key-123"
@@ -168,6 +169,38 @@ def test_dispatch_calls_runs_one_round_at_a_time(
     for child in children:
         ((request, _),) = service.roundtrips[child]
         assert request.parent_dispatch_id == root and request.root_dispatch_id == root
+
+
+def test_queue_shows_the_attempts_due_with_why(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, service: DispatchService
+) -> None:
+    """The old mock's ``queue``: ``(dispatch_id, RunRequest, CallType)`` of what the next round sends."""
+    flaky, fanout = dispatch(stub, "flaky", "fanout")
+    assert [(i, r.function, k) for i, r, k in service.queue] == [
+        (flaky, "flaky", CallType.CALL),
+        (fanout, "fanout", CallType.CALL),
+    ]
+    service.dispatch_calls()  # flaky answers TEMPORARY_ERROR (retried at once: base_delay 0); fanout polls
+    kinds = {(request.function, kind) for _, request, kind in service.queue}
+    assert kinds == {("flaky", CallType.RETRY), ("echo", CallType.CALL)}
+    service.dispatch_calls()  # flaky fails again; the children end, so fanout is due to resume
+    kinds = {(request.function, kind) for _, request, kind in service.queue}
+    assert kinds == {("flaky", CallType.RETRY), ("fanout", CallType.RESUME)}
+    assert all(isinstance(request, function_pb2.RunRequest) for _, request, _ in service.queue)
+    service.dispatch_calls()
+    assert service.queue == [] and service.counters.in_flight == 0
+
+
+def test_dispatch_ids_differ_between_services(endpoint: ScriptedEndpoint, key: Ed25519PrivateKey) -> None:
+    """32 hex digits; a random prefix per service, so two services in one process never share an id."""
+    ids = [
+        DispatchService(EndpointClient.from_app(endpoint.app, key), api_key=API_KEY).dispatch(
+            [call_pb2.Call(function="echo")]
+        )[0]
+        for _ in range(2)
+    ]
+    assert all(len(i) == 32 and int(i, 16) for i in ids) and ids[0] != ids[1]
+    assert [i[8:] for i in ids] == ["0" * 23 + "1"] * 2
 
 
 def test_wait_rpc(stub: dispatch_pb2_grpc.DispatchServiceStub, service: DispatchService) -> None:

@@ -346,7 +346,9 @@ class _H1Handler:
             self._transport.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
 
     def _end(self) -> None:
-        body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
+        # h11 may hand out bytearray chunks; protobuf before 5.x parses bytes only.
+        only = self._body[0] if len(self._body) == 1 else None
+        body = only if type(only) is bytes else b"".join(self._body)
         self._body = []
         app = self._app
         reply = app.route(self._method, self._target) or app.handle(self._target, None, self._headers, body)

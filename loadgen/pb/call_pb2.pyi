@@ -1,12 +1,9 @@
-import datetime
-
 from loadgen.pb import error_pb2 as _error_pb2
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -24,7 +21,7 @@ class Call(_message.Message):
     input: _any_pb2.Any
     expiration: _duration_pb2.Duration
     version: str
-    def __init__(self, correlation_id: _Optional[int] = ..., endpoint: _Optional[str] = ..., function: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., expiration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
+    def __init__(self, correlation_id: _Optional[int] = ..., endpoint: _Optional[str] = ..., function: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., expiration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class CallResult(_message.Message):
     __slots__ = ("correlation_id", "output", "error", "dispatch_id")

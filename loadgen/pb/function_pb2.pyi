@@ -1,5 +1,3 @@
-import datetime
-
 from loadgen.pb import exit_pb2 as _exit_pb2
 from loadgen.pb import poll_pb2 as _poll_pb2
 from loadgen.pb import status_pb2 as _status_pb2
@@ -7,8 +5,7 @@ from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -30,7 +27,7 @@ class RunRequest(_message.Message):
     root_dispatch_id: str
     creation_time: _timestamp_pb2.Timestamp
     expiration_time: _timestamp_pb2.Timestamp
-    def __init__(self, function: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., poll_result: _Optional[_Union[_poll_pb2.PollResult, _Mapping]] = ..., dispatch_id: _Optional[str] = ..., parent_dispatch_id: _Optional[str] = ..., root_dispatch_id: _Optional[str] = ..., creation_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expiration_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, function: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., poll_result: _Optional[_Union[_poll_pb2.PollResult, _Mapping]] = ..., dispatch_id: _Optional[str] = ..., parent_dispatch_id: _Optional[str] = ..., root_dispatch_id: _Optional[str] = ..., creation_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expiration_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("status", "exit", "poll")

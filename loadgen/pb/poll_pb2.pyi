@@ -1,5 +1,3 @@
-import datetime
-
 from loadgen.pb import call_pb2 as _call_pb2
 from loadgen.pb import error_pb2 as _error_pb2
 from google.protobuf import any_pb2 as _any_pb2
@@ -7,8 +5,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -26,7 +23,7 @@ class Poll(_message.Message):
     max_wait: _duration_pb2.Duration
     max_results: int
     min_results: int
-    def __init__(self, coroutine_state: _Optional[bytes] = ..., typed_coroutine_state: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[_call_pb2.Call, _Mapping]]] = ..., max_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_results: _Optional[int] = ..., min_results: _Optional[int] = ...) -> None: ...
+    def __init__(self, coroutine_state: _Optional[bytes] = ..., typed_coroutine_state: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[_call_pb2.Call, _Mapping]]] = ..., max_wait: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_results: _Optional[int] = ..., min_results: _Optional[int] = ...) -> None: ...
 
 class PollResult(_message.Message):
     __slots__ = ("coroutine_state", "typed_coroutine_state", "results", "error")

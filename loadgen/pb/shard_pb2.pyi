@@ -8,7 +8,7 @@ class StatsRequest(_message.Message):
     __slots__ = ("local",)
     LOCAL_FIELD_NUMBER: _ClassVar[int]
     local: bool
-    def __init__(self, local: _Optional[bool] = ...) -> None: ...
+    def __init__(self, local: bool = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("snapshot",)

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# setup_venv.sh VENV REQUIREMENTS IMPORTS: create (or repair) a CPython 3.11 virtualenv at VENV
-# holding exactly the pins of REQUIREMENTS (installed with --no-deps), in which the Python
-# statement IMPORTS runs. The SDK venvs of the interop tests are made with it.
+# setup_venv.sh VENV REQUIREMENTS IMPORTS [PROJECT]: create (or repair) a CPython 3.11 virtualenv at
+# VENV holding exactly the pins of REQUIREMENTS (installed with --no-deps), in which the Python
+# statement IMPORTS runs. With PROJECT (a source folder), that project is installed too, editable and
+# with --no-deps (the pins must hold its dependencies and setuptools); IMPORTS should then check that
+# it imports from there. The SDK venvs of the interop tests, the drop-in venvs and the code
+# generator's venv are made with it.
 #
 # Idempotent: a healthy venv (3.11, every `name==version` pin at that version, IMPORTS works)
 # exits at once; one that only lacks some pins gets them installed in place; one still broken
 # after that, or missing, is recreated.
+#
+# Pins are installed from a wheelhouse, LOADGEN_WHEELHOUSE (default ~/.cache/loadgen/wheels,
+# shared by every checkout on the machine): what it lacks is fetched from the package index with
+# `pip wheel` first. A fresh venv from a full wheelhouse takes seconds and no network.
 set -euo pipefail
 
 venv="$1"
 requirements="$2"
 imports="$3"
+project="${4:-}"
 name="$(basename "$requirements")"
 
 # argv[1]: the requirements file. Every `name==version` line must be installed at that version.
@@ -29,8 +37,31 @@ healthy() {
     [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check" "$requirements" "$imports" >/dev/null 2>&1
 }
 
+wheelhouse="${LOADGEN_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/loadgen/wheels}"
+
+pip_install() {
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile "$@"
+}
+
 install_pins() {
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements"
+    mkdir -p "$wheelhouse"
+    if ! pip_install --no-index --find-links "$wheelhouse" -r "$requirements" 2>/dev/null; then
+        echo "setup_venv.sh ($name): fetching the wheels $wheelhouse lacks" >&2
+        # Into a folder of our own first, then renamed in: checkouts sharing the wheelhouse never see half a file.
+        local fresh
+        fresh="$(mktemp -d "$wheelhouse/.incoming.XXXXXX")"
+        if ! "$venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+            --find-links "$wheelhouse" -w "$fresh" -r "$requirements"; then
+            rm -rf -- "$fresh"
+            return 1
+        fi
+        find "$fresh" -maxdepth 1 -name '*.whl' -exec mv -f {} "$wheelhouse/" \;
+        rm -rf -- "$fresh"
+        pip_install --no-index --find-links "$wheelhouse" -r "$requirements" || return 1
+    fi
+    if [ -n "$project" ]; then
+        pip_install --no-build-isolation -e "$project" || return 1
+    fi
 }
 
 if healthy; then
