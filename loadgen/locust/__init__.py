@@ -5,7 +5,7 @@
   endpoints, encoded by the user's SDK codec) and ``self.dispatch_and_wait(function, ...,
   expect=..., timeout=...)``, each RPC a Locust request (``grpc`` / ``Dispatch <function>``,
   ``Wait <function>``); the ``Wait`` of a call that failed, expired or came back wrong is a
-  failure (:class:`CallFailed`, :class:`WrongResult`, :class:`CallUnfinished`).
+  failure (:class:`CallFailed`, :class:`WrongResult`).
 * :class:`OpenModelUser` and :class:`Stage` — open-model arrivals at a target rate, latency
   from the intended start, late and dropped arrivals counted.
 * :class:`StatsBridge` — on the master (or local runner), polls the shards' merged
@@ -35,13 +35,12 @@ if TYPE_CHECKING:
     from loadgen.locust.openmodel import OpenModelUser
     from loadgen.locust.plugin import bridge
     from loadgen.locust.schedule import ArrivalSchedule, Stage
-    from loadgen.locust.user import CallFailed, CallUnfinished, DispatchFailed, DispatchUser, WrongResult
+    from loadgen.locust.user import CallFailed, DispatchFailed, DispatchUser, WrongResult
 
 __all__ = [
     "ArrivalSchedule",
     "BridgeError",
     "CallFailed",
-    "CallUnfinished",
     "DispatchFailed",
     "DispatchUser",
     "OpenModelUser",
@@ -57,7 +56,6 @@ _HOMES = {
     "BridgeError": "loadgen.locust.bridge",
     "StatsBridge": "loadgen.locust.bridge",
     "CallFailed": "loadgen.locust.user",
-    "CallUnfinished": "loadgen.locust.user",
     "WrongResult": "loadgen.locust.user",
     "DispatchFailed": "loadgen.locust.user",
     "DispatchUser": "loadgen.locust.user",

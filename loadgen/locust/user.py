@@ -29,8 +29,8 @@ raises it: a ``RescheduleTask`` that, left uncaught, ends the task quietly. The 
 of a call that ended badly is a failure too, without raising (the task goes on, as with an
 HTTP 500 in Locust's HTTP users): :class:`CallFailed` names the final status and the
 endpoint's own error (``INVALID_ARGUMENT: ValueError: doomed to fail``), :class:`WrongResult`
-a result that differs from ``expect``, :class:`CallUnfinished` a wait cut short by the end of
-the run. Each result waited for is also counted for the run's checks (:mod:`loadgen.caller`).
+a result that differs from ``expect``. Each result waited for is also counted for the run's
+checks (:mod:`loadgen.caller`).
 
 Where the user sends: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, else the class
 attribute :attr:`DispatchUser.addresses`, else ``--host``. With several addresses, each new
@@ -45,7 +45,9 @@ no new calls (it raises ``StopUser``), while waits go on (for up to Locust's
 ``--stop-timeout``). A user killed while a ``Dispatch`` RPC is in flight still waits for its
 answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before dying, so the
 calls Locust counts as dispatched are the calls the shards accepted; a ``Wait`` in flight is
-cancelled at once and recorded as :class:`CallUnfinished`.
+cancelled at once. Like any Locust request cut short by a stop, it gets no entry; the run's
+checks count it as *unfinished* (``loadgen run``'s implicit gates fail on it) and the engine
+reports the call as in flight.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from loadgen.locust.dispatched import dispatched
 from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_sdk
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 
-__all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
+__all__ = ["CallFailed", "DispatchFailed", "DispatchUser", "WrongResult"]
 
 _user_numbers = itertools.count()
 _NUMBERS_IN_EXPIRY = re.compile(r"(expired) after [0-9.]+s and \d+ attempts|(expired|gave up) after \d+ attempts")
@@ -111,13 +113,6 @@ class WrongResult(Exception):
         self.expected = expected
         self.got = got
         super().__init__(f"wrong result: expected {expected}, got {got}")
-
-
-class CallUnfinished(Exception):
-    """The wait was cancelled: the run ended before the call did."""
-
-    def __init__(self) -> None:
-        super().__init__("unfinished: the run ended before the call did (wait cancelled)")
 
 
 def _invoke(method: Any, request: Any, metadata: Any, timeout: float) -> tuple[Any, Any, grpc.RpcError | None]:
@@ -169,7 +164,7 @@ class DispatchUser(User):
         self._metadata = (("authorization", "Bearer " + resolve_api_key(options, cls.api_key)),)
         self._stub = dispatch_pb2_grpc.DispatchServiceStub(channel(self.address))
         self.failed_waits = 0
-        """Waits of this user recorded as failures so far (failed, expired, wrong or unfinished calls)."""
+        """Waits of this user recorded as failures so far (failed, expired or wrong calls)."""
 
     # -------------------------------------------------------------------- tasks' API
 
@@ -238,9 +233,9 @@ class DispatchUser(User):
             result = future.result()
         except GreenletExit:
             future.cancel()
+            # As Locust does for any request cut short by a stop: no entry. The run's checks count it,
+            # and the engine reports the call as still in flight.
             checked.record_unfinished(checks_name)
-            self.failed_waits += 1
-            self._fire(name, started, started_wall, None, CallUnfinished())
             raise
         except grpc.RpcError as exc:
             failure = _rpc_failure(name, exc)
