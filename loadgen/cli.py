@@ -14,7 +14,7 @@ from types import FrameType
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.keys import (
+from loadgen.protocol.keys import (
     KeyMaterialError,
     generate_private_key,
     load_private_key,
@@ -66,7 +66,7 @@ class _StopSignal:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``loadgen serve``: the sharded Dispatch service in front of one endpoint."""
-    from loadgen.supervisor import EngineOptions, ShardFailed, Supervisor
+    from loadgen.engine.supervisor import EngineOptions, ShardFailed, Supervisor
 
     signing_key, generated_key = _signing_key_from(args.signing_key)
     api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
@@ -129,8 +129,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """``loadgen stats``: the merged statistics of a running engine."""
     import grpc
 
+    from loadgen.core.stats import Snapshot
     from loadgen.pb import shard_pb2, shard_pb2_grpc
-    from loadgen.stats import Snapshot
 
     api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
     if not api_key:
@@ -168,8 +168,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``loadgen run``: a scenario end to end (see :mod:`loadgen.run`)."""
-    from loadgen.run import RunOptions, run
+    """``loadgen run``: a scenario end to end (see :mod:`loadgen.runs.run`)."""
+    from loadgen.runs.run import RunOptions, run
 
     return run(
         RunOptions(
@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> float:
-    from loadgen.scenario import parse_duration
+    from loadgen.runs.scenario import parse_duration
 
     try:
         return parse_duration(text)
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return endpoint_main(argv[1:], prog="loadgen endpoint")
     if argv[:1] == ["compare"]:
-        from loadgen.compare import compare_main
+        from loadgen.runs.compare import compare_main
 
         return compare_main(argv[1:])
     parser = build_parser()

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.endpoint.process import reference_endpoint
-from loadgen.keys import public_key_base64
+from loadgen.protocol.keys import public_key_base64
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen import values
-from loadgen.frontend import owner_of
-from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.engine.frontend import owner_of
+from loadgen.engine.supervisor import EngineOptions, Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.protocol import values
+from loadgen.protocol.keys import private_key_base64, public_key_base64
 
 API_KEY = "bad-input-api-key-7f3a9c"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)

@@ -1,4 +1,4 @@
-"""What the callers saw (``loadgen.caller``): checked results that merge exactly, in a file read while it is written."""
+"""What the callers saw (``loadgen.core.caller``): checked results that merge exactly, in a file read as written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.caller import (
+from loadgen.core.caller import (
     FORMAT,
     MAX_SAMPLES,
     CallerChecks,

@@ -25,8 +25,8 @@ from google.protobuf import any_pb2, duration_pb2, empty_pb2, struct_pb2, timest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadgen import values
-from loadgen.codecs import (
+from loadgen.protocol import values
+from loadgen.protocol.codecs import (
     CODEC_NAMES,
     CallInput,
     CodecError,
@@ -37,8 +37,8 @@ from loadgen.codecs import (
     loads_plain,
     matches,
 )
-from loadgen.codecs.dispatch_py import BYTES_URL, arguments_pickle
-from loadgen.codecs.wellknown import NOT_WELL_KNOWN, decode_well_known, encode_one, pack
+from loadgen.protocol.codecs.dispatch_py import BYTES_URL, arguments_pickle
+from loadgen.protocol.codecs.wellknown import NOT_WELL_KNOWN, decode_well_known, encode_one, pack
 
 PICKLED_URL = "buf.build/stealthrocket/dispatch-proto/dispatch.sdk.python.v1.Pickled"
 

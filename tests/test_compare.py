@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from loadgen.compare import (
+from loadgen.core.stats import ShardStats, Snapshot
+from loadgen.runs.compare import (
     CompareError,
     compare_main,
     compare_summaries,
@@ -19,9 +20,8 @@ from loadgen.compare import (
     parse_percentiles,
     parse_threshold,
 )
-from loadgen.report import build_summary, write_summary
-from loadgen.scenario import default_scenario
-from loadgen.stats import ShardStats, Snapshot
+from loadgen.runs.results import build_summary, write_summary
+from loadgen.runs.scenario import default_scenario
 
 START = datetime(2026, 11, 27, 21, 0, 0, tzinfo=UTC)
 

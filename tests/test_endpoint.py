@@ -24,11 +24,11 @@ import pytest
 import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from loadgen import values
 from loadgen.endpoint import RUN_PATH, EndpointHandle, ReferenceFunctions, start_endpoint
-from loadgen.keys import public_key_base64
 from loadgen.pb import function_pb2, status_pb2
-from loadgen.signing import Signer
+from loadgen.protocol import values
+from loadgen.protocol.keys import public_key_base64
+from loadgen.protocol.signing import Signer
 
 KEY = Ed25519PrivateKey.from_private_bytes(
     bytes.fromhex("0ecafbc9a94763276652e49779f0ae9001e8d994a6d440f6a72190625c217a21")

@@ -57,11 +57,11 @@ from faults.servers import (
     ok_body,
 )
 
-from loadgen import values
-from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.core.stats import Snapshot
+from loadgen.engine.supervisor import EngineOptions, Supervisor
 from loadgen.pb import call_pb2, shard_pb2, shard_pb2_grpc
-from loadgen.stats import Snapshot
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.protocol import values
+from loadgen.protocol.keys import private_key_base64, public_key_base64
 
 API_KEY = "fault-test-key-7d2e"
 REQUEST_TIMEOUT = 1.0

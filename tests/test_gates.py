@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen.gates import (
+from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.runs.gates import (
     EXIT_GATE_FAILED,
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -29,7 +30,6 @@ from loadgen.gates import (
     write_gates_json,
     write_junit,
 )
-from loadgen.stats import ShardStats, Snapshot, merge_snapshots
 
 DURATION = 10.0
 
@@ -349,7 +349,7 @@ def test_write_junit_without_gates(tmp_path: Path) -> None:
 
 
 def test_wrong_results_are_metrics_by_function() -> None:
-    from loadgen.caller import FunctionChecks, WrongSample
+    from loadgen.core.caller import FunctionChecks, WrongSample
 
     checks = {
         "greet": FunctionChecks(results=10, completed=10, checked=10, wrong=2, samples=[WrongSample("'a'", "'b'")]),
@@ -376,7 +376,7 @@ def test_wrong_results_are_metrics_by_function() -> None:
 
 
 def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path: Path) -> None:
-    from loadgen.gates import LocustTotals, implicit_gates
+    from loadgen.runs.gates import LocustTotals, implicit_gates
 
     stats = ShardStats("s")
     stats.count_accepted(3)

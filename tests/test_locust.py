@@ -20,12 +20,12 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.keys import private_key_base64
-from loadgen.locust.histdelta import HistogramDelta
-from loadgen.locust.schedule import ArrivalSchedule, Stage
+from loadgen.core.arrivals import ArrivalSchedule, Stage
+from loadgen.core.stats import ShardStats, Snapshot
+from loadgen.core.stats.delta import HistogramDelta
+from loadgen.engine.supervisor import EngineOptions, Supervisor
 from loadgen.pb import shard_pb2, shard_pb2_grpc
-from loadgen.stats import ShardStats, Snapshot
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.protocol.keys import private_key_base64
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -254,7 +254,7 @@ def test_histogram_delta_is_the_histogram_of_the_new_values() -> None:
 @pytest.mark.timeout(60)
 def test_bridge_feed_is_exact_and_cheaper_than_one_event_per_value() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadgen.locust.bench", "--values", "2000", "20000"],
+        [sys.executable, "-m", "loadgen.bench.bridge", "--values", "2000", "20000"],
         capture_output=True,
         text=True,
         timeout=50,

@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from loadgen.gates import LocustTotals, evaluate, parse_gate
-from loadgen.report import (
+from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.runs.gates import LocustTotals, evaluate, parse_gate
+from loadgen.runs.results import (
     REPORT_FILE,
     SUMMARY_FILE,
     SUMMARY_FORMAT,
@@ -26,8 +27,7 @@ from loadgen.report import (
     write_html_report,
     write_summary,
 )
-from loadgen.scenario import default_scenario, loads_scenario
-from loadgen.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.runs.scenario import default_scenario, loads_scenario
 
 START = datetime(2026, 11, 27, 21, 0, 0, tzinfo=UTC)
 INTERVAL = 2.0

@@ -200,7 +200,7 @@ def test_keygen_lines_export_both_keys_when_evaluated() -> None:
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=True).stdout
     names = [line.split("=", 1)[0] for line in out.splitlines()]
     assert names == ["DISPATCH_VERIFICATION_KEY", "LOADGEN_SIGNING_KEY"]
-    from loadgen.keys import load_private_key, public_key_base64
+    from loadgen.protocol.keys import load_private_key, public_key_base64
 
     values = dict(line.split("=", 1) for line in out.splitlines())
     private = load_private_key(values["LOADGEN_SIGNING_KEY"])

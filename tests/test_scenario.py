@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loadgen.endpoint.functions import FUNCTION_NAMES
-from loadgen.scenario import (
+from loadgen.runs.scenario import (
     DEFAULT_WORKLOAD,
     FAILURE_STATUSES,
     KeyRef,

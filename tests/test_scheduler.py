@@ -9,9 +9,7 @@ from google.protobuf.any_pb2 import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.wrappers_pb2 import StringValue
 
-from loadgen.pb import call_pb2, exit_pb2, function_pb2, poll_pb2
-from loadgen.pb import status_pb2 as st
-from loadgen.scheduler import (
+from loadgen.core.scheduler import (
     Action,
     CallFinished,
     Outcome,
@@ -20,6 +18,8 @@ from loadgen.scheduler import (
     RunAttempt,
     Scheduler,
 )
+from loadgen.pb import call_pb2, exit_pb2, function_pb2, poll_pb2
+from loadgen.pb import status_pb2 as st
 
 T0 = 1_700_000_000.0
 

@@ -8,9 +8,9 @@ from google.protobuf.duration_pb2 import Duration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loadgen.core.scheduler import CallFinished, RetryPolicy, RunAttempt, Scheduler
 from loadgen.pb import call_pb2, exit_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as stat
-from loadgen.scheduler import CallFinished, RetryPolicy, RunAttempt, Scheduler
 
 T0 = 1_000_000.0
 STATUSES = [

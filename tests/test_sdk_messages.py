@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from loadgen import DispatchService, EndpointClient
 from loadgen.pb import call_pb2, dispatch_pb2, error_pb2, exit_pb2, function_pb2, poll_pb2, status_pb2
-from loadgen.sdk_messages import as_own, counterpart, sdk_class
+from loadgen.seed.messages import as_own, counterpart, sdk_class
 
 API_KEY = "copy-key"
 

@@ -37,11 +37,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen import values
-from loadgen.keys import private_key_base64, public_key_base64
+from loadgen.engine.supervisor import EngineOptions, Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
-from loadgen.signing import Signer
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.protocol import values
+from loadgen.protocol.keys import private_key_base64, public_key_base64
+from loadgen.protocol.signing import Signer
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_PATH = "/dispatch.sdk.v1.FunctionService/Run"
@@ -471,7 +471,7 @@ def test_key_material_never_appears_in_output_logs_or_results(
 
 def test_redacted_scenario_round_trips(tmp_path: Path) -> None:
     """What ``loadgen run`` hands to Locust (``scenario.json``) must parse as the locustfile parses it."""
-    from loadgen.scenario import loads_scenario, parse_redacted, scenario_to_dict
+    from loadgen.runs.scenario import loads_scenario, parse_redacted, scenario_to_dict
 
     seed = private_key_base64(Ed25519PrivateKey.generate())
     scenario = loads_scenario(
@@ -489,8 +489,8 @@ def test_redacted_scenario_round_trips(tmp_path: Path) -> None:
 
 
 def test_reference_target_uses_the_scenario_keys() -> None:
-    from loadgen.run import _resolve_keys, _target
-    from loadgen.scenario import loads_scenario
+    from loadgen.runs.run import _resolve_keys, _target
+    from loadgen.runs.scenario import loads_scenario
 
     key = Ed25519PrivateKey.generate()
     scenario = loads_scenario(f'[target]\nreference = true\nsigning_key = "{private_key_base64(key)}"\n', "keys.toml")

@@ -20,8 +20,8 @@ from starlette.routing import Route
 from loadgen import DispatchServer, DispatchService, EndpointClient, Outcome, RetryPolicy
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, exit_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as st
-from loadgen.service import CallType
-from loadgen.signing import SignatureError, SignedRequest, verify_request
+from loadgen.protocol.signing import SignatureError, SignedRequest, verify_request
+from loadgen.seed.service import CallType
 
 API_KEY = "sekrit-key-123"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)

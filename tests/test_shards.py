@@ -16,11 +16,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from process_lines import read_line
 
-from loadgen import values
-from loadgen.frontend import owner_of
-from loadgen.keys import private_key_base64
+from loadgen.engine.frontend import owner_of
+from loadgen.engine.supervisor import EngineOptions, Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.protocol import values
+from loadgen.protocol.keys import private_key_base64
 
 API_KEY = "shard-test-key"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.keys import KeyMaterialError, load_private_key, load_public_key, public_key_base64
-from loadgen.signing import SignatureError, SignedRequest, Signer, content_digest, verify_request
+from loadgen.protocol.keys import KeyMaterialError, load_private_key, load_public_key, public_key_base64
+from loadgen.protocol.signing import SignatureError, SignedRequest, Signer, content_digest, verify_request
 
 SEED_HEX = "0ecafbc9a94763276652e49779f0ae9001e8d994a6d440f6a72190625c217a21"
 PUBLIC_B64 = "Z+nTe2VRcw8t8Ihx++D+nXtbO28nwjWIOTLRgzrelYs="
@@ -181,7 +181,7 @@ def test_non_canonical_header_text_uses_the_structured_parser(key: Ed25519Privat
 
 
 def test_fast_and_structured_parsers_agree(key: Ed25519PrivateKey) -> None:
-    from loadgen.signing import _parse_fast, _parse_structured
+    from loadgen.protocol.signing import _parse_fast, _parse_structured
 
     headers = {k.lower(): v for k, v in golden_headers(key).items()}
     assert _parse_fast(headers) == _parse_structured(headers)

@@ -11,8 +11,8 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadgen import stats
-from loadgen.stats import (
+from loadgen.core import stats
+from loadgen.core.stats import (
     HIGHEST_US,
     LOWEST_US,
     SIGNIFICANT_FIGURES,

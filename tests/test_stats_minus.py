@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadgen import stats
-from loadgen.stats import HIGHEST_US, HistogramSnapshot, ShardStats, Snapshot, bucket_range, counts_index
+from loadgen.core import stats
+from loadgen.core.stats import HIGHEST_US, HistogramSnapshot, ShardStats, Snapshot, bucket_range, counts_index
 
 GRID = (0.0, 1.0, 10.0, 50.0, 90.0, 99.0, 99.9, 100.0)
 

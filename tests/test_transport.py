@@ -36,13 +36,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from loadgen import values
 from loadgen.endpoint import start_endpoint
-from loadgen.errors import AttemptError
 from loadgen.pb import function_pb2, status_pb2
-from loadgen.signing import SignedRequest, Signer, verify_request
-from loadgen.transport import RUN_PATH, EndpointPool
+from loadgen.protocol import values
+from loadgen.protocol.constants import RUN_PATH
+from loadgen.protocol.signing import SignedRequest, Signer, verify_request
+from loadgen.transport import EndpointPool
 from loadgen.transport.base import Connection, Target
+from loadgen.transport.faults import AttemptError
 from loadgen.transport.frames import (
     DATA,
     END_HEADERS,

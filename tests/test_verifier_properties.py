@@ -1,4 +1,4 @@
-"""Properties of ``loadgen.signing.verify_request`` (Hypothesis).
+"""Properties of ``loadgen.protocol.signing.verify_request`` (Hypothesis).
 
 * Whatever :class:`Signer` signs verifies, at any age the verifier allows, and not after.
 * Mutations of a valid signed request that keep its meaning verify: method and authority
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.signing import (
+from loadgen.protocol.signing import (
     COVERED_COMPONENTS,
     SignatureError,
     SignedRequest,

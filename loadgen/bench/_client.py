@@ -60,8 +60,9 @@ class LoadResult:
 
 
 async def _drive(spec: LoadSpec, stubs: list[Any], calls: int) -> LoadResult:
-    from loadgen import values
     from loadgen.pb import call_pb2, dispatch_pb2
+    from loadgen.protocol import values
+    from loadgen.protocol.constants import STATUS_TRAILER
 
     result = LoadResult()
     metadata = (("authorization", f"Bearer {spec.api_key}"),)
@@ -103,7 +104,7 @@ async def _drive(spec: LoadSpec, stubs: list[Any], calls: int) -> LoadResult:
                 wait.timeout.FromSeconds(int(spec.timeout))
                 pending = stub.Wait(wait, metadata=metadata, timeout=spec.timeout + 5)
                 await pending
-                status = dict(await pending.trailing_metadata()).get("loadgen-status")
+                status = dict(await pending.trailing_metadata()).get(STATUS_TRAILER)
                 if status == "STATUS_OK":
                     result.calls += 1
                 else:

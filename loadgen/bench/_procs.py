@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.keys import generate_private_key, private_key_base64, public_key_base64
-from loadgen.supervisor import EngineOptions, Supervisor
+from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.protocol.keys import generate_private_key, private_key_base64, public_key_base64
 
 __all__ = [
     "API_KEY",

@@ -32,9 +32,9 @@ from typing import Any
 import orjson
 from google.protobuf import any_pb2, wrappers_pb2
 
-from loadgen import values
-from loadgen.codecs import CallInput, get_codec, matches
-from loadgen.codecs.wellknown import pack
+from loadgen.protocol import values
+from loadgen.protocol.codecs import CallInput, get_codec, matches
+from loadgen.protocol.codecs.wellknown import pack
 
 ROOT = Path(__file__).resolve().parents[2]
 PICKLED_URL = "buf.build/stealthrocket/dispatch-proto/dispatch.sdk.python.v1.Pickled"

@@ -60,13 +60,14 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen import values
-from loadgen.keys import public_key_base64
 from loadgen.pb import function_pb2, status_pb2
-from loadgen.signing import Signer
-from loadgen.transport import RUN_PATH, EndpointPool
+from loadgen.protocol import values
+from loadgen.protocol.constants import RUN_CONTENT_TYPE, RUN_PATH
+from loadgen.protocol.keys import public_key_base64
+from loadgen.protocol.signing import Signer
+from loadgen.transport import EndpointPool
 
-CONTENT_TYPE = "application/grpc+proto"
+CONTENT_TYPE = RUN_CONTENT_TYPE
 _TICKS = os.sysconf("SC_CLK_TCK")
 Send = Callable[[bytes], Awaitable[bytes]]
 

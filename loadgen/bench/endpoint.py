@@ -38,13 +38,13 @@ from pathlib import Path
 
 import httpx
 
-from loadgen import values
-from loadgen.endpoint.server import RUN_PATH
-from loadgen.keys import generate_private_key, public_key_base64
 from loadgen.pb import function_pb2
-from loadgen.signing import Signer
+from loadgen.protocol import values
+from loadgen.protocol.constants import PROTO_CONTENT_TYPE, RUN_PATH
+from loadgen.protocol.keys import generate_private_key, public_key_base64
+from loadgen.protocol.signing import Signer
 
-CONTENT_TYPE = "application/proto"
+CONTENT_TYPE = PROTO_CONTENT_TYPE
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -53,10 +53,7 @@ from loadgen.bench._procs import (
     wait_until,
     write_report,
 )
-from loadgen.supervisor import Supervisor
-from loadgen.transport import RUN_PATH
-
-CONTENT_TYPE = "application/grpc+proto"
+from loadgen.engine.supervisor import Supervisor
 
 _CONTEXT = multiprocessing.get_context("spawn")
 _PARAMS: dict[str, Any] = {"ms": 60_000}  # the same request bytes for every server
@@ -73,8 +70,8 @@ def _serve_bare(conn: Connection) -> None:
     import grpc.aio
     import uvloop
 
+    from loadgen.engine.shard import _GRPC_OPTIONS
     from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc
-    from loadgen.shard import _GRPC_OPTIONS
 
     class Bare(dispatch_pb2_grpc.DispatchServiceServicer):
         def __init__(self) -> None:
@@ -206,10 +203,11 @@ def measure(target: Target, name: str, batch: int, calls: int, args: argparse.Na
 
 def signing_cost_us(keys: KeyPair, n: int = 2_000) -> float:
     """CPU µs of one ``Signer.headers`` call on an echo-sized body, median of 3 in this process."""
-    from loadgen import values
-    from loadgen.keys import load_private_key
     from loadgen.pb import function_pb2
-    from loadgen.signing import Signer
+    from loadgen.protocol import values
+    from loadgen.protocol.constants import RUN_CONTENT_TYPE, RUN_PATH
+    from loadgen.protocol.keys import load_private_key
+    from loadgen.protocol.signing import Signer
 
     signer = Signer(load_private_key(keys.private))
     body = function_pb2.RunRequest(
@@ -220,7 +218,7 @@ def signing_cost_us(keys: KeyPair, n: int = 2_000) -> float:
         started = time.process_time()
         for _ in range(n):
             signer.headers(
-                method="POST", path=RUN_PATH, authority="127.0.0.1:8000", content_type=CONTENT_TYPE, body=body
+                method="POST", path=RUN_PATH, authority="127.0.0.1:8000", content_type=RUN_CONTENT_TYPE, body=body
             )
         samples.append((time.process_time() - started) / n * 1e6)
     return round(median(samples), 2)

@@ -49,7 +49,7 @@ from loadgen.bench._procs import (
     wait_until,
     write_report,
 )
-from loadgen.supervisor import Supervisor
+from loadgen.engine.supervisor import Supervisor
 
 OLD = "old mock"
 BATCHES = (1, 100)

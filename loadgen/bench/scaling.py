@@ -48,7 +48,7 @@ from loadgen.bench._procs import (
     wait_until,
     write_report,
 )
-from loadgen.supervisor import Supervisor
+from loadgen.engine.supervisor import Supervisor
 
 SHARD_COUNTS = (1, 2)
 

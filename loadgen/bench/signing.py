@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.signing import SignedRequest, Signer, verify_request
+from loadgen.protocol.signing import SignedRequest, Signer, verify_request
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"

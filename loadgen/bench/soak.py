@@ -54,7 +54,7 @@ from loadgen.bench._procs import (
     wait_until,
     write_report,
 )
-from loadgen.supervisor import Supervisor
+from loadgen.engine.supervisor import Supervisor
 
 __all__ = ["main"]
 
@@ -99,8 +99,9 @@ class ClientResult:
 async def _closed_loop(spec: ClientSpec) -> ClientResult:
     import grpc.aio
 
-    from loadgen import values
     from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+    from loadgen.protocol import values
+    from loadgen.protocol.constants import STATUS_TRAILER
 
     result = ClientResult()
     metadata = (("authorization", f"Bearer {spec.api_key}"),)
@@ -130,7 +131,7 @@ async def _closed_loop(spec: ClientSpec) -> ClientResult:
                 wait.timeout.FromSeconds(int(spec.timeout))
                 pending = waiter.Wait(wait, metadata=metadata, timeout=spec.timeout + 5)
                 await pending
-                status = dict(await pending.trailing_metadata()).get("loadgen-status")
+                status = dict(await pending.trailing_metadata()).get(STATUS_TRAILER)
             except grpc.aio.AioRpcError as exc:
                 result.rpc_errors += 1
                 note(f"{name}: {exc.code().name}: {exc.details()}")

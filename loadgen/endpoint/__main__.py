@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loadgen.endpoint.functions import ReferenceFunctions
 from loadgen.endpoint.server import serve_forever
-from loadgen.keys import KeyMaterialError, load_public_key
 from loadgen.pb import status_pb2
+from loadgen.protocol.keys import KeyMaterialError, load_public_key
 
 ENV_KEY = "DISPATCH_VERIFICATION_KEY"
 

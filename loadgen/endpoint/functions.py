@@ -1,6 +1,6 @@
 """The built-in functions of the reference endpoint (pure: no IO, no clock, no sockets).
 
-Inputs and outputs use :mod:`loadgen.values`: the input is an ``Any`` holding a
+Inputs and outputs use :mod:`loadgen.protocol.values`: the input is an ``Any`` holding a
 ``google.protobuf.Struct`` of parameters. Every parameter is optional. An
 empty ``Any`` or a ``Value`` holding null means "all defaults". Numbers
 may be sent as integers or integral floats, which is how ``Struct`` carries
@@ -75,8 +75,8 @@ from typing import Final, cast
 import orjson
 from google.protobuf import any_pb2, wrappers_pb2
 
-from loadgen import values
 from loadgen.pb import call_pb2, error_pb2, exit_pb2, function_pb2, poll_pb2, status_pb2
+from loadgen.protocol import values
 
 __all__ = [
     "FUNCTION_NAMES",

@@ -13,7 +13,7 @@ is ignored). The checks run in the order of the SDK's FastAPI endpoint:
    (as the SDK's stdlib endpoint). The 400 is sent as soon as the limit is known to
    be exceeded; HTTP/1.1 then closes the connection, HTTP/2 resets the stream
    with NO_ERROR after its response;
-3. signature, when a verification key is configured (:func:`loadgen.signing.verify_request`,
+3. signature, when a verification key is configured (:func:`loadgen.protocol.signing.verify_request`,
    authority from ``:authority`` or ``Host``) → 403/401 with the verifier's message;
 4. protobuf parse → **400** ``invalid_argument`` ``malformed RunRequest: ...``. This deliberately
    differs from the SDK, which answers 500 ``text/plain`` ``Internal Server Error``;
@@ -67,7 +67,7 @@ from h2.settings import SettingCodes, Settings
 
 from loadgen.endpoint.functions import ReferenceFunctions, RequestRejected
 from loadgen.pb import function_pb2
-from loadgen.signing import SignatureError, SignedRequest, verify_request
+from loadgen.protocol.signing import SignatureError, SignedRequest, verify_request
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -14,7 +14,7 @@
 * The "Dispatch" and "Dispatch shards" tabs of the web UI (:mod:`loadgen.locust.webtab`).
 * Options: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, ``--dispatch-api-key`` /
   ``$DISPATCH_API_KEY``, ``--dispatch-sdk`` / ``$LOADGEN_SDK``, ``--dispatch-caller-file`` /
-  ``$LOADGEN_CALLER_FILE`` (the checked results, :mod:`loadgen.caller`), ``--dispatch-run-time``,
+  ``$LOADGEN_CALLER_FILE`` (the checked results, :mod:`loadgen.core.caller`), ``--dispatch-run-time``,
   ``--dispatch-stats-interval``, ``--dispatch-settle``.
 
 A locustfile only needs ``from loadgen.locust import DispatchUser``; that first use
@@ -31,10 +31,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from loadgen.core.arrivals import ArrivalSchedule, Stage
     from loadgen.locust.bridge import BridgeError, StatsBridge
     from loadgen.locust.openmodel import OpenModelUser
     from loadgen.locust.plugin import bridge
-    from loadgen.locust.schedule import ArrivalSchedule, Stage
     from loadgen.locust.user import CallFailed, DispatchFailed, DispatchUser, WrongResult
 
 __all__ = [
@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 _HOMES = {
-    "ArrivalSchedule": "loadgen.locust.schedule",
-    "Stage": "loadgen.locust.schedule",
+    "ArrivalSchedule": "loadgen.core.arrivals",
+    "Stage": "loadgen.core.arrivals",
     "BridgeError": "loadgen.locust.bridge",
     "StatsBridge": "loadgen.locust.bridge",
     "CallFailed": "loadgen.locust.user",
@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'loadgen.locust' has no attribute {name!r}")
-    if home != "loadgen.locust.schedule":
+    if home != "loadgen.core.arrivals":
         importlib.import_module("loadgen.locust.plugin")  # gevent + gRPC set-up and the event listeners
     value = getattr(importlib.import_module(home), name)
     globals()[name] = value

@@ -1,7 +1,7 @@
 """The stats bridge: the shards' own statistics inside Locust, polled every ~2 s.
 
 Runs only where Locust aggregates (the master, or the local runner); workers just generate
-load. At each poll it asks the shards for their merged :class:`~loadgen.stats.Snapshot`
+load. At each poll it asks the shards for their merged :class:`~loadgen.core.stats.Snapshot`
 (the ``loadgen.v1.Shard/Stats`` RPC with ``local=false``: the shard that answers merges
 its peers) and:
 
@@ -36,7 +36,7 @@ Why the feed does not use ``Snapshot.minus`` between polls: a merged snapshot ma
 peer that did not answer in time, and ``minus`` (rightly) refuses a later snapshot with
 fewer values. The feed keeps, per histogram bucket, the highest count already fed, and
 feeds only counts above it, from the bucket counts of :meth:`HistogramSnapshot.counts`
-(:class:`~loadgen.locust.histdelta.HistogramDelta`); the web tab uses the same dict-based
+(:class:`~loadgen.core.stats.delta.HistogramDelta`); the web tab uses the same dict-based
 differences against the baseline, computed once per poll.
 
 Shards on several machines: give every shard address; the bridge groups them by host and
@@ -65,12 +65,12 @@ import locust.stats
 from locust.stats import RequestStats, StatsEntry
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.core.stats import GAUGE_IN_FLIGHT, HistKey, Snapshot, bucket_range, merge_snapshots
+from loadgen.core.stats.delta import HistogramDelta
 from loadgen.locust.channels import channel
 from loadgen.locust.dispatched import dispatched
-from loadgen.locust.histdelta import HistogramDelta
 from loadgen.locust.options import DEFAULT_SETTLE, DEFAULT_STATS_INTERVAL, group_by_host
 from loadgen.pb import shard_pb2, shard_pb2_grpc
-from loadgen.stats import GAUGE_IN_FLIGHT, HistKey, Snapshot, bucket_range, merge_snapshots
 
 __all__ = ["HISTORY_LIMIT", "BridgeError", "HistogramDelta", "StatsBridge", "feed_entry"]
 

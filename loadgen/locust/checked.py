@@ -1,4 +1,4 @@
-"""The results Locust's users checked, summed over every Locust process (see :mod:`loadgen.caller`).
+"""The results Locust's users checked, summed over every Locust process (see :mod:`loadgen.core.caller`).
 
 Each process records the results its users waited for (:meth:`DispatchUser.wait_for`).
 Workers ship what is new with each stats report (``events.report_to_master``, key
@@ -9,7 +9,7 @@ quits. The web tab shows the "Wrong" column from it.
 
 from __future__ import annotations
 
-from loadgen.caller import CallerChecks
+from loadgen.core.caller import CallerChecks
 
 __all__ = ["REPORT_KEY", "checked"]
 

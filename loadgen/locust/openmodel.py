@@ -54,7 +54,7 @@ import gevent  # type: ignore[import-untyped]
 from locust import constant, task
 from locust.exception import RescheduleTask, StopUser
 
-from loadgen.locust.schedule import ArrivalSchedule, Stage
+from loadgen.core.arrivals import ArrivalSchedule, Stage
 from loadgen.locust.user import DispatchUser
 
 __all__ = [

@@ -17,7 +17,7 @@ option                         environment variable    meaning
                                                        (``reference``, ``dispatch-py``, ``dispatch-go``,
                                                        ``raw``); else ``DispatchUser.sdk``, else reference
 ``--dispatch-caller-file``     ``LOADGEN_CALLER_FILE`` master / local runner: write the checked results
-                                                       there (:mod:`loadgen.caller`) every few seconds and
+                                                       there (:mod:`loadgen.core.caller`) every few seconds and
                                                        when Locust quits
 ``--dispatch-run-time``                                stop the test this many seconds after it started:
                                                        users get ``--stop-timeout`` to finish their calls,

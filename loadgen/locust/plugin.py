@@ -40,7 +40,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
-from loadgen.caller import write_caller_file
+from loadgen.core.caller import write_caller_file
 from loadgen.locust import webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY

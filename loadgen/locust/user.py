@@ -17,7 +17,7 @@ Write tasks with :meth:`DispatchUser.dispatch` and :meth:`DispatchUser.dispatch_
             self.dispatch_and_wait("add", args=[1, 2], expect=3, timeout=30)
 
 **Inputs** are encoded by the SDK codec of :attr:`DispatchUser.sdk` (``--dispatch-sdk`` /
-``$LOADGEN_SDK`` wins; default ``reference``, see :mod:`loadgen.codecs`): ``args`` and
+``$LOADGEN_SDK`` wins; default ``reference``, see :mod:`loadgen.protocol.codecs`): ``args`` and
 ``kwargs`` for ``dispatch-py``, one ``input`` value for the others. A ready
 ``google.protobuf.Any`` as ``input`` is sent as it is, whatever the SDK.
 
@@ -30,7 +30,7 @@ of a call that ended badly is a failure too, without raising (the task goes on, 
 HTTP 500 in Locust's HTTP users): :class:`CallFailed` names the final status and the
 endpoint's own error (``INVALID_ARGUMENT: ValueError: doomed to fail``), :class:`WrongResult`
 a result that differs from ``expect``. Each result waited for is also counted for the run's
-checks (:mod:`loadgen.caller`).
+checks (:mod:`loadgen.core.caller`).
 
 Where the user sends: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, else the class
 attribute :attr:`DispatchUser.addresses`, else ``--host``. With several addresses, each new
@@ -67,13 +67,13 @@ from locust.exception import RescheduleTask, StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
-from loadgen.caller import WrongSample
-from loadgen.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
+from loadgen.core.caller import WrongSample
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
 from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_sdk
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+from loadgen.protocol.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
 
 __all__ = ["CallFailed", "DispatchFailed", "DispatchUser", "WrongResult"]
 
@@ -142,7 +142,7 @@ class DispatchUser(User):
     """The API key, unless given on the command line or in ``$DISPATCH_API_KEY``."""
 
     sdk: ClassVar[str | None] = None
-    """How inputs are encoded and outputs decoded (:data:`loadgen.codecs.CODEC_NAMES`), unless
+    """How inputs are encoded and outputs decoded (:data:`loadgen.protocol.codecs.CODEC_NAMES`), unless
     ``--dispatch-sdk`` / ``$LOADGEN_SDK`` says; default ``"reference"``."""
 
     rpc_timeout: ClassVar[float] = 30.0
@@ -173,7 +173,7 @@ class DispatchUser(User):
     ) -> any_pb2.Any:
         """The ``Call.input`` for *input*, or *args* and *kwargs*, with this user's codec (an ``Any`` as is).
 
-        ``None`` means no input. ``loadgen.codecs.CodecError`` says what the SDK cannot take.
+        ``None`` means no input. ``loadgen.protocol.codecs.CodecError`` says what the SDK cannot take.
         """
         if isinstance(input, any_pb2.Any):
             return input
@@ -218,7 +218,7 @@ class DispatchUser(User):
         The status is the ``loadgen-status`` trailer (``"STATUS_OK"``, ``"STATUS_PERMANENT_ERROR"``, ...).
         The RPC is recorded as ``"Wait <function>"`` (``User.wait`` is Locust's own pause), a failure
         when the call failed, expired, or (with *expect*) completed with another output, decoded by
-        this user's codec and compared by :func:`loadgen.codecs.matches`. The result is counted in
+        this user's codec and compared by :func:`loadgen.protocol.codecs.matches`. The result is counted in
         the run's checks under *function*.
         """
         limit = self.wait_timeout if timeout is None else timeout

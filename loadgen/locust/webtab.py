@@ -21,7 +21,7 @@ merged µs histograms and show in ms with 3 decimals.
 
 Per-function columns: ``calls`` ended (completed / failed / expired), ``wrong`` (completed
 calls whose result differed from the expected one, as Locust's users checked them:
-:mod:`loadgen.caller`; on a master, workers report every 3 s), end-to-end p50, p90,
+:mod:`loadgen.core.caller`; on a master, workers report every 3 s), end-to-end p50, p90,
 p99, p99.9 and max over all of the function's root calls, ``attempts`` and attempt errors
 by status, ``retries``, the calls Locust had ``dispatched`` when the shards were polled and
 those ``in flight`` (dispatched - ended; only meaningful when this Locust is the only
@@ -40,9 +40,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from loadgen.caller import CallerChecks
+from loadgen.core.caller import CallerChecks
+from loadgen.core.stats import GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS
 from loadgen.locust.bridge import HistogramDelta, StatsBridge
-from loadgen.stats import GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS
 
 __all__ = ["FUNCTION_COLUMNS", "SHARD_COLUMNS", "function_rows", "install", "shard_rows"]
 

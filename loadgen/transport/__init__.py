@@ -4,11 +4,12 @@
 framing, HPACK request encoding), :mod:`.hpackdec` (HPACK response decoding:
 the table and ``:status``), :mod:`.h2conn` (the HTTP/2 client connection),
 :mod:`.h1conn` (the HTTP/1.1 one and its response parser), :mod:`.base` (what
-they share), :mod:`.pool` (origins, slots, retries, deadlines). ``python -m
+they share), :mod:`.pool` (origins, slots, retries, deadlines), :mod:`.faults` (the
+one table of transport faults → Dispatch statuses). ``python -m
 loadgen.bench.egress`` measures its client CPU per request against an
 ``h2``-library client, httpx and h2load.
 """
 
-from loadgen.transport.pool import RUN_PATH, EndpointPool, Protocol
+from loadgen.transport.pool import EndpointPool, Protocol
 
-__all__ = ["RUN_PATH", "EndpointPool", "Protocol"]
+__all__ = ["EndpointPool", "Protocol"]

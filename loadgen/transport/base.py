@@ -7,7 +7,7 @@ per-origin state) through the :class:`Owner` callbacks.
 
 An exchange's future resolves to the response body (``bytes``, 2xx only), to
 an ``int`` retry reason (the request was certainly not processed: the pool
-sends it again), or to an :class:`~loadgen.errors.AttemptError`.
+sends it again), or to an :class:`~loadgen.transport.faults.AttemptError`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Protocol
 
-from loadgen.errors import AttemptError
+from loadgen.transport.faults import AttemptError
 from loadgen.transport.frames import (
     encode_header_block_insert,
     encode_header_block_prefix,

@@ -21,8 +21,6 @@ import contextlib
 import socket
 from typing import Final, cast
 
-from loadgen.errors import AttemptError, describe_http_error, status_for_http
-from loadgen.pb import status_pb2
 from loadgen.transport.base import (
     MAX_RESPONSE_HEAD,
     RETRY_UNPROCESSED,
@@ -33,12 +31,13 @@ from loadgen.transport.base import (
     SignatureHeaders,
     Target,
 )
+from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, describe_http_error, status_for_http
 
 __all__ = ["H1Connection", "ResponseParser"]
 
-_TCP_ERROR: Final = status_pb2.STATUS_TCP_ERROR
-_HTTP_ERROR: Final = status_pb2.STATUS_HTTP_ERROR
-_TIMEOUT: Final = status_pb2.STATUS_TIMEOUT
+_TCP_ERROR: Final = FAULT_STATUS[Fault.CONNECTION]
+_HTTP_ERROR: Final = FAULT_STATUS[Fault.PROTOCOL]
+_TIMEOUT: Final = FAULT_STATUS[Fault.TIMEOUT]
 _LARGE_BODY: Final = 64 * 1024  # bodies at least this large are written separately rather than copied
 
 # Parser states.

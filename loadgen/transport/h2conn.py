@@ -28,8 +28,6 @@ import socket
 import struct
 from typing import Final, cast
 
-from loadgen.errors import AttemptError, describe_http_error, status_for_http
-from loadgen.pb import status_pb2
 from loadgen.transport.base import (
     MAX_RESPONSE_HEAD,
     RETRY_REFUSED,
@@ -41,6 +39,7 @@ from loadgen.transport.base import (
     SignatureHeaders,
     Target,
 )
+from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, describe_http_error, status_for_http
 from loadgen.transport.frames import (
     CONTINUATION,
     DATA,
@@ -86,9 +85,9 @@ _GOAWAY_GRACE: Final = 1.0  # seconds of silence after a GOAWAY before open stre
 _STREAM_UPDATE_AT: Final = STREAM_WINDOW // 2
 _CONNECTION_UPDATE_AT: Final = CONNECTION_WINDOW // 2
 
-_TCP_ERROR: Final = status_pb2.STATUS_TCP_ERROR
-_HTTP_ERROR: Final = status_pb2.STATUS_HTTP_ERROR
-_TIMEOUT: Final = status_pb2.STATUS_TIMEOUT
+_TCP_ERROR: Final = FAULT_STATUS[Fault.CONNECTION]
+_HTTP_ERROR: Final = FAULT_STATUS[Fault.PROTOCOL]
+_TIMEOUT: Final = FAULT_STATUS[Fault.TIMEOUT]
 
 _unpack_header = FRAME_HEADER.unpack_from
 _pack_header = FRAME_HEADER.pack

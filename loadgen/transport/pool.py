@@ -48,24 +48,24 @@ from collections.abc import Coroutine
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from loadgen.errors import AttemptError
-from loadgen.pb import status_pb2
-from loadgen.signing import Signer
+from loadgen.protocol.constants import HTTP_MODES, RUN_CONTENT_TYPE, RUN_PATH, HttpMode
+from loadgen.protocol.signing import Signer
 from loadgen.transport.base import RETRY_REFUSED, Connection, Target
+from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, fault
 from loadgen.transport.h1conn import H1Connection
 from loadgen.transport.h2conn import H2Connection
 
-__all__ = ["RUN_PATH", "EndpointPool", "Protocol"]
+__all__ = ["EndpointPool", "Protocol"]
 
-RUN_PATH: Final = "/dispatch.sdk.v1.FunctionService/Run"
-Protocol = Literal["auto", "h2", "http/1.1"]
+Protocol = HttpMode
 _MAX_RETRIES: Final = 10
 _MAX_ROUTES: Final = 4096
 _BUDGET_MEMORY: Final = 60.0
-_ALPN: Final = {"auto": ["h2", "http/1.1"], "h2": ["h2"], "http/1.1": ["http/1.1"]}
+_ALPN: Final[dict[str, list[str]]] = {"auto": ["h2", "http/1.1"], "h2": ["h2"], "http/1.1": ["http/1.1"]}
+assert tuple(_ALPN) == HTTP_MODES
 
-_TCP_ERROR: Final = status_pb2.STATUS_TCP_ERROR
-_TIMEOUT: Final = status_pb2.STATUS_TIMEOUT
+_TCP_ERROR: Final = FAULT_STATUS[Fault.CONNECTION]
+_TIMEOUT: Final = FAULT_STATUS[Fault.TIMEOUT]
 
 
 class _Origin:
@@ -340,9 +340,9 @@ class _Origin:
 def _connect_error(exc: BaseException, host: str, port: int, timeout: float) -> AttemptError:
     where = f"{host}:{port}"
     if isinstance(exc, socket.gaierror):
-        return AttemptError(status_pb2.STATUS_DNS_ERROR, f"cannot resolve {host}: {exc.strerror or exc}")
+        return fault(Fault.DNS, f"cannot resolve {host}: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return AttemptError(status_pb2.STATUS_TLS_ERROR, f"TLS handshake with {where} failed: {exc}")
+        return fault(Fault.TLS, f"TLS handshake with {where} failed: {exc}")
     if isinstance(exc, TimeoutError):
         return AttemptError(_TIMEOUT, f"connecting to {where} timed out after {timeout:g} s")
     if isinstance(exc, OSError):
@@ -376,7 +376,7 @@ class EndpointPool:
         timeout: float = 30.0,
         protocol: Protocol = "auto",
         ssl_context: ssl.SSLContext | None = None,
-        content_type: str = "application/grpc+proto",
+        content_type: str = RUN_CONTENT_TYPE,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -411,9 +411,9 @@ class EndpointPool:
         """``POST {endpoint_url path}/dispatch.sdk.v1.FunctionService/Run`` with *body*, signed.
 
         Returns the body of a 2xx response. Every failure raises
-        :class:`~loadgen.errors.AttemptError`: a non-2xx status maps through
-        :func:`~loadgen.errors.status_for_http` (message from
-        :func:`~loadgen.errors.describe_http_error`); refused, reset or lost
+        :class:`~loadgen.transport.faults.AttemptError`: a non-2xx status maps through
+        :func:`~loadgen.transport.faults.status_for_http` (message from
+        :func:`~loadgen.transport.faults.describe_http_error`); refused, reset or lost
         connections and streams reset by the server → TCP_ERROR; the deadline →
         TIMEOUT; TLS → TLS_ERROR; name resolution → DNS_ERROR; a protocol
         violation by the server → HTTP_ERROR; a bad URL → INVALID_ARGUMENT.
@@ -542,15 +542,15 @@ class EndpointPool:
             host = parts.hostname
             port = parts.port
         except ValueError as exc:
-            raise AttemptError(status_pb2.STATUS_INVALID_ARGUMENT, f"bad endpoint URL {url!r}: {exc}") from None
+            raise fault(Fault.BAD_URL, f"bad endpoint URL {url!r}: {exc}") from None
         if scheme not in ("http", "https") or not host:
-            raise AttemptError(status_pb2.STATUS_INVALID_ARGUMENT, f"bad endpoint URL {url!r}: need http(s)://host")
+            raise fault(Fault.BAD_URL, f"bad endpoint URL {url!r}: need http(s)://host")
         if port is None:
             port = 443 if scheme == "https" else 80
         authority = parts.netloc.rpartition("@")[2].lower()
         path = parts.path.rstrip("/") + RUN_PATH
         if not (authority.isascii() and path.isascii()) or any(c in path + authority for c in " \r\n\t\0"):
-            raise AttemptError(status_pb2.STATUS_INVALID_ARGUMENT, f"bad endpoint URL {url!r}: not plain ASCII")
+            raise fault(Fault.BAD_URL, f"bad endpoint URL {url!r}: not plain ASCII")
         key = (scheme, host, port)
         origin = self._origins.get(key)
         if origin is None:

@@ -31,8 +31,8 @@ from test_locust import (
     locust_env,
 )
 
-from loadgen.stats import Snapshot
-from loadgen.supervisor import Supervisor
+from loadgen.core.stats import Snapshot
+from loadgen.engine.supervisor import Supervisor
 
 __all__ = ["engine"]  # a fixture, re-exported for pytest
 

@@ -30,7 +30,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 
 from loadgen import DispatchServer, DispatchService, EndpointClient
 from loadgen.pb import call_pb2, function_pb2
-from loadgen.service import CallType
+from loadgen.seed.service import CallType
 
 SDK_VERSION = importlib.metadata.version("dispatch-py")
 SDK07 = SDK_VERSION.startswith("0.7.")
@@ -50,7 +50,7 @@ IMPORTS = textwrap.dedent(
                 "DispatchRequest": dispatch_pb2.DispatchRequest}
 
     def loadgen():
-        import loadgen, loadgen.shard, loadgen.endpoint.functions
+        import loadgen, loadgen.engine.shard, loadgen.endpoint.functions
         from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2, poll_pb2, shard_pb2
         return {"RunRequest": function_pb2.RunRequest, "Call": call_pb2.Call, "Poll": poll_pb2.Poll,
                 "DispatchRequest": dispatch_pb2.DispatchRequest}

@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 
-from loadgen import values
+from loadgen.core.stats import Snapshot
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
-from loadgen.stats import Snapshot
-from loadgen.supervisor import Supervisor
+from loadgen.protocol import values
 
 __all__ = [
     "Client",

@@ -57,8 +57,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
-from loadgen.keys import load_private_key, private_key_base64, public_key_base64
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+from loadgen.protocol.keys import load_private_key, private_key_base64, public_key_base64
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

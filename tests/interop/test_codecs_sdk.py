@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from google.protobuf import any_pb2
 
-from loadgen.codecs import CallInput, get_codec, matches
 from loadgen.pb import function_pb2
+from loadgen.protocol.codecs import CallInput, get_codec, matches
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 Two groups:
 
-* direct: requests signed by ``loadgen.signing.Signer`` posted straight to the SDK endpoint
+* direct: requests signed by ``loadgen.protocol.signing.Signer`` posted straight to the SDK endpoint
   (needs only the SDK venv);
 * end to end: ``dispatch.Client`` (SDK) → ``loadgen serve`` → SDK endpoint, results read back
   with loadgen's ``Wait`` RPC.
@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from loadgen.pb import function_pb2
-from loadgen.signing import Signer
+from loadgen.protocol.signing import Signer
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,0 +1,529 @@
+"""The call lifecycle as a pure state machine: events in, actions out.
+
+The :class:`Scheduler` owns every call accepted by one shard: its ids, its
+current request, its attempts, retries with backoff, tail calls, pollers
+waiting on children, and expiry. It performs no IO and never reads a clock:
+the caller passes ``now`` (seconds since the epoch) with every event, sends
+the :class:`RunAttempt` actions it gets back, reports what happened with
+:meth:`Scheduler.on_response` / :meth:`Scheduler.on_failure`, and calls
+:meth:`Scheduler.advance` when :meth:`Scheduler.next_deadline` has passed.
+
+Rules, in the order they are applied to a response:
+
+1. ``exit`` with a ``tail_call``: the call continues as the tail call (same
+   ids), whatever the status (the SDK's ``Reset`` carries TEMPORARY_ERROR).
+2. a status in ``retry_on_status``: the same request is sent again after an
+   exponential backoff with jitter, unless that would start after the call's
+   expiration, in which case the call expires (TIMEOUT).
+3. ``poll``: each ``poll.calls[i]`` becomes a child call (fresh id, same
+   root), and the caller is resumed with a ``poll_result`` once
+   ``min_results`` results are ready (unset: once every child is done) or
+   ``max_wait`` has passed, with at most ``max_results`` results (unset: all);
+   the rest wait for its next poll.
+4. otherwise the call is terminal: completed (status OK or unset) or failed.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf.any_pb2 import Any
+
+from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2
+from loadgen.pb import status_pb2 as status
+from loadgen.protocol.status import DEFAULT_RETRY_ON_STATUS, Status, status_name
+
+__all__ = [
+    "Action",
+    "CallFinished",
+    "Counters",
+    "Outcome",
+    "RetryPolicy",
+    "RetryScheduled",
+    "RunAttempt",
+    "Scheduler",
+]
+
+class Outcome(enum.Enum):
+    """How a call ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with equal jitter: ``d/2 + uniform(0, d/2)``, ``d = base * factor**n``."""
+
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+    factor: float = 2.0
+    max_attempts: int | None = None
+
+    def delay(self, retry_number: int, rng: random.Random) -> float:
+        """Delay before retry number *retry_number* (1 for the first retry)."""
+        if self.base_delay <= 0:
+            return 0.0
+        ceiling = min(self.max_delay, self.base_delay * self.factor ** (retry_number - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class RunAttempt:
+    """Send *request* to *endpoint*; report back with *attempt* as the token."""
+
+    dispatch_id: str
+    attempt: int
+    endpoint: str
+    request: function_pb2.RunRequest
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """An attempt ended with a retryable status; the next one starts after *delay*."""
+
+    dispatch_id: str
+    function: str
+    status: Status
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallFinished:
+    """A call reached a terminal state. ``root`` calls are the ones accepted by ``Dispatch``;
+    ``function`` is the one dispatched (before any tail call)."""
+
+    dispatch_id: str
+    root: bool
+    function: str
+    outcome: Outcome
+    status: Status
+    result: call_pb2.CallResult
+    accepted_at: float
+    finished_at: float
+    attempts: int
+
+
+Action = RunAttempt | RetryScheduled | CallFinished
+
+
+@dataclass(slots=True)
+class Counters:
+    """Accounting of root calls (``accepted == completed + sum(failed) + expired + in_flight``),
+    plus attempts and retries by status of every call, children included."""
+
+    accepted: int = 0
+    completed: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    expired: int = 0
+    attempts: int = 0
+    retries: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def in_flight(self) -> int:
+        return self.accepted - self.completed - sum(self.failed.values()) - self.expired
+
+
+class _State(enum.Enum):
+    READY = 0  # request built, attempt being sent
+    BACKOFF = 1  # waiting before a retry
+    POLLING = 2  # waiting for children
+    DONE = 3
+
+
+class _Call:
+    __slots__ = (
+        "accepted_at",
+        "attempt",
+        "attempts",
+        "correlation_id",
+        "deadline",
+        "dispatch_id",
+        "endpoint",
+        "function",
+        "last_message",
+        "last_status",
+        "max_results",
+        "min_results",
+        "outstanding",
+        "parent",
+        "poll_deadline",
+        "ready",
+        "request",
+        "retries_in_run",
+        "state",
+        "state_bytes",
+        "state_typed",
+    )
+
+    def __init__(self, dispatch_id: str, parent: _Call | None, correlation_id: int, endpoint: str) -> None:
+        self.dispatch_id = dispatch_id
+        self.function = ""  # as dispatched; tail calls change the request's function, not this
+        self.parent = parent
+        self.correlation_id = correlation_id
+        self.endpoint = endpoint
+        self.request = function_pb2.RunRequest()
+        self.state = _State.READY
+        self.attempt = 0  # token of the attempt in flight
+        self.attempts = 0
+        self.retries_in_run = 0
+        self.last_status: Status = status.STATUS_UNSPECIFIED
+        self.last_message = ""
+        self.accepted_at = 0.0
+        self.deadline = 0.0
+        self.outstanding = 0
+        self.ready: list[call_pb2.CallResult] = []
+        self.min_results = 0
+        self.max_results = 0
+        self.poll_deadline: float | None = None
+        self.state_bytes: bytes | None = None
+        self.state_typed: Any | None = None
+
+
+class _Timer(enum.IntEnum):
+    RETRY = 0
+    MAX_WAIT = 1
+    EXPIRE = 2
+
+
+class Scheduler:
+    """Pure call-lifecycle state machine for one shard (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        retry_on_status: Iterable[Status] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        default_expiration: float = 60.0,
+        id_prefix: str = "",
+        rng: random.Random | None = None,
+    ) -> None:
+        if default_expiration <= 0:
+            raise ValueError("default_expiration must be positive")
+        if len(id_prefix) > 16:
+            raise ValueError("id_prefix must be at most 16 characters")
+        self.retry_on_status = frozenset(DEFAULT_RETRY_ON_STATUS if retry_on_status is None else retry_on_status)
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.default_expiration = default_expiration
+        self.counters = Counters()
+        self._id_prefix = id_prefix
+        self._id_width = 32 - len(id_prefix)
+        self._next_id = 1
+        self._rng = rng or random.Random()
+        self._calls: dict[str, _Call] = {}
+        self._timers: list[tuple[float, int, _Timer, str, int]] = []
+        self._timer_seq = 0
+
+    # ---------------------------------------------------------------- events
+
+    def submit(
+        self, calls: Sequence[call_pb2.Call], now: float, *, default_endpoint: str = ""
+    ) -> tuple[list[str], list[Action]]:
+        """Accept root calls; return their dispatch ids and the first attempts."""
+        actions: list[Action] = []
+        ids = []
+        for call in calls:
+            state = self._start_call(call, None, now, default_endpoint, actions)
+            ids.append(state.dispatch_id)
+        self.counters.accepted += len(ids)
+        return ids, actions
+
+    def on_response(
+        self, dispatch_id: str, attempt: int, response: function_pb2.RunResponse, now: float
+    ) -> list[Action]:
+        """An attempt got a ``RunResponse``. Stale or unknown attempts are ignored."""
+        call = self._live_attempt(dispatch_id, attempt)
+        if call is None:
+            return []
+        actions: list[Action] = []
+        code = response.status
+        directive = response.WhichOneof("directive")
+        if directive == "exit" and response.exit.HasField("tail_call"):
+            self._follow_tail_call(call, response.exit.tail_call, now, actions)
+        elif code in self.retry_on_status:
+            self._retry(call, code, "", now, actions)
+        elif directive == "poll":
+            self._on_poll(call, response.poll, now, actions)
+        elif code in (status.STATUS_OK, status.STATUS_UNSPECIFIED):
+            self._finish(call, Outcome.COMPLETED, status.STATUS_OK, response.exit.result, now, actions)
+        else:
+            result = response.exit.result if directive == "exit" else None
+            self._fail(call, code, "the endpoint returned this status", result, now, actions)
+        return actions
+
+    def on_failure(self, dispatch_id: str, attempt: int, code: Status, message: str, now: float) -> list[Action]:
+        """An attempt failed without a usable response (transport fault, HTTP error, bad body)."""
+        call = self._live_attempt(dispatch_id, attempt)
+        if call is None:
+            return []
+        actions: list[Action] = []
+        if code in self.retry_on_status:
+            self._retry(call, code, message, now, actions)
+        else:
+            self._fail(call, code, message, None, now, actions)
+        return actions
+
+    def advance(self, now: float) -> list[Action]:
+        """Fire every timer due at *now*: retries, poll ``max_wait``, expirations."""
+        actions: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, dispatch_id, token = heapq.heappop(timers)
+            call = self._calls.get(dispatch_id)
+            if call is None or call.state is _State.DONE:
+                continue
+            if kind is _Timer.EXPIRE:
+                self._expire(call, now, actions)
+            elif kind is _Timer.RETRY and call.state is _State.BACKOFF and call.attempt == token:
+                self._send(call, actions)
+            elif kind is _Timer.MAX_WAIT and call.state is _State.POLLING and call.attempt == token:
+                self._maybe_resume(call, now, actions, waited_enough=True)
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`advance` next has work, or ``None``."""
+        timers = self._timers
+        while timers:
+            _, _, _kind, dispatch_id, _token = timers[0]
+            call = self._calls.get(dispatch_id)
+            if call is not None and call.state is not _State.DONE:
+                return timers[0][0]
+            heapq.heappop(timers)
+        return None
+
+    def cancel_all(self, now: float, reason: str) -> list[Action]:
+        """End every live call as expired (used when a shard stops before its calls finish)."""
+        actions: list[Action] = []
+        for call in list(self._calls.values()):
+            if call.state is not _State.DONE:
+                self._finish(
+                    call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason)
+                )
+        return actions
+
+    def is_current(self, dispatch_id: str, attempt: int) -> bool:
+        """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
+        return self._live_attempt(dispatch_id, attempt) is not None
+
+    @property
+    def live_calls(self) -> int:
+        """Calls (roots and children) not yet terminal."""
+        return len(self._calls)
+
+    # ------------------------------------------------------------- internals
+
+    def _new_id(self) -> str:
+        number = self._next_id
+        self._next_id += 1
+        return f"{self._id_prefix}{number:0{self._id_width}x}"
+
+    def _push_timer(self, when: float, kind: _Timer, call: _Call, token: int) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (when, self._timer_seq, kind, call.dispatch_id, token))
+
+    def _live_attempt(self, dispatch_id: str, attempt: int) -> _Call | None:
+        call = self._calls.get(dispatch_id)
+        if call is None or call.state is not _State.READY or call.attempt != attempt:
+            return None
+        return call
+
+    def _start_call(
+        self, spec: call_pb2.Call, parent: _Call | None, now: float, default_endpoint: str, actions: list[Action]
+    ) -> _Call:
+        call = _Call(self._new_id(), parent, spec.correlation_id, spec.endpoint or default_endpoint)
+        expiration = self.default_expiration
+        if spec.HasField("expiration"):
+            given = spec.expiration.ToTimedelta().total_seconds()
+            if given > 0:
+                expiration = given
+        call.accepted_at = now
+        call.deadline = now + expiration
+        if parent is not None:
+            call.deadline = min(call.deadline, parent.deadline)
+        request = call.request
+        request.function = call.function = spec.function
+        if spec.HasField("input"):
+            request.input.CopyFrom(spec.input)
+        else:
+            request.input.SetInParent()
+        request.dispatch_id = call.dispatch_id
+        request.root_dispatch_id = call.dispatch_id
+        if parent is not None:
+            request.parent_dispatch_id = parent.dispatch_id
+            request.root_dispatch_id = parent.request.root_dispatch_id
+        request.creation_time.FromNanoseconds(int(now * 1e9))
+        request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
+        self._calls[call.dispatch_id] = call
+        self._push_timer(call.deadline, _Timer.EXPIRE, call, 0)
+        self._send(call, actions)
+        return call
+
+    def _send(self, call: _Call, actions: list[Action]) -> None:
+        call.state = _State.READY
+        call.attempt += 1
+        call.attempts += 1
+        self.counters.attempts += 1
+        actions.append(RunAttempt(call.dispatch_id, call.attempt, call.endpoint, call.request))
+
+    def _rebuild_request(self, call: _Call, function: str) -> function_pb2.RunRequest:
+        old = call.request
+        request = function_pb2.RunRequest(
+            function=function,
+            dispatch_id=old.dispatch_id,
+            parent_dispatch_id=old.parent_dispatch_id,
+            root_dispatch_id=old.root_dispatch_id,
+            creation_time=old.creation_time,
+            expiration_time=old.expiration_time,
+        )
+        call.request = request
+        return request
+
+    def _follow_tail_call(self, call: _Call, tail: call_pb2.Call, now: float, actions: list[Action]) -> None:
+        request = self._rebuild_request(call, tail.function)
+        if tail.HasField("input"):
+            request.input.CopyFrom(tail.input)
+        else:
+            request.input.SetInParent()
+        if tail.endpoint:
+            call.endpoint = tail.endpoint
+        call.retries_in_run = 0
+        call.ready.clear()
+        call.state_bytes = call.state_typed = None
+        self._send(call, actions)
+
+    def _retry(self, call: _Call, code: Status, message: str, now: float, actions: list[Action]) -> None:
+        call.last_status = code
+        call.last_message = message
+        name = status_name(code)
+        policy = self.retry_policy
+        if policy.max_attempts is not None and call.attempts >= policy.max_attempts:
+            detail = f"gave up after {call.attempts} attempts"
+            self._fail(call, code, f"{detail}: {message}" if message else detail, None, now, actions)
+            return
+        call.retries_in_run += 1
+        delay = policy.delay(call.retries_in_run, self._rng)
+        if now + delay >= call.deadline:
+            reason = f"expired after {call.attempts} attempts; last status {name}" + (f": {message}" if message else "")
+            self._finish(call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason))
+            return
+        self.counters.retries[name] = self.counters.retries.get(name, 0) + 1
+        actions.append(RetryScheduled(call.dispatch_id, call.request.function, code, delay))
+        if delay <= 0:
+            self._send(call, actions)
+        else:
+            call.state = _State.BACKOFF
+            self._push_timer(now + delay, _Timer.RETRY, call, call.attempt)
+
+    def _on_poll(self, call: _Call, poll: poll_pb2.Poll, now: float, actions: list[Action]) -> None:
+        call.state = _State.POLLING
+        which = poll.WhichOneof("state")
+        call.state_bytes = poll.coroutine_state if which == "coroutine_state" else None
+        call.state_typed = poll.typed_coroutine_state if which == "typed_coroutine_state" else None
+        call.min_results = max(0, poll.min_results)
+        call.max_results = max(0, poll.max_results)
+        call.poll_deadline = None
+        if poll.HasField("max_wait"):
+            wait = poll.max_wait.ToTimedelta().total_seconds()
+            if wait >= 0:
+                call.poll_deadline = now + wait
+                self._push_timer(call.poll_deadline, _Timer.MAX_WAIT, call, call.attempt)
+        for spec in poll.calls:
+            self._start_call(spec, call, now, call.endpoint, actions)
+            call.outstanding += 1
+        self._maybe_resume(call, now, actions)
+
+    def _maybe_resume(self, call: _Call, now: float, actions: list[Action], waited_enough: bool = False) -> None:
+        ready = len(call.ready)
+        if call.outstanding and not waited_enough:
+            wanted = call.min_results or (ready + call.outstanding)
+            if ready < min(wanted, ready + call.outstanding):
+                return
+        limit = call.max_results or ready
+        results, call.ready = call.ready[:limit], call.ready[limit:]
+        request = self._rebuild_request(call, call.request.function)
+        poll_result = request.poll_result
+        if call.state_typed is not None:
+            poll_result.typed_coroutine_state.CopyFrom(call.state_typed)
+        else:
+            poll_result.coroutine_state = call.state_bytes or b""
+        poll_result.results.extend(results)
+        call.retries_in_run = 0
+        self._send(call, actions)
+
+    def _fail(
+        self,
+        call: _Call,
+        code: Status,
+        message: str,
+        result: call_pb2.CallResult | None,
+        now: float,
+        actions: list[Action],
+    ) -> None:
+        error = None
+        if result is None or not result.HasField("error"):
+            error = (status_name(code), message or "the endpoint returned this status")
+        self._finish(call, Outcome.FAILED, code, result, now, actions, error=error)
+
+    def _expire(self, call: _Call, now: float, actions: list[Action]) -> None:
+        reason = f"call expired after {now - call.accepted_at:.3f}s and {call.attempts} attempts"
+        if call.last_status:
+            reason += f"; last status {status_name(call.last_status)}"
+            if call.last_message:
+                reason += f": {call.last_message}"
+        self._finish(call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason))
+
+    def _finish(
+        self,
+        call: _Call,
+        outcome: Outcome,
+        code: Status,
+        result: call_pb2.CallResult | None,
+        now: float,
+        actions: list[Action],
+        *,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        call.state = _State.DONE
+        del self._calls[call.dispatch_id]
+        final = call_pb2.CallResult()
+        if result is not None:
+            final.CopyFrom(result)
+        if error is not None:
+            final.ClearField("output")
+            final.error.CopyFrom(error_pb2.Error(type=error[0], message=error[1]))
+        final.correlation_id = call.correlation_id
+        final.dispatch_id = call.dispatch_id
+        parent = call.parent
+        if parent is None:
+            counters = self.counters
+            if outcome is Outcome.COMPLETED:
+                counters.completed += 1
+            elif outcome is Outcome.EXPIRED:
+                counters.expired += 1
+            else:
+                name = status_name(code)
+                counters.failed[name] = counters.failed.get(name, 0) + 1
+        actions.append(
+            CallFinished(
+                call.dispatch_id,
+                parent is None,
+                call.function,
+                outcome,
+                code,
+                final,
+                call.accepted_at,
+                now,
+                call.attempts,
+            )
+        )
+        if parent is not None and parent.state is not _State.DONE:
+            parent.outstanding -= 1
+            parent.ready.append(final)
+            if parent.state is _State.POLLING:
+                self._maybe_resume(parent, now, actions)
+

@@ -1,0 +1,274 @@
+"""``AsyncDispatcher``: the scheduler core driven on an asyncio loop.
+
+The edge around :class:`loadgen.core.scheduler.Scheduler` in a shard process: it
+sends each :class:`RunAttempt` through an :class:`EndpointPool` as its own
+task, feeds responses and faults back, keeps one timer armed for the
+scheduler's next deadline, records statistics, and wakes ``wait()``-ers when a
+root call ends. Everything runs on one event loop thread: no locks. At most
+``max_attempts_in_flight`` attempts run at once (set it to the pool's
+capacity); the rest wait as plain records, so a large backlog costs little
+memory and is signed only when it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from google.protobuf.message import DecodeError
+
+from loadgen.core.results import CallOutcome
+from loadgen.core.scheduler import (
+    Action,
+    CallFinished,
+    Counters,
+    Outcome,
+    RetryPolicy,
+    RetryScheduled,
+    RunAttempt,
+    Scheduler,
+)
+from loadgen.core.stats import ShardStats
+from loadgen.pb import call_pb2, function_pb2
+from loadgen.pb import status_pb2 as status
+from loadgen.protocol.status import status_name
+from loadgen.transport.faults import AttemptError
+
+__all__ = ["AsyncDispatcher", "Transport", "UnknownCall"]
+
+
+def _error_text(kind: str, message: str, status_text: str = "") -> str:
+    """``Error.type: Error.message`` as a failure sample: just the message when the type is only the
+    status name again (errors loadgen wrote itself) or the message already starts with it."""
+    if kind and message and kind != status_text and not message.startswith(kind):
+        return f"{kind}: {message}"
+    return message or kind
+
+
+class Transport(Protocol):
+    """What the dispatcher needs of an endpoint client (``loadgen.transport.EndpointPool``)."""
+
+    async def post_run(self, endpoint_url: str, body: bytes) -> bytes: ...
+
+
+class UnknownCall(KeyError):
+    """No call with this id was ever accepted here, or its result was evicted."""
+
+
+class AsyncDispatcher:
+    """Runs one shard's calls: accept, attempt, retry, fan out, finish, and answer waits."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        stats: ShardStats,
+        *,
+        endpoint_url: str,
+        id_prefix: str = "",
+        retry_on_status: Sequence[int] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        default_expiration: float = 60.0,
+        result_retention: int = 100_000,
+        on_root_finished: Callable[[Outcome], None] | None = None,
+        max_attempts_in_flight: int = 1000,
+    ) -> None:
+        self.scheduler = Scheduler(
+            retry_on_status=retry_on_status,
+            retry_policy=retry_policy,
+            default_expiration=default_expiration,
+            id_prefix=id_prefix,
+        )
+        self.stats = stats
+        self.endpoint_url = endpoint_url
+        self._transport = transport
+        self._retention = result_retention
+        self._on_root_finished = on_root_finished
+        self._results: collections.OrderedDict[str, CallOutcome] = collections.OrderedDict()
+        self._live: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: collections.deque[RunAttempt] = collections.deque()
+        self._max_running = max(1, max_attempts_in_flight)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def counters(self) -> Counters:
+        return self.scheduler.counters
+
+    @property
+    def in_flight(self) -> int:
+        """Root calls accepted and not yet terminal."""
+        return self.scheduler.counters.in_flight
+
+    def submit(self, calls: Sequence[call_pb2.Call]) -> list[str]:
+        """Accept validated root calls; return their ids. Attempts start at once."""
+        ids, actions = self.scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_url)
+        self._live.update(ids)
+        self.stats.count_accepted(len(ids))
+        self._idle.clear()
+        self._apply(actions)
+        return ids
+
+    def knows(self, dispatch_id: str) -> bool:
+        """Whether *dispatch_id* is live or its result is still retained here."""
+        return dispatch_id in self._live or dispatch_id in self._results
+
+    async def wait(self, dispatch_id: str, timeout: float | None = None) -> CallOutcome:
+        """The outcome of a root call once terminal; ``TimeoutError`` after *timeout*."""
+        found = self._results.get(dispatch_id)
+        if found is not None:
+            return found
+        if dispatch_id not in self._live:
+            raise UnknownCall(dispatch_id)
+        future: asyncio.Future[CallOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(dispatch_id, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            waiters = self._waiters.get(dispatch_id)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[dispatch_id]
+
+    async def drain(self, timeout: float, expire_rest: bool = True) -> int:
+        """Wait up to *timeout* for in-flight calls, then stop. Returns how many were left.
+
+        With *expire_rest* they end as expired ("the shard stopped before the call finished");
+        without, they stay in flight (counted by :attr:`in_flight`: a run that reports them).
+        Either way no attempt runs after this returns.
+        """
+        if self.in_flight and timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
+        left = self.in_flight
+        if left and expire_rest:
+            self._apply(self.scheduler.cancel_all(time.time(), "the shard stopped before the call finished"))
+        self._backlog.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        return left
+
+    # ------------------------------------------------------------- internals
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, RunAttempt):
+                if len(self._tasks) < self._max_running:
+                    self._start(action)
+                else:
+                    self._backlog.append(action)
+            elif isinstance(action, CallFinished):
+                if action.root:
+                    self._finish(action)
+            elif isinstance(action, RetryScheduled):
+                self.stats.count_retry(status_name(action.status))
+        self._arm_timer()
+
+    def _finish(self, action: CallFinished) -> None:
+        outcome = CallOutcome(
+            action.result,
+            action.status,
+            action.outcome,
+            action.function,
+            action.accepted_at,
+            action.finished_at,
+            action.attempts,
+        )
+        dispatch_id = action.dispatch_id
+        self._live.discard(dispatch_id)
+        self._results[dispatch_id] = outcome
+        if len(self._results) > self._retention:
+            self._results.popitem(last=False)
+        self.stats.record_call(
+            action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
+        )
+        if action.outcome is not Outcome.COMPLETED:
+            error = action.result.error
+            name = status_name(action.status)
+            self.stats.record_failure(
+                action.outcome.value, action.function, name, _error_text(error.type, error.message, name)
+            )
+        if self._on_root_finished is not None:
+            self._on_root_finished(action.outcome)
+        for future in self._waiters.pop(dispatch_id, ()):
+            if not future.done():
+                future.set_result(outcome)
+        if not self._live:
+            self._idle.set()
+
+    def _start(self, attempt: RunAttempt) -> None:
+        task = asyncio.ensure_future(self._attempt(attempt))
+        self._tasks.add(task)
+        task.add_done_callback(self._on_attempt_done)
+
+    def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        backlog = self._backlog
+        while backlog and len(self._tasks) < self._max_running:
+            attempt = backlog.popleft()
+            if self.scheduler.is_current(attempt.dispatch_id, attempt.attempt):
+                self._start(attempt)
+
+    @property
+    def queued_attempts(self) -> int:
+        """Attempts waiting for a free slot (beyond ``max_attempts_in_flight``)."""
+        return len(self._backlog)
+
+    async def _attempt(self, attempt: RunAttempt) -> None:
+        request = attempt.request
+        started = time.perf_counter()
+        try:
+            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            response = function_pb2.RunResponse.FromString(body)
+        except AttemptError as exc:
+            self._record_attempt(request.function, exc.code, started)
+            self.stats.record_failure("attempt", request.function, status_name(exc.code), exc.message)
+            self._apply(
+                self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, exc.code, exc.message, time.time())
+            )
+            return
+        except DecodeError as exc:
+            code = status.STATUS_INVALID_RESPONSE
+            self._record_attempt(request.function, code, started)
+            message = f"undecodable RunResponse: {exc}"
+            self.stats.record_failure("attempt", request.function, status_name(code), message)
+            self._apply(self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
+            return
+        code = response.status or status.STATUS_OK
+        self._record_attempt(request.function, code, started)
+        if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
+            error = response.exit.result.error
+            message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
+            self.stats.record_failure("attempt", request.function, status_name(code), message)
+        self._apply(self.scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
+
+    def _record_attempt(self, function: str, code: int, started: float) -> None:
+        self.stats.record_attempt(function, status_name(code), time.perf_counter() - started)
+
+    def _arm_timer(self) -> None:
+        deadline = self.scheduler.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return  # an armed timer that fires early just finds nothing due and re-arms
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - time.time())
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._apply(self.scheduler.advance(time.time()))

@@ -1,0 +1,323 @@
+"""``Supervisor``: starts the shard processes, watches them, restarts the dead, drains them all.
+
+* **Readiness**: every shard reports its private address; peers are then
+  broadcast, and only then is the engine ready (``start()`` returns).
+* **Health**: ``check()`` (call it about once a second) asks each shard for
+  a stats snapshot over its pipe. A shard that exited or does not answer in
+  time is killed and restarted under a new incarnation; the calls it had
+  accepted and not reported finished are counted as *lost* (exactly, from the
+  shared-memory ledger), never dropped silently.
+* **Drain**: ``drain(timeout)`` stops intake, lets in-flight calls finish up to
+  *timeout*, expires the rest (or, with ``expire_rest=False``, reports them as still in
+  flight), and returns the final merged snapshot.
+* **No orphans**: shards die with the supervisor (``PR_SET_PDEATHSIG`` and the
+  pipe closing), and ``close()`` kills whatever is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.engine.ledger import Ledger
+from loadgen.engine.shard import ShardConfig, run_shard
+
+__all__ = ["EngineOptions", "ShardFailed", "Supervisor"]
+
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+class ShardFailed(RuntimeError):
+    """A shard could not start (the message says why)."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run the sharded engine."""
+
+    endpoint_url: str
+    api_key: str
+    signing_key: str | None
+    shards: int = 2
+    host: str = "127.0.0.1"
+    port: int = 4450
+    connect_port: int | None = None  # None: no Connect ingress; 0: any free port
+    default_expiration: float = 60.0
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    connections: int = 2
+    max_streams: int = 100
+    request_timeout: float = 30.0
+    protocol: str = "auto"
+    result_retention: int = 100_000  # results per shard kept for Wait (about 2 KB each)
+    ready_timeout: float = 30.0
+    health_timeout: float = 5.0
+
+
+@dataclass
+class _Slot:
+    config: ShardConfig
+    process: BaseProcess
+    conn: Connection
+    address: str = ""
+    last: Snapshot | None = None
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Bind (not listen) a SO_REUSEPORT socket so the shards can share the port and nobody else takes it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    if port and probe.connect_ex((host, port)) == 0:
+        probe.close()
+        raise ShardFailed(f"{host}:{port} is already in use")
+    probe.close()
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ShardFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+class Supervisor:
+    """Runs *options.shards* shard processes behind one shared address."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        if options.shards < 1 or options.shards > 255:
+            raise ValueError("shards must be between 1 and 255")
+        self.options = options
+        self._reserved: list[socket.socket] = []
+        self._ledger: Ledger | None = None
+        self._slots: dict[int, _Slot] = {}
+        self._retired: list[Snapshot] = []
+        self._epoch_base = secrets.randbits(24)
+        self._incarnations: dict[int, int] = {}
+        self.lost = 0
+        self.restarts = 0
+        self.port = options.port
+        self.connect_port = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def connect_url(self) -> str | None:
+        if not self.connect_port:
+            return None
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        return f"http://{host}:{self.connect_port}"
+
+    @property
+    def shard_addresses(self) -> list[str]:
+        """Each shard's private gRPC address (all serve Dispatch, Wait and Stats)."""
+        return [self._slots[i].address for i in sorted(self._slots)]
+
+    def start(self) -> None:
+        """Start every shard and return once all serve."""
+        options = self.options
+        grpc_socket = _reserve(options.host, options.port)
+        self._reserved.append(grpc_socket)
+        self.port = grpc_socket.getsockname()[1]
+        if options.connect_port is not None:
+            connect_socket = _reserve(options.host, options.connect_port)
+            self._reserved.append(connect_socket)
+            self.connect_port = connect_socket.getsockname()[1]
+        self._ledger = Ledger(options.shards)
+        try:
+            for index in range(options.shards):
+                self._spawn(index)
+            for index in range(options.shards):
+                self._await_ready(self._slots[index])
+        except BaseException:
+            self.close()
+            raise
+        self._broadcast_peers()
+
+    def _config(self, index: int) -> ShardConfig:
+        options = self.options
+        assert self._ledger is not None
+        incarnation = self._incarnations.get(index, -1) + 1
+        self._incarnations[index] = incarnation
+        return ShardConfig(
+            index=index,
+            epoch=(self._epoch_base + incarnation) & 0xFFFFFF,
+            endpoint_url=options.endpoint_url,
+            api_key=options.api_key,
+            signing_key=options.signing_key,
+            host=options.host,
+            port=self.port,
+            connect_port=self.connect_port,
+            ledger_path=self._ledger.path,
+            ledger_rows=options.shards,
+            default_expiration=options.default_expiration,
+            backoff=options.backoff,
+            max_backoff=options.max_backoff,
+            connections=options.connections,
+            max_streams=options.max_streams,
+            request_timeout=options.request_timeout,
+            protocol=options.protocol,
+            result_retention=options.result_retention,
+        )
+
+    def _spawn(self, index: int) -> None:
+        config = self._config(index)
+        ours, theirs = _CONTEXT.Pipe()
+        process = _CONTEXT.Process(
+            target=run_shard, args=(config, theirs, os.getpid()), name=f"loadgen-shard-{index}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        self._slots[index] = _Slot(config, process, ours)
+
+    def _await_ready(self, slot: _Slot) -> None:
+        message = self._receive(slot, self.options.ready_timeout)
+        if message is None or "ready" not in message:
+            code = slot.process.exitcode
+            raise ShardFailed(
+                f"shard {slot.config.index} did not start within {self.options.ready_timeout:.0f}s"
+                + (f" (exit code {code})" if code is not None else "")
+            )
+        slot.address = message["ready"]
+
+    def _receive(self, slot: _Slot, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                if slot.conn.poll(min(remaining, 0.2)):
+                    message: dict[str, Any] = slot.conn.recv()
+                    return message
+            except (EOFError, OSError):
+                return None
+            if not slot.process.is_alive() and not slot.conn.poll(0):
+                return None
+
+    def _broadcast_peers(self) -> None:
+        peers = {index: (slot.address, slot.config.epoch) for index, slot in self._slots.items()}
+        for slot in self._slots.values():
+            with contextlib.suppress(OSError):
+                slot.conn.send({"peers": peers})
+
+    # --------------------------------------------------------------- health
+
+    def check(self) -> list[int]:
+        """Collect a snapshot from every shard; restart the dead or hung. Returns restarted indexes."""
+        restarted = []
+        for index, slot in list(self._slots.items()):
+            snapshot = self._ask_snapshot(slot)
+            if snapshot is None:
+                self._restart(index)
+                restarted.append(index)
+            else:
+                slot.last = snapshot
+        if restarted:
+            self._broadcast_peers()
+        return restarted
+
+    def _ask_snapshot(self, slot: _Slot) -> Snapshot | None:
+        if not slot.process.is_alive():
+            return None
+        try:
+            slot.conn.send({"snapshot": None})
+        except OSError:
+            return None
+        message = self._receive(slot, self.options.health_timeout)
+        if message is None or "snapshot" not in message:
+            return None
+        return Snapshot.from_bytes(message["snapshot"])
+
+    def _restart(self, index: int) -> None:
+        slot = self._slots[index]
+        self._kill(slot)
+        self._retire(slot)
+        self.restarts += 1
+        self._spawn(index)
+        self._await_ready(self._slots[index])
+
+    def _retire(self, slot: _Slot) -> None:
+        """Account for a dead incarnation: what its last snapshot saw, plus the calls it lost."""
+        assert self._ledger is not None
+        index = slot.config.index
+        accepted, completed, failed, expired = self._ledger.outcomes(index)
+        last = slot.last or ShardStats(f"shard-{index}").snapshot()
+        retired = last.retired(accepted, ended=(completed, failed, expired))
+        self.lost += retired.counters.get("lost", 0)
+        self._retired.append(retired)
+        self._ledger.reset(index)
+
+    @staticmethod
+    def _kill(slot: _Slot) -> None:
+        if slot.process.is_alive():
+            slot.process.kill()
+        slot.process.join(5)
+        slot.conn.close()
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self) -> Snapshot:
+        """Merged statistics of every shard (live ones as of now, dead ones as retired)."""
+        parts = list(self._retired)
+        for slot in self._slots.values():
+            current = self._ask_snapshot(slot) or slot.last
+            if current is not None:
+                slot.last = current
+                parts.append(current)
+        return merge_snapshots(parts)
+
+    def drain(self, timeout: float, expire_rest: bool = True) -> Snapshot:
+        """Stop intake, let in-flight calls finish for up to *timeout* seconds, return the final merged snapshot.
+
+        The calls still in flight then expire, or with *expire_rest* false stay in the
+        snapshot's ``in_flight`` gauge (a run that ended before they did reports them).
+        """
+        for slot in self._slots.values():
+            with contextlib.suppress(OSError):
+                slot.conn.send({"drain": max(0.0, timeout), "expire": expire_rest})
+        finals = []
+        for slot in self._slots.values():
+            message = self._receive(slot, timeout + 10)
+            if message is not None and "drained" in message:
+                finals.append(Snapshot.from_bytes(message["drained"]))
+                slot.process.join(10)
+            else:  # died or hung while draining: what it had is lost
+                self._kill(slot)
+                self._retire(slot)
+        self.close()
+        return merge_snapshots(finals + self._retired)
+
+    def close(self) -> None:
+        """Kill every shard still running and free the ports and the ledger."""
+        for slot in self._slots.values():
+            self._kill(slot)
+        for sock in self._reserved:
+            sock.close()
+        self._reserved.clear()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+    def __enter__(self) -> Supervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,577 @@
+"""``loadgen run [SCENARIO]``: everything a scenario needs, the run, the results, the exit code.
+
+1. the target: the reference endpoint in a child process (verifying a fresh key, with the
+   scenario's failure injection), or the scenario's URL;
+2. the engine: a :class:`Supervisor` with the scenario's shards (or shards already running
+   elsewhere, ``[engine] addresses``);
+3. Locust in a child process (``loadgen/runs/locustfile.py``), headless or with its web
+   UI on 127.0.0.1, its output in ``locust.log``, its CSVs and the callers' checked results
+   (``caller.json``, :mod:`loadgen.core.caller`) in the run folder; inputs are encoded by the
+   target's SDK codec (:mod:`loadgen.protocol.codecs`);
+4. every ~2 s a merged snapshot of the shards: a progress line (naming the most frequent
+   failure), the time series of the report, gates with ``abort_on_fail``, and the shards'
+   health (a dead one is restarted);
+5. at the end: the load stops at the scenario's duration; calls in flight get
+   ``stop_timeout`` in all (Locust's users finish their waits, then the shards drain for what
+   is left of it); calls still running then are reported as in flight, not expired; final
+   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, lost,
+   wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
+   ``report.html``, a printed summary.
+
+A run never outlasts duration + stop_timeout by more than its start-up and teardown: a
+watchdog stops Locust if it has not ended by then. Locust's exit code counts: 1 means some
+requests failed (the gates judge what that means); anything else but 0 is a failed run.
+Every child is stopped on every exit path (``ExitStack``). Exit codes: 0 every gate
+passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from loadgen.children import die_with_parent_term
+from loadgen.core.caller import CALLER_FILE, CallerFile, read_caller_file
+from loadgen.core.stats import Snapshot, merge_snapshots
+from loadgen.endpoint.process import reference_endpoint
+from loadgen.engine.supervisor import EngineOptions, ShardFailed, Supervisor
+from loadgen.pb import shard_pb2, shard_pb2_grpc
+from loadgen.protocol.keys import (
+    KeyMaterialError,
+    generate_private_key,
+    load_private_key,
+    load_public_key,
+    private_key_base64,
+    public_key_base64,
+)
+from loadgen.runs.gates import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    GateResult,
+    LocustTotals,
+    abort_check,
+    evaluate,
+    exit_code,
+    implicit_gates,
+    write_gates_json,
+    write_junit,
+)
+from loadgen.runs.results import errors_table, new_run_dir, write_html_report, write_summary
+from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
+
+__all__ = ["RunOptions", "run"]
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+POLL_SECONDS = 2.0
+STARTUP_ALLOWANCE = 30.0  # seconds Locust may take to start before the watchdog counts the run late
+LOCUST_BACKSTOP = 15.0  # Locust's own --run-time, beyond duration + stop_timeout: if our stop never came
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the command line adds to a scenario."""
+
+    scenario: str | None = None
+    web: bool = False
+    web_port: int = 8089
+    users: int | None = None
+    spawn_rate: float | None = None
+    duration: float | None = None
+    shards: int | None = None
+    processes: int | None = None
+    stop_timeout: float | None = None
+    results: str = "results"
+
+
+class _Engine:
+    """The shards of a run: local (a supervisor) or remote (addresses and an API key)."""
+
+    def __init__(self, supervisor: Supervisor | None, addresses: list[str], api_key: str) -> None:
+        self.supervisor = supervisor
+        self.addresses = addresses
+        self.api_key = api_key
+
+    def snapshot(self) -> Snapshot:
+        if self.supervisor is not None:
+            return self.supervisor.snapshot()
+        metadata = (("authorization", f"Bearer {self.api_key}"),)
+        parts = []
+        for address in self.addresses:
+            with grpc.insecure_channel(address) as channel:
+                reply = shard_pb2_grpc.ShardStub(channel).Stats(
+                    shard_pb2.StatsRequest(local=True), metadata=metadata, timeout=10
+                )
+            parts.append(Snapshot.from_bytes(reply.snapshot))
+        return merge_snapshots(parts)
+
+    def check(self) -> list[int]:
+        return self.supervisor.check() if self.supervisor is not None else []
+
+    def finish(self, drain_timeout: float) -> Snapshot:
+        """The final snapshot, once the calls in flight ended or *drain_timeout* passed (they stay in flight)."""
+        if self.supervisor is not None:
+            return self.supervisor.drain(drain_timeout, expire_rest=False)
+        deadline = time.monotonic() + drain_timeout
+        snapshot = self.snapshot()
+        while snapshot.accounting().in_flight and time.monotonic() < deadline:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            snapshot = self.snapshot()
+        return snapshot
+
+
+def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
+    load = scenario.load
+    changes: dict[str, object] = {}
+    if options.users is not None:
+        changes["users"] = options.users
+    if options.spawn_rate is not None:
+        changes["spawn_rate"] = options.spawn_rate
+    if options.duration is not None:
+        changes["duration"] = options.duration
+    if options.processes is not None:
+        changes["processes"] = options.processes
+    if options.stop_timeout is not None:
+        changes["stop_timeout"] = options.stop_timeout
+    engine = scenario.engine if options.shards is None else replace(scenario.engine, shards=options.shards)
+    return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The run's key material, resolved before anything starts (bad keys are usage errors)."""
+
+    signing: Ed25519PrivateKey
+    verification: str  # for the reference endpoint: base64 or PEM text
+
+
+def _key_source(ref: KeyRef, name: str) -> str:
+    where = f"{ref.file}: {ref.key or 'target.' + name}"
+    return f"{where} (${ref.value})" if ref.kind == "env" else where
+
+
+def _resolve_keys(scenario: Scenario) -> _Keys:
+    """Load the scenario's keys (``[target] signing_key`` / ``verification_key``), else make a pair.
+
+    Raises :class:`ScenarioError` or :class:`KeyMaterialError` naming the key's source, never its value.
+    """
+    target = scenario.target
+    if target.signing_key is not None:
+        signing = load_private_key(target.signing_key.resolve(), _key_source(target.signing_key, "signing_key"))
+    else:
+        signing = generate_private_key()
+    verification = public_key_base64(signing.public_key())
+    if target.verification_key is not None:
+        verification = target.verification_key.resolve()
+        load_public_key(verification, _key_source(target.verification_key, "verification_key"))
+    return _Keys(signing, verification)
+
+
+@contextmanager
+def _target(scenario: Scenario, keys: _Keys) -> Iterator[tuple[str, str]]:
+    """Yield ``(endpoint URL, signing key as base64 seed)`` for the run."""
+    target = scenario.target
+    if not target.reference:
+        assert target.url is not None
+        yield target.url, private_key_base64(keys.signing)
+        return
+    extra: list[str] = []
+    if target.inject is not None:
+        extra += ["--inject-failure-rate", str(target.inject.rate), "--inject-failure-status", target.inject.status]
+        if target.inject.seed is not None:
+            extra += ["--seed", str(target.inject.seed)]
+    with reference_endpoint(keys.verification, extra=extra) as url:
+        yield url, private_key_base64(keys.signing)
+
+
+def _engine(scenario: Scenario, endpoint_url: str, signing_key: str, stack: ExitStack) -> _Engine:
+    engine = scenario.engine
+    if engine.remote:
+        api_key = engine.api_key.resolve() if engine.api_key is not None else os.environ.get("DISPATCH_API_KEY", "")
+        return _Engine(None, list(engine.addresses), api_key)
+    api_key = secrets.token_hex(16)
+    options = EngineOptions(
+        endpoint_url=endpoint_url,
+        api_key=api_key,
+        signing_key=signing_key,
+        shards=engine.shards or os.cpu_count() or 1,
+        port=0,
+        default_expiration=engine.expiration,
+        backoff=engine.backoff,
+        max_backoff=engine.max_backoff,
+        connections=engine.connections,
+        max_streams=engine.max_streams,
+        request_timeout=engine.request_timeout,
+        protocol=engine.http,
+    )
+    supervisor = Supervisor(options)
+    supervisor.start()
+    stack.callback(supervisor.close)
+    return _Engine(supervisor, supervisor.shard_addresses, api_key)
+
+
+def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> list[str]:
+    load = scenario.load
+    stop = load.stop_timeout
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--csv", str(run_dir / "locust")]
+    command += ["--html", str(run_dir / "locust.html"), "--loglevel", "WARNING"]
+    command += ["--dispatch-settle", "0", "--dispatch-caller-file", str(run_dir / CALLER_FILE)]
+    if load.model == "open":
+        # The executors stop once the schedule is over plus its grace (= stop_timeout): no waiting after that.
+        executors = max(1, load.max_in_flight)
+        command += ["-u", str(executors), "-r", str(executors), "--stop-timeout", "0"]
+        command += ["-t", f"{_planned_seconds(scenario) + stop + LOCUST_BACKSTOP:.0f}s"]
+    else:
+        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}", "--stop-timeout", f"{stop:g}"]
+        if not options.web:
+            command += ["--dispatch-run-time", f"{load.duration:g}"]
+            command += ["-t", f"{load.duration + stop + LOCUST_BACKSTOP:.0f}s"]
+    if load.processes != 1:  # the master on loopback, on a free port (two runs must not collide)
+        port = str(_free_port())  # the forked workers connect to --master-port, the master binds --master-bind-port
+        command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
+    if options.web:
+        command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
+    else:
+        command += ["--headless"]
+    return command
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _locust_totals(run_dir: Path) -> LocustTotals | None:
+    path = run_dir / "locust_stats.csv"
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                return LocustTotals(requests=int(row["Request Count"]), failures=int(row["Failure Count"]))
+    return None
+
+
+def _caller_file(run_dir: Path) -> CallerFile | None:
+    """The callers' checked results so far (None: none yet, or unreadable for now)."""
+    try:
+        return read_caller_file(run_dir / CALLER_FILE)
+    except (OSError, ValueError):
+        return None
+
+
+def _failure_text(interval: Snapshot) -> str:
+    """The most frequent failure of the interval: ``function STATUS xN: message`` (cut short)."""
+    top = interval.top_failure()
+    if top is None:
+        return ""
+    (kind, function, status), tally = top
+    what = {"failed": "calls failed", "expired": "calls expired"}.get(kind, "attempts")
+    sample = " ".join(tally.sample.split())
+    if len(sample) > 90:
+        sample = sample[:87] + "..."
+    return f"  failing: {function} {status} x{tally.count} {what}" + (f": {sample}" if sample else "")
+
+
+def _progress_line(
+    elapsed: float,
+    planned: float | None,
+    interval: Snapshot,
+    seconds: float,
+    total: Snapshot,
+    caller: CallerFile | None = None,
+) -> str:
+    counters = interval.counters
+    done = counters.get("completed", 0) + sum(v for k, v in counters.items() if k.startswith("failed/"))
+    p99 = ""
+    values = [
+        interval.percentiles("e2e", key, (99,))[99]
+        for key in interval.keys("e2e")
+        if interval.histogram("e2e", key).count
+    ]
+    if values:
+        p99 = f"  e2e p99 {max(values) / 1000:.1f} ms (worst function)"
+    attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
+    retries = sum(v for k, v in counters.items() if k.startswith("retries/"))
+    ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
+    clock = f"{elapsed:5.0f}s" + (f"/{planned:.0f}s" if planned else "")
+    accounting = total.accounting()
+    bad = accounting.failed + accounting.expired
+    ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
+    wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
+    return (
+        f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"
+        f"  accepted {accounting.accepted}{ended_badly}{wrong}  lost {accounting.lost}{_failure_text(interval)}"
+    )
+
+
+@dataclass
+class _Watch:
+    """What the monitoring loop saw: the time series, abort results, Ctrl-C, a late Locust."""
+
+    series: list[tuple[float, Snapshot]]
+    aborted: list[GateResult]
+    interrupted: bool
+    late: bool
+
+
+def _monitor(
+    engine: _Engine,
+    locust: subprocess.Popen[bytes],
+    scenario: Scenario,
+    planned: float | None,
+    run_dir: Path,
+) -> _Watch:
+    """Poll the shards until Locust exits (or Ctrl-C, or the watchdog)."""
+    started = time.monotonic()
+    deadline = None if planned is None else started + STARTUP_ALLOWANCE + planned + scenario.load.stop_timeout
+    series: list[tuple[float, Snapshot]] = []
+    previous: Snapshot | None = None
+    aborted: list[GateResult] = []
+    interrupted = late = False
+    try:
+        while locust.poll() is None:
+            with suppress(subprocess.TimeoutExpired):
+                locust.wait(POLL_SECONDS)
+            for index in engine.check():
+                print(f"loadgen run: shard {index} died and was restarted", file=sys.stderr)
+            elapsed = time.monotonic() - started
+            snapshot = engine.snapshot()
+            interval = snapshot.minus(previous) if previous is not None else snapshot
+            seconds = elapsed - (series[-1][0] if series else 0.0)
+            series.append((elapsed, snapshot))
+            previous = snapshot
+            caller = _caller_file(run_dir)
+            if seconds > 0:
+                line = _progress_line(elapsed, planned, interval, seconds, snapshot, caller)
+                print(line, file=sys.stderr, flush=True)
+            if not aborted and scenario.gates:
+                checks = caller.checks if caller is not None else None
+                aborted = abort_check(scenario.gates, snapshot, elapsed, checks=checks)
+                if aborted:
+                    names = ", ".join(f"{r.metric} {r.condition}" for r in aborted)
+                    print(f"loadgen run: aborting, gate failed: {names}", file=sys.stderr)
+                    locust.send_signal(signal.SIGTERM)
+            if deadline is not None and time.monotonic() > deadline and locust.poll() is None and not late:
+                late = True
+                print(
+                    "loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr
+                )
+                locust.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt:
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written before we go
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nloadgen run: interrupted: stopping Locust, draining the shards, writing the results", file=sys.stderr)
+        locust.send_signal(signal.SIGTERM)
+    try:
+        locust.wait(20)
+    except subprocess.TimeoutExpired:
+        locust.kill()
+        locust.wait()
+    return _Watch(series, aborted, interrupted, late)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(options: RunOptions) -> int:
+    """Run a scenario end to end; return the exit code."""
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI system's stop: end the run as Ctrl-C does
+    try:
+        scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
+        scenario = _apply_overrides(scenario, options)
+        keys = _resolve_keys(scenario)
+    except (ScenarioError, KeyMaterialError) as exc:
+        print(f"loadgen run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started_at = datetime.now(UTC)
+    run_dir = new_run_dir(options.results, scenario.name, started_at)
+    (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario), option=orjson.OPT_INDENT_2))
+    print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
+    with ExitStack() as stack:
+        try:
+            endpoint_url, signing_key = stack.enter_context(_target(scenario, keys))
+            engine = _engine(scenario, endpoint_url, signing_key, stack)
+        except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
+            print(f"loadgen run: could not start: {exc}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        where = "the reference endpoint" if scenario.target.reference else endpoint_url
+        shards = len(engine.addresses)
+        print(f"loadgen run: {shards} shard(s) driving {where}", file=sys.stderr)
+        print(f"loadgen run: inputs and outputs as sdk {scenario.target.sdk!r} encodes them", file=sys.stderr)
+        env = os.environ | {
+            "LOADGEN_SCENARIO_JSON": str(run_dir / "scenario.json"),
+            "LOADGEN_ADDRESSES": ",".join(engine.addresses),
+            "DISPATCH_API_KEY": engine.api_key,
+        }
+        log = stack.enter_context((run_dir / "locust.log").open("wb"))
+        locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
+            _locust_command(scenario, options, run_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent_term,
+        )
+        stack.callback(_stop, locust)
+        if options.web:
+            print(f"loadgen run: Locust web UI on http://127.0.0.1:{options.web_port} (Ctrl-C ends the run)")
+        planned = None if options.web else _planned_seconds(scenario)
+        run_started = time.monotonic()
+        watch = _monitor(engine, locust, scenario, planned, run_dir)
+        duration = time.monotonic() - run_started
+        caller = _caller_file(run_dir)
+        if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
+            duration = min(duration, max(time.time() - caller.started_at, 0.001))
+        final = engine.finish(drain_timeout=_drain_budget(scenario, caller, watch.interrupted))
+        locust_code = locust.returncode
+    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, _caller_file(run_dir))
+
+
+def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bool) -> float:
+    """What is left of stop_timeout since the load stopped (Locust's users may have used some of it)."""
+    stop = scenario.load.stop_timeout
+    if interrupted:
+        return min(stop, 10.0)
+    if caller is None:
+        return 0.0
+    load_ended = caller.stopping_at
+    if scenario.load.model == "open" and caller.started_at is not None:  # the schedule's end; its grace began then
+        load_ended = caller.started_at + _planned_seconds(scenario)
+    if load_ended is None:
+        return 0.0
+    return max(0.0, min(stop, load_ended + stop - time.time()))
+
+
+def _planned_seconds(scenario: Scenario) -> float:
+    load = scenario.load
+    return sum(stage.duration for stage in load.stages) if load.model == "open" else load.duration
+
+
+def _finish(
+    run_dir: Path,
+    scenario: Scenario,
+    final: Snapshot,
+    watch: _Watch,
+    locust_code: int | None,
+    duration: float,
+    started_at: datetime,
+    caller: CallerFile | None,
+) -> int:
+    totals = _locust_totals(run_dir)
+    checks = caller.checks if caller is not None else None
+    gates = scenario.gates or implicit_gates(with_locust=totals is not None)
+    results = evaluate(gates, final, duration, totals, checks)
+    accounting = final.accounting()
+    problems = []
+    if locust_code not in (0, 1, None) and not watch.aborted and not watch.interrupted:
+        problems.append(f"Locust exited with code {locust_code} (see {run_dir / 'locust.log'})")
+    if watch.late:
+        problems.append("Locust did not stop within duration + stop_timeout and was stopped")
+    if not accounting.balanced:
+        problems.append(f"the accounting does not balance: {accounting}")
+    if accounting.accepted == 0:
+        problems.append("no call was accepted: nothing ran")
+    code = exit_code(results, run_failed=bool(problems))
+    write_gates_json(results, run_dir / "gates.json")
+    write_junit(results, run_dir / "junit.xml", f"loadgen.{scenario.name}", duration)
+    summary = write_summary(
+        run_dir,
+        snapshot=final,
+        started=started_at,
+        ended=datetime.now(UTC),
+        scenario=scenario,
+        gates=results,
+        series=watch.series,
+        locust=totals,
+        duration_s=duration,
+        exit_code=code,
+        extra={
+            "problems": problems,
+            "aborted": bool(watch.aborted),
+            "interrupted": watch.interrupted,
+            "locust_exit_code": locust_code,
+        },
+        checks=checks,
+    )
+    report = write_html_report(run_dir, summary)
+    print()
+    print(final.table())
+    _print_failures(final)
+    _print_checks(caller)
+    print()
+    completed = final.counters.get("completed", 0)
+    print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    if accounting.in_flight:
+        print(
+            f"in flight at the end: {accounting.in_flight} call(s) had not ended {scenario.load.stop_timeout:g}s"
+            " after the load stopped (stop_timeout)"
+        )
+    if totals is not None:
+        print(f"Locust: {totals.requests} requests, {totals.failures} failures")
+    if not scenario.gates:
+        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired, lost,")
+        print("       wrong or left in flight, no failed request)")
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"gate {mark}  {result.message}")
+    for problem in problems:
+        print(f"loadgen run: {problem}", file=sys.stderr)
+    print(f"results: {run_dir}  (report: {report.name}, summary.json, gates.json, junit.xml, Locust CSVs)")
+    return code if code != EXIT_OK or not watch.interrupted else EXIT_OK
+
+
+def _print_failures(final: Snapshot, limit: int = 8) -> None:
+    rows = errors_table(final)
+    if not rows:
+        return
+    print("failures (most frequent first; kind, function, status, count, first message):")
+    for row in rows[:limit]:
+        sample = " ".join(str(row["sample"]).split())
+        if len(sample) > 120:
+            sample = sample[:117] + "..."
+        print(f"  {row['kind']:8} {row['function']}  {row['status']}  x{row['count']}: {sample}")
+    if len(rows) > limit:
+        print(f"  ... {len(rows) - limit} more in summary.json and report.html")
+
+
+def _print_checks(caller: CallerFile | None) -> None:
+    if caller is None or not caller.total("checked"):
+        return
+    print(f"checked results: {caller.total('wrong')} wrong of {caller.total('checked')} checked")
+    for function, checks in sorted(caller.checks.items()):
+        for sample in checks.samples[:2]:
+            print(f"  wrong {function}: expected {sample.expected}, got {sample.got}")
