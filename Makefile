@@ -1,6 +1,6 @@
 # loadgen developer commands. Each target sets up what it needs first.
 #   make run    set up, then run the quickstart load test against the built-in endpoint
-#   make test   set up (including the real dispatch-py SDK venvs), lint, type-check and run the tests
+#   make test   set up (including the real dispatch-py SDK venvs), lint, type-check, check the layers and run the tests
 #   make proto  regenerate loadgen/pb from proto/ (with the generator's own venv, .venv-protoc)
 PYTHON ?= python3
 VENV := .venv
@@ -37,6 +37,7 @@ run: setup
 lint: setup
 	$(BIN)/ruff check loadgen tests scenarios
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup sdk protoc browser lint
 	$(BIN)/python -m pytest

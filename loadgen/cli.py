@@ -14,6 +14,7 @@ from types import FrameType
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from loadgen.engine.settings import SETTINGS, EngineSetup, Setting, SettingError, settings_from
 from loadgen.protocol.keys import (
     KeyMaterialError,
     generate_private_key,
@@ -66,31 +67,32 @@ class _StopSignal:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``loadgen serve``: the sharded Dispatch service in front of one endpoint."""
-    from loadgen.engine.supervisor import EngineOptions, ShardFailed, Supervisor
+    from loadgen.engine.supervisor import ShardFailed, Supervisor
 
+    try:
+        settings = settings_from(
+            {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None},
+            _flag_of,
+            flags=True,
+        )
+    except SettingError as exc:
+        print(f"loadgen serve: {_flag_of(exc.name)}: {exc.problem}", file=sys.stderr)
+        return EXIT_USAGE
     signing_key, generated_key = _signing_key_from(args.signing_key)
     api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
     generated_api_key = not api_key
     api_key = api_key or secrets.token_hex(16)
-    options = EngineOptions(
+    setup = EngineSetup(
         endpoint_url=args.endpoint_url.rstrip("/"),
         api_key=api_key,
         signing_key=private_key_base64(signing_key),
-        shards=args.shards,
         host=args.host,
         port=args.port,
         connect_port=None if args.connect_port < 0 else args.connect_port,
-        default_expiration=args.expiration,
-        backoff=args.backoff,
-        max_backoff=args.max_backoff,
-        connections=args.connections,
-        max_streams=args.max_streams,
-        request_timeout=args.request_timeout,
-        protocol=args.http,
-        result_retention=args.result_retention,
+        settings=settings,
     )
     stop = _StopSignal()
-    supervisor = Supervisor(options)
+    supervisor = Supervisor(setup)
     try:
         supervisor.start()
     except (ShardFailed, ValueError) as exc:
@@ -98,8 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         print(
-            f"loadgen: {options.shards} shard(s) serve the Dispatch API on {supervisor.url} (gRPC), "
-            f"dispatching to {options.endpoint_url}",
+            f"loadgen: {supervisor.shards} shard(s) serve the Dispatch API on {supervisor.url} (gRPC), "
+            f"dispatching to {setup.endpoint_url}",
             file=sys.stderr,
         )
         print(f"loadgen: shard addresses {' '.join(supervisor.shard_addresses)}", file=sys.stderr)
@@ -110,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f'export DISPATCH_API_URL="{supervisor.url}"')
         if generated_api_key:
             print(f'export DISPATCH_API_KEY="{api_key}"')
-        print(f'export DISPATCH_ENDPOINT_URL="{options.endpoint_url}"')
+        print(f'export DISPATCH_ENDPOINT_URL="{setup.endpoint_url}"')
         print(f'export DISPATCH_VERIFICATION_KEY="{public_key_base64(signing_key.public_key())}"', flush=True)
         while not stop.event.wait(1.0):
             for index in supervisor.check():
@@ -127,28 +129,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """``loadgen stats``: the merged statistics of a running engine."""
-    import grpc
-
-    from loadgen.core.stats import Snapshot
-    from loadgen.pb import shard_pb2, shard_pb2_grpc
+    from loadgen.engine.client import EngineClient, EngineUnavailable
 
     api_key = args.api_key or os.environ.get("DISPATCH_API_KEY")
     if not api_key:
         print("loadgen stats: an API key is needed (--api-key or DISPATCH_API_KEY)", file=sys.stderr)
         return EXIT_USAGE
-    target = args.url.removeprefix("http://").rstrip("/")
-    with grpc.insecure_channel(target) as channel:
-        stub = shard_pb2_grpc.ShardStub(channel)
+    with EngineClient(api_key, timeout=args.timeout) as client:
         try:
-            reply = stub.Stats(
-                shard_pb2.StatsRequest(local=args.local),
-                metadata=(("authorization", f"Bearer {api_key}"),),
-                timeout=args.timeout,
-            )
-        except grpc.RpcError as exc:
-            print(f"loadgen stats: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            snapshot = client.stats(args.url, local=args.local)
+        except EngineUnavailable as exc:
+            print(f"loadgen stats: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    snapshot = Snapshot.from_bytes(reply.snapshot)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(snapshot.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
@@ -188,12 +180,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> float:
-    from loadgen.runs.scenario import parse_duration
+    from loadgen.core.units import parse_duration
 
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown_default(setting: Setting) -> str:
+    if setting.name == "shards":
+        return f"one per core, {os.cpu_count() or 1}"
+    if setting.name == "max_backoff":
+        return "2s, at least --backoff"
+    if setting.kind == "duration":
+        return f"{setting.default:g}s"
+    return str(setting.default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,9 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument("--port", type=int, default=4450, help="gRPC port, 0 for any free one (default: %(default)s)")
     serve.add_argument(
-        "--shards", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core, %(default)s)"
-    )
-    serve.add_argument(
         "--api-key",
         help="API key clients must send as 'authorization: Bearer KEY' (default: DISPATCH_API_KEY, else a random "
         "key, printed once)",
@@ -270,38 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=-1,
         help="also serve the Connect protocol (dispatch-py 0.8) on this port, 0 for any (default: off)",
     )
-    serve.add_argument(
-        "--expiration", type=float, default=60.0, help="default call expiration in seconds (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--backoff", type=float, default=0.05, help="first retry delay in seconds (default: %(default)s)"
-    )
-    serve.add_argument("--max-backoff", type=float, default=2.0, help="longest retry delay (default: %(default)s)")
-    serve.add_argument(
-        "--connections", type=int, default=2, help="connections per shard to the endpoint (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--max-streams",
-        type=int,
-        default=100,
-        help="concurrent HTTP/2 streams per connection, capped by the server's limit (default: %(default)s)",
-    )
-    serve.add_argument(
-        "--request-timeout", type=float, default=30.0, help="seconds per endpoint attempt (default: %(default)s)"
-    )
-    serve.add_argument(
-        "--http",
-        choices=("auto", "h2", "http/1.1"),
-        default="auto",
-        help="protocol to the endpoint: auto tries HTTP/2 (h2c prior knowledge, or ALPN) and falls back to "
-        "HTTP/1.1 (default: %(default)s)",
-    )
-    serve.add_argument(
-        "--result-retention",
-        type=int,
-        default=100_000,
-        help="results each shard keeps for Wait, about 2 KB each; older ones are evicted (default: %(default)s)",
-    )
+    for setting in SETTINGS:  # the engine's settings: the names, kinds and bounds of a scenario's [engine]
+        serve.add_argument(
+            setting.flag,
+            metavar=None if setting.choices else setting.name.upper(),
+            choices=setting.choices or None,
+            help=f"{setting.help} (default: {_shown_default(setting)})",
+        )
     serve.add_argument(
         "--drain-timeout",
         type=float,

@@ -29,10 +29,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.engine.frontend import owner_of
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
 from loadgen.protocol import values
-from loadgen.protocol.keys import private_key_base64, public_key_base64
+from loadgen.protocol.keys import private_key_base64
 
 API_KEY = "bad-input-api-key-7f3a9c"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)
@@ -69,20 +70,8 @@ def signing_key() -> Ed25519PrivateKey:
 
 
 @pytest.fixture(scope="module")
-def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
-    command = [sys.executable, "-m", "loadgen.endpoint", "--port", "0"]
-    command += ["--verification-key", public_key_base64(signing_key.public_key())]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        yield _read_line(process, "listening on ").split("listening on ", 1)[1].split()[0]
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-@pytest.fixture(scope="module")
 def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
-    options = EngineOptions(
+    options = EngineSetup.create(
         endpoint_url=endpoint_url,
         api_key=API_KEY,
         signing_key=private_key_base64(signing_key),
@@ -330,7 +319,7 @@ def _out_of_range_batch() -> list[call_pb2.Call]:
 def test_expiration_out_of_timestamp_range_rejects_the_batch_cleanly(
     endpoint_url: str, signing_key: Ed25519PrivateKey
 ) -> None:
-    options = EngineOptions(
+    options = EngineSetup.create(
         endpoint_url=endpoint_url, api_key=API_KEY, signing_key=private_key_base64(signing_key), shards=1, port=0
     )
     with Supervisor(options) as supervisor, grpc.insecure_channel(supervisor.shard_addresses[0]) as channel:

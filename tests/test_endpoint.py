@@ -24,9 +24,11 @@ import pytest
 import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from loadgen.endpoint import RUN_PATH, EndpointHandle, ReferenceFunctions, start_endpoint
+from loadgen.endpoint.functions import ReferenceFunctions
+from loadgen.endpoint.server import EndpointHandle, start_endpoint
 from loadgen.pb import function_pb2, status_pb2
 from loadgen.protocol import values
+from loadgen.protocol.constants import RUN_PATH
 from loadgen.protocol.keys import public_key_base64
 from loadgen.protocol.signing import Signer
 

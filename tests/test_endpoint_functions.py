@@ -6,11 +6,8 @@ import orjson
 import pytest
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 
-from loadgen.endpoint.functions import (
-    MAX_PAYLOAD_BYTES,
-    ReferenceFunctions,
-    RequestRejected,
-)
+from loadgen.endpoint.catalogue import MAX_PAYLOAD_BYTES
+from loadgen.endpoint.functions import ReferenceFunctions, RequestRejected
 from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2, status_pb2
 from loadgen.protocol import values
 

@@ -58,7 +58,8 @@ from faults.servers import (
 )
 
 from loadgen.core.stats import Snapshot
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, shard_pb2, shard_pb2_grpc
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64, public_key_base64
@@ -72,7 +73,7 @@ LOCUST = str(Path(sys.executable).with_name("locust"))
 INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x2, 0x7, 0x8
 
 
-def engine_options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineOptions:
+def engine_options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineSetup:
     base: dict[str, object] = {
         "endpoint_url": endpoint_url,
         "api_key": API_KEY,
@@ -81,11 +82,11 @@ def engine_options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: objec
         "port": 0,
         "backoff": 0.01,
         "max_backoff": 0.05,
-        "default_expiration": 20.0,
+        "expiration": 20.0,
         "request_timeout": REQUEST_TIMEOUT,
     }
     base.update(overrides)
-    return EngineOptions(**base)  # type: ignore[arg-type]
+    return EngineSetup.create(**base)  # type: ignore[arg-type]
 
 
 def balanced_and_idle(snapshot: Snapshot) -> None:

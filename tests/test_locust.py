@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from loadgen.core.arrivals import ArrivalSchedule, Stage
 from loadgen.core.stats import ShardStats, Snapshot
 from loadgen.core.stats.delta import HistogramDelta
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import shard_pb2, shard_pb2_grpc
 from loadgen.protocol.keys import private_key_base64
 
@@ -42,7 +43,7 @@ FUNCTIONS = ("echo", "sleep", "fanout", "chain", "fail")
 @pytest.fixture
 def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
     """Two fresh shards: every test counts from zero."""
-    options = EngineOptions(
+    options = EngineSetup.create(
         endpoint_url=endpoint_url,
         api_key=API_KEY,
         signing_key=private_key_base64(signing_key),

@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.endpoint.functions import FUNCTION_NAMES
+from loadgen.core.units import parse_duration, parse_size
+from loadgen.endpoint.catalogue import FUNCTION_NAMES
+from loadgen.protocol.status import FAILURE_STATUSES
 from loadgen.runs.scenario import (
     DEFAULT_WORKLOAD,
-    FAILURE_STATUSES,
     KeyRef,
     Load,
     Scenario,
@@ -28,9 +29,7 @@ from loadgen.runs.scenario import (
     default_scenario,
     load_scenario,
     loads_scenario,
-    parse_duration,
     parse_scenario,
-    parse_size,
     scenario_to_dict,
 )
 
@@ -310,9 +309,9 @@ def test_secrets_are_redacted_in_the_dictionary() -> None:
     assert scenario_to_dict(scenario)["target"]["signing_key"] == "<redacted>"
     assert scenario_to_dict(scenario, redact_secrets=False)["target"]["signing_key"] == SEED_B64
     remote = loads_scenario('[engine]\naddresses = ["10.0.0.5:4450", "[::1]:4451"]\napi_key = "hunter2"\n')
-    assert remote.engine.remote and remote.engine.addresses == ("10.0.0.5:4450", "[::1]:4451")
+    assert remote.remote is not None and remote.remote.addresses == ("10.0.0.5:4450", "[::1]:4451")
     assert scenario_to_dict(remote)["engine"] == {"addresses": ["10.0.0.5:4450", "[::1]:4451"], "api_key": "<redacted>"}
-    default_key = loads_scenario('[engine]\naddresses = ["h:1"]').engine.api_key
+    default_key = loads_scenario('[engine]\naddresses = ["h:1"]').remote.api_key  # type: ignore[union-attr]
     assert default_key == KeyRef("env", "DISPATCH_API_KEY")
 
 

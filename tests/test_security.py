@@ -37,7 +37,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64, public_key_base64
@@ -252,7 +253,7 @@ def start_serve(endpoint_url: str, key: Ed25519PrivateKey, api_key: str) -> Proc
 
 def test_untrusted_signing_key_fails_each_call_after_one_attempt(endpoint: Proc, key: Ed25519PrivateKey) -> None:
     untrusted = Ed25519PrivateKey.generate()
-    options = EngineOptions(
+    options = EngineSetup.create(
         endpoint_url=url_of(endpoint),
         api_key="e2e-key",
         signing_key=private_key_base64(untrusted),

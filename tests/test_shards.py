@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from process_lines import read_line
 
 from loadgen.engine.frontend import owner_of
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64
@@ -26,7 +27,7 @@ API_KEY = "shard-test-key"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)
 
 
-def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineOptions:
+def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineSetup:
     base: dict[str, object] = {
         "endpoint_url": endpoint_url,
         "api_key": API_KEY,
@@ -37,7 +38,7 @@ def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> E
         "max_backoff": 0.05,
     }
     base.update(overrides)
-    return EngineOptions(**base)  # type: ignore[arg-type]
+    return EngineSetup.create(**base)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from loadgen.endpoint import start_endpoint
+from loadgen.endpoint.server import start_endpoint
 from loadgen.pb import function_pb2, status_pb2
 from loadgen.protocol import values
 from loadgen.protocol.constants import RUN_PATH

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadgen.engine.supervisor import EngineOptions, Supervisor
+from loadgen.endpoint.process import EndpointProcess
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import Supervisor
 from loadgen.protocol.keys import generate_private_key, private_key_base64, public_key_base64
 
 __all__ = [
@@ -97,53 +97,16 @@ class KeyPair:
         return cls(private_key_base64(key), public_key_base64(key.public_key()))
 
 
-class ReferenceEndpoint:
-    """``python -m loadgen.endpoint --port 0 --verification-key PUB`` in a subprocess."""
-
-    def __init__(self, verification_key: str | None, timeout: float = 30.0) -> None:
-        command = [sys.executable, "-m", "loadgen.endpoint", "--host", "127.0.0.1", "--port", "0"]
-        if verification_key is not None:
-            command += ["--verification-key", verification_key]
-        env = dict(os.environ)
-        env.pop("DISPATCH_VERIFICATION_KEY", None)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        assert self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        line = self.process.stdout.readline() if selector.select(timeout) else ""
-        selector.close()
-        match = re.search(r"listening on (http://\S+)", line)
-        if match is None:
-            self.close()
-            raise RuntimeError(f"the reference endpoint did not start: {line!r}")
-        self.url = match.group(1)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def __enter__(self) -> ReferenceEndpoint:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+ReferenceEndpoint = EndpointProcess
+"""The reference endpoint in a child process (``with ReferenceEndpoint(public_key) as endpoint: endpoint.url``)."""
 
 
 def start_engine(endpoint_url: str, signing_key: str, shards: int, **overrides: Any) -> Supervisor:
     """A started :class:`Supervisor` on a free 127.0.0.1 port (API key :data:`API_KEY`)."""
-    options = EngineOptions(
+    setup = EngineSetup.create(
         endpoint_url=endpoint_url, api_key=API_KEY, signing_key=signing_key, shards=shards, port=0, **overrides
     )
-    supervisor = Supervisor(options)
+    supervisor = Supervisor(setup)
     supervisor.start()
     return supervisor
 

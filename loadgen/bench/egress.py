@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -60,6 +59,8 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from loadgen.bench._procs import cpu_seconds
+from loadgen.endpoint.process import EndpointProcess as ReferenceEndpointProcess
 from loadgen.pb import function_pb2, status_pb2
 from loadgen.protocol import values
 from loadgen.protocol.constants import RUN_CONTENT_TYPE, RUN_PATH
@@ -97,11 +98,6 @@ def _median_row(runs: list[Row]) -> Row:
     return row
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 class ServerProcess:
     """A server subprocess: ``url``, its CPU time so far, ``close()``."""
 
@@ -110,7 +106,7 @@ class ServerProcess:
 
     @property
     def cpu_seconds(self) -> float:
-        return _cpu_seconds(self.process.pid)
+        return cpu_seconds(self.process.pid)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -123,29 +119,13 @@ class ServerProcess:
 
 
 class EndpointProcess(ServerProcess):
-    """``python -m loadgen.endpoint --port 0`` in a subprocess; ``url`` from its "listening on" line."""
+    """The reference endpoint (:class:`loadgen.endpoint.process.EndpointProcess`), verifying signatures."""
 
     def __init__(self, verification_key: str, cpu: int | None) -> None:
-        env = dict(os.environ)
-        env.pop("DISPATCH_VERIFICATION_KEY", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key", verification_key],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        line = self.process.stdout.readline() if selector.select(30) else ""
-        match = re.search(r"listening on (http://\S+)", line)
-        if match is None:
-            self.close()
-            raise RuntimeError(f"the endpoint did not start: {line!r}")
-        self.url = match.group(1)
-        if cpu is not None:
-            os.sched_setaffinity(self.process.pid, {cpu})
+        self._endpoint = ReferenceEndpointProcess(verification_key, stderr=subprocess.DEVNULL, cpu=cpu, timeout=30.0)
+        self.url = self._endpoint.start()
+        assert self._endpoint.process is not None
+        self.process = self._endpoint.process
 
 
 class NghttpdProcess(ServerProcess):

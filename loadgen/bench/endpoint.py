@@ -25,9 +25,7 @@ import json
 import os
 import platform
 import re
-import selectors
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from loadgen.bench._procs import cpu_seconds
+from loadgen.endpoint.process import EndpointProcess
 from loadgen.pb import function_pb2
 from loadgen.protocol import values
 from loadgen.protocol.constants import PROTO_CONTENT_TYPE, RUN_PATH
@@ -65,55 +65,16 @@ class Row:
     settings: str
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of *pid* so far, in seconds (clock-tick resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-class Endpoint:
-    """``python -m loadgen.endpoint`` in a subprocess, on a free port."""
+class Endpoint(EndpointProcess):
+    """The reference endpoint (:class:`~loadgen.endpoint.process.EndpointProcess`), with its port and base URL."""
 
     def __init__(self, verification_key: str | None, cpu: int | None = None) -> None:
-        env = dict(os.environ)
-        env.pop("DISPATCH_VERIFICATION_KEY", None)
-        if verification_key is not None:
-            env["DISPATCH_VERIFICATION_KEY"] = verification_key
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "loadgen.endpoint", "--host", "127.0.0.1", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        assert self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        if not selector.select(30):
-            self.close()
-            raise RuntimeError("the endpoint did not start within 30 s")
-        line = self.process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-        if match is None:
-            self.close()
-            raise RuntimeError(f"unexpected endpoint output: {line!r}")
-        self.port = int(match.group(1))
-        if cpu is not None:
-            os.sched_setaffinity(self.process.pid, {cpu})
-        self.base_url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+        super().__init__(verification_key, stderr=subprocess.DEVNULL, cpu=cpu, timeout=30.0)
+        self.base_url = self.start()
+        self.port = int(self.base_url.rsplit(":", 1)[1])
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.stop()
 
 
 def signed_request(signer: Signer, port: int) -> tuple[bytes, dict[str, str]]:

@@ -70,7 +70,7 @@ def _serve_bare(conn: Connection) -> None:
     import grpc.aio
     import uvloop
 
-    from loadgen.engine.shard import _GRPC_OPTIONS
+    from loadgen.engine.ingress_grpc import GRPC_OPTIONS
     from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc
 
     class Bare(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -83,7 +83,7 @@ def _serve_bare(conn: Connection) -> None:
             return dispatch_pb2.DispatchResponse(dispatch_ids=[f"{i:032x}" for i in range(first, self.next)])
 
     async def main() -> None:
-        server = grpc.aio.server(options=[o for o in _GRPC_OPTIONS if o[0] != "grpc.so_reuseport"])
+        server = grpc.aio.server(options=[o for o in GRPC_OPTIONS if o[0] != "grpc.so_reuseport"])
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(Bare(), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -237,7 +237,7 @@ def one_round(args: argparse.Namespace, keys: KeyPair, endpoint: ReferenceEndpoi
                 target = BareServer()
             else:
                 engine = start_engine(
-                    endpoint.url, keys.private, 1, request_timeout=max(120.0, args.timeout), default_expiration=600.0
+                    endpoint.url, keys.private, 1, request_timeout=max(120.0, args.timeout), expiration=600.0
                 )
                 target = EngineTarget(engine, complete=name == "loadgen complete")
             try:

@@ -121,7 +121,7 @@ def hold(pid: int, seconds: float) -> float:
 
 
 def measure_loadgen(args: argparse.Namespace, keys: KeyPair, endpoint: ReferenceEndpoint) -> Holder:
-    engine = start_engine(endpoint.url, keys.private, 1, request_timeout=600.0, default_expiration=900.0)
+    engine = start_engine(endpoint.url, keys.private, 1, request_timeout=600.0, expiration=900.0)
     notes: list[str] = []
     try:
         (pid,) = shard_pids(engine)

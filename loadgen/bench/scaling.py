@@ -79,7 +79,7 @@ def targets(supervisor: Supervisor, via: str, concurrency: int) -> tuple[str, ..
 
 
 def measure(supervisor: Supervisor, endpoint: ReferenceEndpoint, args: argparse.Namespace, round_: int) -> Run:
-    shards = supervisor.options.shards
+    shards = supervisor.shards
     spec = LoadSpec(
         targets=targets(supervisor, args.via, args.concurrency),
         api_key=API_KEY,

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from loadgen.bench._procs import KeyPair, check_linux, cpu_seconds
-from loadgen.runs.scenario import parse_duration
+from loadgen.core.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = {"0.7.1": ROOT / ".venv-sdk", "0.8.0": ROOT / ".venv-sdk08"}

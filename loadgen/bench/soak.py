@@ -54,6 +54,7 @@ from loadgen.bench._procs import (
     wait_until,
     write_report,
 )
+from loadgen.core.counters import CounterKind
 from loadgen.engine.supervisor import Supervisor
 
 __all__ = ["main"]
@@ -202,8 +203,8 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
         failed=accounting.failed,
         expired=accounting.expired,
         in_flight=accounting.in_flight,
-        attempts=snapshot.counter("attempts"),
-        retries=snapshot.counter("retries"),
+        attempts=snapshot.counter(CounterKind.ATTEMPTS),
+        retries=snapshot.counter(CounterKind.RETRIES),
         open_connections=snapshot.gauges.get("open_connections", 0),
         ended_per_shard=ended,
     )
@@ -418,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for error in result.errors:
         print(f"  e.g. {error}")
-    print(f"engine: {accounting}; attempts {final.counter('attempts')}, retries {final.counter('retries')}")
+    attempts, retries = final.counter(CounterKind.ATTEMPTS), final.counter(CounterKind.RETRIES)
+    print(f"engine: {accounting}; attempts {attempts}, retries {retries}")
     if restarts:
         print(f"shard restarts (t, shard): {restarts}")
     flat = [r["process"] for r in summary if r["verdict"] == "flat"]
@@ -454,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                 "in_flight": accounting.in_flight,
                 "lost": accounting.lost,
                 "balanced": accounting.balanced,
-                "attempts": final.counter("attempts"),
-                "retries": final.counter("retries"),
+                "attempts": final.counter(CounterKind.ATTEMPTS),
+                "retries": final.counter(CounterKind.RETRIES),
                 "restarts": restarts,
             },
             "samples": [asdict(s) for s in samples],

@@ -15,7 +15,7 @@ The file (``caller.json`` in a run folder, written by the master or local runner
 seconds and when it quits, always through a rename so a reader never sees half of it)::
 
     {
-      "format": "loadgen.core.caller/1",
+      "format": "loadgen.caller/1",
       "written_at": 1767225600.5,           # unix time of this write
       "started_at": 1767225590.1,           # the test started (null before)
       "stopping_at": 1767225600.1,          # the test began to stop (null until then)
@@ -53,7 +53,7 @@ __all__ = [
     "write_caller_file",
 ]
 
-FORMAT: Final = "loadgen.core.caller/1"
+FORMAT: Final = "loadgen.caller/1"
 CALLER_FILE: Final = "caller.json"
 MAX_SAMPLES: Final = 5
 

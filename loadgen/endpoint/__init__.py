@@ -1,27 +1,8 @@
-"""The built-in reference endpoint: a fast Dispatch ``FunctionService/Run`` target for benchmarks.
+"""The built-in reference endpoint: a fast Dispatch ``FunctionService/Run`` target for demos and benchmarks.
 
 ``python -m loadgen.endpoint [--host H] [--port P] [--verification-key KEY] [--seed N]`` serves
-HTTP/1.1 and h2c on one port. The built-in functions and their inputs are documented in
-:mod:`loadgen.endpoint.functions`, the HTTP behaviour in :mod:`loadgen.endpoint.server`.
+HTTP/1.1 and h2c on one port. :mod:`.catalogue` lists the functions and their parameters (one
+copy, also used to check scenarios), :mod:`.functions` runs them (pure), :mod:`.server` serves
+them, :mod:`.process` starts the endpoint as a child process (for ``loadgen run``, benchmarks
+and tests).
 """
-
-from loadgen.endpoint.functions import FUNCTION_NAMES, Outcome, ReferenceFunctions, RequestRejected
-from loadgen.endpoint.server import (
-    MAX_BODY_BYTES,
-    RUN_PATH,
-    EndpointHandle,
-    serve_forever,
-    start_endpoint,
-)
-
-__all__ = [
-    "FUNCTION_NAMES",
-    "MAX_BODY_BYTES",
-    "RUN_PATH",
-    "EndpointHandle",
-    "Outcome",
-    "ReferenceFunctions",
-    "RequestRejected",
-    "serve_forever",
-    "start_endpoint",
-]

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from loadgen.endpoint.functions import ReferenceFunctions
 from loadgen.endpoint.server import serve_forever
-from loadgen.pb import status_pb2
 from loadgen.protocol.keys import KeyMaterialError, load_public_key
+from loadgen.protocol.status import parse_failure_status
 
 ENV_KEY = "DISPATCH_VERIFICATION_KEY"
 
@@ -49,14 +49,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _status(parser: argparse.ArgumentParser, name: str) -> int:
-    wanted = name.upper().removeprefix("STATUS_")
     try:
-        code = status_pb2.Status.Value("STATUS_" + wanted)
-    except ValueError:
-        parser.error(f"--inject-failure-status: unknown status {name!r}")
-    if code in (status_pb2.STATUS_OK, status_pb2.STATUS_UNSPECIFIED):
-        parser.error("--inject-failure-status must be a failure status")
-    return code
+        return parse_failure_status(name)
+    except ValueError as exc:
+        parser.error(f"--inject-failure-status: {exc}")
 
 
 def _verification_key(parser: argparse.ArgumentParser, flag: str | None) -> Ed25519PublicKey | None:

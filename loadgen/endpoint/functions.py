@@ -1,5 +1,8 @@
 """The built-in functions of the reference endpoint (pure: no IO, no clock, no sockets).
 
+Their parameters, defaults and bounds are :mod:`loadgen.endpoint.catalogue`'s (one copy, also used
+to check scenarios); this module runs them.
+
 Inputs and outputs use :mod:`loadgen.protocol.values`: the input is an ``Any`` holding a
 ``google.protobuf.Struct`` of parameters. Every parameter is optional. An
 empty ``Any`` or a ``Value`` holding null means "all defaults". Numbers
@@ -64,39 +67,28 @@ used from one thread, which is the endpoint's event loop.
 
 from __future__ import annotations
 
-import math
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import orjson
 from google.protobuf import any_pb2, wrappers_pb2
 
+from loadgen.endpoint import catalogue
 from loadgen.pb import call_pb2, error_pb2, exit_pb2, function_pb2, poll_pb2, status_pb2
 from loadgen.protocol import values
 
 __all__ = [
-    "FUNCTION_NAMES",
-    "MAX_FANOUT",
-    "MAX_PAYLOAD_BYTES",
-    "MAX_SLEEP_MS",
     "Outcome",
     "ReferenceFunctions",
     "RequestRejected",
 ]
 
-MAX_SLEEP_MS: Final = 300_000
-MAX_PAYLOAD_BYTES: Final = 16_000_000
-MAX_FANOUT: Final = 10_000
-MAX_CHAIN_DEPTH: Final = 1_000_000
-FUNCTION_NAMES: Final = ("echo", "sleep", "fail", "fanout", "chain", "payload")
 
 _OK: Final = status_pb2.STATUS_OK
 _STATE_VERSION: Final = 1
-_FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_<>.]*$")
 _Params = dict[str, values.Json]
 
 
@@ -163,47 +155,12 @@ def _params(request: function_pb2.RunRequest) -> _Params:
     return decoded
 
 
-def _int_param(params: _Params, name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name, default)
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw != int(raw):
-        raise _invalid(f"parameter {name!r} must be an integer, got {raw!r}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise _invalid(f"parameter {name!r} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _str_param(params: _Params, name: str, default: str) -> str:
-    raw = params.get(name, default)
-    if raw is None:
-        return default
-    if not isinstance(raw, str):
-        raise _invalid(f"parameter {name!r} must be a string, got {raw!r}")
-    return raw
-
-
-def _status_param(params: _Params) -> status_pb2.Status:
-    raw = params.get("status", "TEMPORARY_ERROR")
-    status: int
-    if isinstance(raw, str):
-        name = raw.strip().upper()
-        if not name.startswith("STATUS_"):
-            name = "STATUS_" + name
-        try:
-            status = status_pb2.Status.Value(name)
-        except ValueError:
-            raise _invalid(f"parameter 'status': unknown status {raw!r}") from None
-    elif isinstance(raw, int | float) and not isinstance(raw, bool) and raw == int(raw):
-        status = int(raw)
-        if status not in status_pb2.Status.values():
-            raise _invalid(f"parameter 'status': unknown status number {status}")
-    else:
-        raise _invalid(f"parameter 'status' must be a status name or number, got {raw!r}")
-    if status in (status_pb2.STATUS_OK, status_pb2.STATUS_UNSPECIFIED):
-        raise _invalid("parameter 'status' must be a failure status, not OK or UNSPECIFIED")
-    return cast(status_pb2.Status, status)
+def _param(function: str, params: _Params, name: str) -> Any:
+    """A parameter's value (:mod:`.catalogue`): INVALID_ARGUMENT when the endpoint does not take it."""
+    try:
+        return catalogue.read(function, params, name)
+    except catalogue.ParamError as exc:
+        raise _invalid(f"parameter {name!r}: {exc.problem}") from None
 
 
 def _describe(output: any_pb2.Any) -> values.Json:
@@ -247,7 +204,7 @@ class _FanoutState:
             or not isinstance(min_results, int)
             or not isinstance(results, dict)
             or not isinstance(errors, list)
-            or not 0 <= n <= MAX_FANOUT
+            or not 0 <= n <= catalogue.MAX_FANOUT
             or min_results < 1
         ):
             raise _incompatible("coroutine state has a malformed fanout state")
@@ -294,6 +251,7 @@ class ReferenceFunctions:
             "chain": self._chain,
             "payload": self._payload,
         }
+        assert tuple(self._handlers) == catalogue.FUNCTION_NAMES
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -340,20 +298,16 @@ class ReferenceFunctions:
         return Outcome(_exit_output(request.input))
 
     def _sleep(self, request: function_pb2.RunRequest) -> Outcome:
-        ms = _int_param(_params(request), "ms", 10, 0, MAX_SLEEP_MS)
+        ms: int = _param("sleep", _params(request), "ms")
         return Outcome(_exit_output(request.input), ms / 1000.0)
 
     def _fail(self, request: function_pb2.RunRequest) -> Outcome:
         params = _params(request)
-        status = _status_param(params)
-        rate_raw = params.get("rate")
+        status = cast(status_pb2.Status, _param("fail", params, "status"))
+        rate: float | None = _param("fail", params, "rate")
+        times: int = _param("fail", params, "times")
         attempt = self._count_attempt(request.dispatch_id)
-        if rate_raw is not None:
-            if isinstance(rate_raw, bool) or not isinstance(rate_raw, int | float) or not 0.0 <= rate_raw <= 1.0:
-                raise _invalid(f"parameter 'rate' must be a number between 0 and 1, got {rate_raw!r}")
-            failing = self._random() < rate_raw
-        else:
-            failing = attempt <= _int_param(params, "times", 1, 0, 2**31 - 1)
+        failing = self._random() < rate if rate is not None else attempt <= times
         if failing:
             status_name = status_pb2.Status.Name(status).removeprefix("STATUS_")
             message = f"injected {status_name} on attempt {attempt} of dispatch '{request.dispatch_id}'"
@@ -372,15 +326,12 @@ class ReferenceFunctions:
         if request.WhichOneof("directive") == "poll_result":
             return self._fanout_resume(request.poll_result)
         params = _params(request)
-        n = _int_param(params, "n", 3, 0, MAX_FANOUT)
-        function = _str_param(params, "function", "echo")
-        endpoint = _str_param(params, "endpoint", "")
-        if not _FUNCTION_NAME.match(function):
-            raise _invalid(f"parameter 'function' is not a valid function name: {function!r}")
-        min_results = _int_param(params, "min_results", n, 0, MAX_FANOUT)
-        typed = params.get("typed_state", False)
-        if not isinstance(typed, bool):
-            raise _invalid(f"parameter 'typed_state' must be a boolean, got {typed!r}")
+        n: int = _param("fanout", params, "n")
+        function: str = _param("fanout", params, "function")
+        endpoint: str = _param("fanout", params, "endpoint")
+        given_min: int | None = _param("fanout", params, "min_results")
+        min_results = n if given_min is None else given_min
+        typed: bool = _param("fanout", params, "typed_state")
         if n == 0:
             return Outcome(_exit_output(values.encode({"results": [], "errors": 0})))
         given = params.get("input")
@@ -442,14 +393,14 @@ class ReferenceFunctions:
         return function_pb2.RunResponse(status=_OK, poll=poll)
 
     def _chain(self, request: function_pb2.RunRequest) -> Outcome:
-        depth = _int_param(_params(request), "depth", 3, 0, MAX_CHAIN_DEPTH)
+        depth: int = _param("chain", _params(request), "depth")
         if depth == 0:
             return Outcome(_exit_output(values.encode({"depth": 0})))
         tail = call_pb2.Call(function="chain", input=values.encode({"depth": depth - 1}))
         return Outcome(function_pb2.RunResponse(status=_OK, exit=exit_pb2.Exit(tail_call=tail)))
 
     def _payload(self, request: function_pb2.RunRequest) -> Outcome:
-        size = _int_param(_params(request), "bytes", 1024, 0, MAX_PAYLOAD_BYTES)
+        size: int = _param("payload", _params(request), "bytes")
         cached = self._payload_cache
         if cached is None or cached[0] != size:
             data = wrappers_pb2.BytesValue(value=bytes(size)).SerializeToString()

@@ -26,8 +26,8 @@ Every error body is Connect JSON ``{"code": ..., "message": ...}`` with
 (``unimplemented``), where FastAPI would answer ``{"detail": ...}``. Any
 request Content-Type is accepted.
 
-HTTP/1.1: keep-alive, pipelined requests answered in order, ``Expect:
-100-continue`` honoured. HTTP/2: MAX_CONCURRENT_STREAMS 1000, received data
+HTTP/1.1 is the shared server loop of :mod:`loadgen.serving.h1` (keep-alive, pipelined requests
+answered in order, ``Expect: 100-continue`` honoured). HTTP/2: MAX_CONCURRENT_STREAMS 1000, received data
 acknowledged as it arrives, response bodies sent as the peer's flow-control
 windows allow, RST_STREAM cancels a pending reply, and a client GOAWAY closes
 the connection.
@@ -40,14 +40,10 @@ import contextlib
 import http
 import logging
 import signal
-import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import cast
 
-import h11
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 from h2.config import H2Configuration
@@ -67,12 +63,13 @@ from h2.settings import SettingCodes, Settings
 
 from loadgen.endpoint.functions import ReferenceFunctions, RequestRejected
 from loadgen.pb import function_pb2
+from loadgen.protocol.constants import PROTO_CONTENT_TYPE, RUN_PATH
 from loadgen.protocol.signing import SignatureError, SignedRequest, verify_request
+from loadgen.serving.h1 import H1Handler, Headers, Limits, Reply, error_reply, header, no_delay
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_CONCURRENT_STREAMS",
-    "RUN_PATH",
     "EndpointHandle",
     "serve_forever",
     "start_endpoint",
@@ -80,39 +77,21 @@ __all__ = [
 
 log = logging.getLogger("loadgen.endpoint")
 
-RUN_PATH = "/dispatch.sdk.v1.FunctionService/Run"
 MAX_BODY_BYTES = 16_000_000
 MAX_CONCURRENT_STREAMS = 1000
 _RUN_PATH_BYTES = RUN_PATH.encode()
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _H2_WINDOW = 1 << 24  # receive window, per stream and for the connection
-_PROTO = b"application/proto"
-_JSON = b"application/json"
+_PROTO = PROTO_CONTENT_TYPE.encode()
 _STATUS_BYTES = {s.value: str(s.value).encode() for s in http.HTTPStatus}
-_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _ALLOW_POST = ((b"allow", b"POST"),)
-_NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One HTTP response, sent after ``delay`` seconds."""
-
-    status: int
-    content_type: bytes
-    body: bytes
-    delay: float = 0.0
-    headers: tuple[tuple[bytes, bytes], ...] = _NO_HEADERS
-
-
-def _error(status: int, code: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = _NO_HEADERS) -> Reply:
-    return Reply(status, _JSON, orjson.dumps({"code": code, "message": message}), 0.0, headers)
-
-
-_NOT_FOUND = _error(404, "not_found", "Not Found")
-_METHOD_NOT_ALLOWED = _error(405, "unimplemented", "Method Not Allowed", _ALLOW_POST)
-_TOO_LARGE = _error(400, "invalid_argument", "content length is too large")
-_BAD_REQUEST = _error(400, "invalid_argument", "malformed HTTP request")
+_NOT_FOUND = error_reply("not_found", "Not Found")
+_METHOD_NOT_ALLOWED = error_reply("unimplemented", "Method Not Allowed", 405, _ALLOW_POST)
+_TOO_LARGE = error_reply("invalid_argument", "content length is too large")
+_BAD_REQUEST = error_reply("invalid_argument", "malformed HTTP request")
+_LIMITS = Limits(max_body=MAX_BODY_BYTES, too_large=_TOO_LARGE, bad_request=_BAD_REQUEST)
 
 
 class _App:
@@ -133,6 +112,10 @@ class _App:
             return _METHOD_NOT_ALLOWED
         return None
 
+    def respond(self, method: bytes, target: bytes, headers: Headers, body: bytes) -> Reply:
+        """A complete HTTP/1.1 request's reply (the :class:`~loadgen.serving.h1.Responder` of the H1 loop)."""
+        return self.route(method, target) or self.handle(target, None, headers, body)
+
     def handle(
         self,
         target: bytes,
@@ -148,15 +131,15 @@ class _App:
         try:
             request = function_pb2.RunRequest.FromString(body)
         except DecodeError as exc:
-            return _error(400, "invalid_argument", f"malformed RunRequest: {exc}")
+            return error_reply("invalid_argument", f"malformed RunRequest: {exc}")
         try:
             outcome = self.functions.execute(request)
             payload = outcome.response.SerializeToString()
         except RequestRejected as exc:
-            return _error(exc.http_status, exc.code, exc.message)
+            return error_reply(exc.code, exc.message, exc.http_status)
         except Exception:
             log.exception("function %r raised", request.function)
-            return _error(500, "internal", f"function '{request.function}' fatal error")
+            return error_reply("internal", f"function '{request.function}' fatal error")
         return Reply(200, _PROTO, payload, outcome.delay)
 
     def _verify(
@@ -189,7 +172,7 @@ class _App:
         try:
             verify_request(signed, self.key)
         except SignatureError as exc:
-            return _error(exc.http_status, exc.code, exc.message)
+            return error_reply(exc.code, exc.message, exc.http_status)
         return None
 
 
@@ -199,16 +182,13 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: _ServerState) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._handler: _H1Handler | _H2Handler | None = None
+        self._handler: H1Handler | _H2Handler | None = None
         self._sniffed = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._server.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         handler = self._handler
@@ -224,7 +204,7 @@ class _Connection(asyncio.Protocol):
         if data.startswith(_H2_PREFACE):
             handler = _H2Handler(self._transport, self._server.app)
         else:
-            handler = _H1Handler(self._transport, self._server.app)
+            handler = H1Handler(self._transport, self._server.app, _LIMITS)
         self._handler = handler
         handler.receive(data)
 
@@ -252,158 +232,6 @@ class _Connection(asyncio.Protocol):
             self._handler.shutdown()
         elif self._transport is not None:
             self._transport.close()
-
-
-class _H1Handler:
-    """HTTP/1.1 on h11: one request at a time; pipelined ones wait in h11's buffer."""
-
-    __slots__ = (
-        "_app",
-        "_body",
-        "_busy",
-        "_conn",
-        "_headers",
-        "_method",
-        "_size",
-        "_target",
-        "_timer",
-        "_transport",
-    )
-
-    def __init__(self, transport: asyncio.Transport, app: _App) -> None:
-        self._transport = transport
-        self._app = app
-        self._conn = h11.Connection(h11.SERVER)
-        self._busy = False  # a reply is pending or the connection is closing: read no more events
-        self._timer: asyncio.TimerHandle | None = None
-        self._method = b""
-        self._target = b""
-        self._headers: Sequence[tuple[bytes, bytes]] = ()
-        self._body: list[bytes] = []
-        self._size = 0
-
-    def receive(self, data: bytes) -> None:
-        try:
-            self._conn.receive_data(data)
-        except RuntimeError:  # data after the peer's EOF
-            return
-        self._process()
-
-    def eof(self) -> bool:
-        with contextlib.suppress(RuntimeError):
-            self._conn.receive_data(b"")
-        self._process()
-        return True  # keep the transport: the handler closes it once pending replies are out
-
-    def lost(self) -> None:
-        self._busy = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def shutdown(self) -> None:
-        self.lost()
-        self._transport.close()
-
-    def _process(self) -> None:
-        conn = self._conn
-        while not self._busy:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError:
-                self._fail(_BAD_REQUEST)
-                return
-            kind = type(event)
-            if kind is h11.Data:
-                data = event.data  # type: ignore[union-attr]
-                self._size += len(data)
-                if self._size > MAX_BODY_BYTES:
-                    self._fail(_TOO_LARGE)
-                    return
-                self._body.append(data)
-            elif kind is h11.Request:
-                self._start(event)  # type: ignore[arg-type]
-            elif kind is h11.EndOfMessage:
-                self._end()
-            elif kind is h11.ConnectionClosed:
-                self._busy = True
-                self._transport.close()
-                return
-            else:  # NEED_DATA or PAUSED
-                return
-
-    def _start(self, request: h11.Request) -> None:
-        self._method = request.method
-        self._target = request.target
-        self._headers = request.headers
-        self._body = []
-        self._size = 0
-        length = _header(request.headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            self._fail(_TOO_LARGE)
-            return
-        if self._conn.they_are_waiting_for_100_continue:
-            self._transport.write(self._conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-
-    def _end(self) -> None:
-        # h11 may hand out bytearray chunks; protobuf before 5.x parses bytes only.
-        only = self._body[0] if len(self._body) == 1 else None
-        body = only if type(only) is bytes else b"".join(self._body)
-        self._body = []
-        app = self._app
-        reply = app.route(self._method, self._target) or app.handle(self._target, None, self._headers, body)
-        if reply.delay > 0:
-            self._busy = True
-            self._transport.pause_reading()
-            self._timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, reply)
-        else:
-            self._send(reply)
-
-    def _delayed(self, reply: Reply) -> None:
-        self._timer = None
-        if self._transport.is_closing():
-            return
-        self._busy = False
-        self._transport.resume_reading()
-        self._send(reply)
-        self._process()
-
-    def _send(self, reply: Reply, close: bool = False) -> None:
-        conn = self._conn
-        headers = [(b"content-type", reply.content_type), (b"content-length", str(len(reply.body)).encode())]
-        headers.extend(reply.headers)
-        if close:
-            headers.append((b"connection", b"close"))
-        try:
-            reason = _REASONS.get(reply.status, b"")
-            out = conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason))
-            if reply.body and self._method != b"HEAD":
-                out = (out or b"") + (conn.send(h11.Data(data=reply.body)) or b"")
-            out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            self._busy = True
-            self._transport.close()
-            return
-        self._transport.write(out)
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-        else:  # MUST_CLOSE, or we answered before reading the whole request
-            self._busy = True
-            self._transport.close()
-
-    def _fail(self, reply: Reply) -> None:
-        """Answer *reply* if a response can still be sent, then close the connection."""
-        if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._send(reply, close=True)
-        self._busy = True
-        self._transport.close()
-
-
-def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
 
 
 class _Stream:
@@ -555,7 +383,7 @@ class _H2Handler:
         if reply is not None:
             stream.reply = reply  # answered once the request ends
             return
-        length = _header(stream.headers, b"content-length")
+        length = header(stream.headers, b"content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             self._reject(sid, stream, _TOO_LARGE)
 

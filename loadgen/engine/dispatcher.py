@@ -21,7 +21,7 @@ from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from loadgen.core.results import CallOutcome
+from loadgen.core.results import CallOutcome, ResultStore
 from loadgen.core.scheduler import (
     Action,
     CallFinished,
@@ -36,9 +36,11 @@ from loadgen.core.stats import ShardStats
 from loadgen.pb import call_pb2, function_pb2
 from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import status_name
-from loadgen.transport.faults import AttemptError
+from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault
 
 __all__ = ["AsyncDispatcher", "Transport", "UnknownCall"]
+
+_UNDECODABLE = FAULT_STATUS[Fault.UNDECODABLE]
 
 
 def _error_text(kind: str, message: str, status_text: str = "") -> str:
@@ -85,9 +87,9 @@ class AsyncDispatcher:
         self.stats = stats
         self.endpoint_url = endpoint_url
         self._transport = transport
-        self._retention = result_retention
-        self._on_root_finished = on_root_finished
-        self._results: collections.OrderedDict[str, CallOutcome] = collections.OrderedDict()
+        self.on_root_finished = on_root_finished
+        """Called with each root call's outcome as it ends (the shard's frontend keeps its ledger so)."""
+        self._results = ResultStore(result_retention)
         self._live: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -175,20 +177,10 @@ class AsyncDispatcher:
         self._arm_timer()
 
     def _finish(self, action: CallFinished) -> None:
-        outcome = CallOutcome(
-            action.result,
-            action.status,
-            action.outcome,
-            action.function,
-            action.accepted_at,
-            action.finished_at,
-            action.attempts,
-        )
+        outcome = CallOutcome.of(action)
         dispatch_id = action.dispatch_id
         self._live.discard(dispatch_id)
-        self._results[dispatch_id] = outcome
-        if len(self._results) > self._retention:
-            self._results.popitem(last=False)
+        self._results.add(dispatch_id, outcome)
         self.stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
@@ -198,8 +190,8 @@ class AsyncDispatcher:
             self.stats.record_failure(
                 action.outcome.value, action.function, name, _error_text(error.type, error.message, name)
             )
-        if self._on_root_finished is not None:
-            self._on_root_finished(action.outcome)
+        if self.on_root_finished is not None:
+            self.on_root_finished(action.outcome)
         for future in self._waiters.pop(dispatch_id, ()):
             if not future.done():
                 future.set_result(outcome)
@@ -238,7 +230,7 @@ class AsyncDispatcher:
             )
             return
         except DecodeError as exc:
-            code = status.STATUS_INVALID_RESPONSE
+            code = _UNDECODABLE
             self._record_attempt(request.function, code, started)
             message = f"undecodable RunResponse: {exc}"
             self.stats.record_failure("attempt", request.function, status_name(code), message)

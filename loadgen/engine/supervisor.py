@@ -26,42 +26,21 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
+from loadgen.core.counters import LOST
 from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.engine.control import Drain, Drained, Peers, Ready, SnapshotReply, SnapshotRequest, ToSupervisor
 from loadgen.engine.ledger import Ledger
+from loadgen.engine.settings import EngineSetup
 from loadgen.engine.shard import ShardConfig, run_shard
 
-__all__ = ["EngineOptions", "ShardFailed", "Supervisor"]
+__all__ = ["EngineSetup", "ShardFailed", "Supervisor"]
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
 class ShardFailed(RuntimeError):
     """A shard could not start (the message says why)."""
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to run the sharded engine."""
-
-    endpoint_url: str
-    api_key: str
-    signing_key: str | None
-    shards: int = 2
-    host: str = "127.0.0.1"
-    port: int = 4450
-    connect_port: int | None = None  # None: no Connect ingress; 0: any free port
-    default_expiration: float = 60.0
-    backoff: float = 0.05
-    max_backoff: float = 2.0
-    connections: int = 2
-    max_streams: int = 100
-    request_timeout: float = 30.0
-    protocol: str = "auto"
-    result_retention: int = 100_000  # results per shard kept for Wait (about 2 KB each)
-    ready_timeout: float = 30.0
-    health_timeout: float = 5.0
 
 
 @dataclass
@@ -93,12 +72,14 @@ def _reserve(host: str, port: int) -> socket.socket:
 
 
 class Supervisor:
-    """Runs *options.shards* shard processes behind one shared address."""
+    """Runs the shard processes of *setup* behind one shared address."""
 
-    def __init__(self, options: EngineOptions) -> None:
-        if options.shards < 1 or options.shards > 255:
+    def __init__(self, setup: EngineSetup) -> None:
+        shards = setup.settings.shard_count
+        if shards < 1 or shards > 255:
             raise ValueError("shards must be between 1 and 255")
-        self.options = options
+        self.setup = setup
+        self.shards = shards
         self._reserved: list[socket.socket] = []
         self._ledger: Ledger | None = None
         self._slots: dict[int, _Slot] = {}
@@ -107,21 +88,21 @@ class Supervisor:
         self._incarnations: dict[int, int] = {}
         self.lost = 0
         self.restarts = 0
-        self.port = options.port
+        self.port = setup.port
         self.connect_port = 0
 
     # ------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
-        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        host = f"[{self.setup.host}]" if ":" in self.setup.host else self.setup.host
         return f"http://{host}:{self.port}"
 
     @property
     def connect_url(self) -> str | None:
         if not self.connect_port:
             return None
-        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        host = f"[{self.setup.host}]" if ":" in self.setup.host else self.setup.host
         return f"http://{host}:{self.connect_port}"
 
     @property
@@ -131,19 +112,19 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every shard and return once all serve."""
-        options = self.options
-        grpc_socket = _reserve(options.host, options.port)
+        setup = self.setup
+        grpc_socket = _reserve(setup.host, setup.port)
         self._reserved.append(grpc_socket)
         self.port = grpc_socket.getsockname()[1]
-        if options.connect_port is not None:
-            connect_socket = _reserve(options.host, options.connect_port)
+        if setup.connect_port is not None:
+            connect_socket = _reserve(setup.host, setup.connect_port)
             self._reserved.append(connect_socket)
             self.connect_port = connect_socket.getsockname()[1]
-        self._ledger = Ledger(options.shards)
+        self._ledger = Ledger(self.shards)
         try:
-            for index in range(options.shards):
+            for index in range(self.shards):
                 self._spawn(index)
-            for index in range(options.shards):
+            for index in range(self.shards):
                 self._await_ready(self._slots[index])
         except BaseException:
             self.close()
@@ -151,29 +132,17 @@ class Supervisor:
         self._broadcast_peers()
 
     def _config(self, index: int) -> ShardConfig:
-        options = self.options
         assert self._ledger is not None
         incarnation = self._incarnations.get(index, -1) + 1
         self._incarnations[index] = incarnation
         return ShardConfig(
             index=index,
             epoch=(self._epoch_base + incarnation) & 0xFFFFFF,
-            endpoint_url=options.endpoint_url,
-            api_key=options.api_key,
-            signing_key=options.signing_key,
-            host=options.host,
+            setup=self.setup,
             port=self.port,
             connect_port=self.connect_port,
             ledger_path=self._ledger.path,
-            ledger_rows=options.shards,
-            default_expiration=options.default_expiration,
-            backoff=options.backoff,
-            max_backoff=options.max_backoff,
-            connections=options.connections,
-            max_streams=options.max_streams,
-            request_timeout=options.request_timeout,
-            protocol=options.protocol,
-            result_retention=options.result_retention,
+            ledger_rows=self.shards,
         )
 
     def _spawn(self, index: int) -> None:
@@ -187,16 +156,16 @@ class Supervisor:
         self._slots[index] = _Slot(config, process, ours)
 
     def _await_ready(self, slot: _Slot) -> None:
-        message = self._receive(slot, self.options.ready_timeout)
-        if message is None or "ready" not in message:
+        message = self._receive(slot, self.setup.ready_timeout)
+        if not isinstance(message, Ready):
             code = slot.process.exitcode
             raise ShardFailed(
-                f"shard {slot.config.index} did not start within {self.options.ready_timeout:.0f}s"
+                f"shard {slot.config.index} did not start within {self.setup.ready_timeout:.0f}s"
                 + (f" (exit code {code})" if code is not None else "")
             )
-        slot.address = message["ready"]
+        slot.address = message.address
 
-    def _receive(self, slot: _Slot, timeout: float) -> dict[str, Any] | None:
+    def _receive(self, slot: _Slot, timeout: float) -> ToSupervisor | None:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -204,7 +173,7 @@ class Supervisor:
                 return None
             try:
                 if slot.conn.poll(min(remaining, 0.2)):
-                    message: dict[str, Any] = slot.conn.recv()
+                    message: ToSupervisor = slot.conn.recv()
                     return message
             except (EOFError, OSError):
                 return None
@@ -215,7 +184,7 @@ class Supervisor:
         peers = {index: (slot.address, slot.config.epoch) for index, slot in self._slots.items()}
         for slot in self._slots.values():
             with contextlib.suppress(OSError):
-                slot.conn.send({"peers": peers})
+                slot.conn.send(Peers(peers))
 
     # --------------------------------------------------------------- health
 
@@ -237,13 +206,13 @@ class Supervisor:
         if not slot.process.is_alive():
             return None
         try:
-            slot.conn.send({"snapshot": None})
+            slot.conn.send(SnapshotRequest())
         except OSError:
             return None
-        message = self._receive(slot, self.options.health_timeout)
-        if message is None or "snapshot" not in message:
+        message = self._receive(slot, self.setup.health_timeout)
+        if not isinstance(message, SnapshotReply):
             return None
-        return Snapshot.from_bytes(message["snapshot"])
+        return Snapshot.from_bytes(message.snapshot)
 
     def _restart(self, index: int) -> None:
         slot = self._slots[index]
@@ -260,7 +229,7 @@ class Supervisor:
         accepted, completed, failed, expired = self._ledger.outcomes(index)
         last = slot.last or ShardStats(f"shard-{index}").snapshot()
         retired = last.retired(accepted, ended=(completed, failed, expired))
-        self.lost += retired.counters.get("lost", 0)
+        self.lost += retired.counters.get(LOST, 0)
         self._retired.append(retired)
         self._ledger.reset(index)
 
@@ -291,12 +260,12 @@ class Supervisor:
         """
         for slot in self._slots.values():
             with contextlib.suppress(OSError):
-                slot.conn.send({"drain": max(0.0, timeout), "expire": expire_rest})
+                slot.conn.send(Drain(max(0.0, timeout), expire_rest))
         finals = []
         for slot in self._slots.values():
             message = self._receive(slot, timeout + 10)
-            if message is not None and "drained" in message:
-                finals.append(Snapshot.from_bytes(message["drained"]))
+            if isinstance(message, Drained):
+                finals.append(Snapshot.from_bytes(message.snapshot))
                 slot.process.join(10)
             else:  # died or hung while draining: what it had is lost
                 self._kill(slot)

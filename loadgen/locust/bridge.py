@@ -60,17 +60,17 @@ from typing import Any
 
 import gevent  # type: ignore[import-untyped]
 import gevent.lock  # type: ignore[import-untyped]
-import grpc
 import locust.stats
 from locust.stats import RequestStats, StatsEntry
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.core.counters import Counter, CounterKind
 from loadgen.core.stats import GAUGE_IN_FLIGHT, HistKey, Snapshot, bucket_range, merge_snapshots
 from loadgen.core.stats.delta import HistogramDelta
+from loadgen.engine.client import EngineClient, EngineUnavailable
 from loadgen.locust.channels import channel
 from loadgen.locust.dispatched import dispatched
 from loadgen.locust.options import DEFAULT_SETTLE, DEFAULT_STATS_INTERVAL, group_by_host
-from loadgen.pb import shard_pb2, shard_pb2_grpc
 
 __all__ = ["HISTORY_LIMIT", "BridgeError", "HistogramDelta", "StatsBridge", "feed_entry"]
 
@@ -198,11 +198,11 @@ class StatsBridge:
         self.interval = interval
         self.settle = settle
         self.timeout = timeout
-        self._metadata = (("authorization", "Bearer " + api_key),)
+        self._client = EngineClient(api_key, timeout=timeout, channel=lambda address: channel(address, "stats"))
         self._lock = gevent.lock.BoundedSemaphore()
         self._greenlet: gevent.Greenlet | None = None
         self._fed: dict[HistKey, _Fed] = {}
-        self._fed_counters: dict[str, int] = {}
+        self._fed_counters: dict[Counter, int] = {}
         self._baseline_counts: dict[HistKey, dict[int, int]] = {}
         self._bucket_keys: dict[int, int] = {}
         self._deltas: dict[HistKey, HistogramDelta] = {}
@@ -229,20 +229,16 @@ class StatsBridge:
         """Each host's merged snapshot as ``(host, bytes)``; :class:`BridgeError` if one host has no answer."""
         parts: list[tuple[str, bytes]] = []
         for host, addresses in self.groups.items():
-            last: grpc.RpcError | None = None
+            last: EngineUnavailable | None = None
             for address in addresses:
-                stub = shard_pb2_grpc.ShardStub(channel(address, "stats"))
                 try:
-                    reply = stub.Stats(
-                        shard_pb2.StatsRequest(local=False), metadata=self._metadata, timeout=self.timeout
-                    )
-                except grpc.RpcError as exc:
+                    parts.append((host, self._client.stats_bytes(address, local=False)))
+                except EngineUnavailable as exc:
                     last = exc
                     continue
-                parts.append((host, bytes(reply.snapshot)))
                 break
             else:
-                code = last.code() if last is not None and hasattr(last, "code") else None
+                code = last.code if last is not None else None
                 raise BridgeError(f"no shard on {host} answered Stats ({code.name if code else 'no address'})")
         return parts
 
@@ -282,7 +278,7 @@ class StatsBridge:
                     counts = hist.counts()
                     self._baseline_counts[key] = counts
                     self._fed[key] = _Fed(dict(counts), hist.count, hist.sum, hist.min, hist.max)
-                self._fed_counters = {k: v for k, v in working.counters.items() if k.startswith("retries/")}
+                self._fed_counters = {k: v for k, v in working.counters.items() if k.kind is CounterKind.RETRIES}
             self.latest = self.baseline
             self.dispatched = {}
             now = time.time()
@@ -360,11 +356,11 @@ class StatsBridge:
                     stats, method, name, delta, failed=failed, since=since, now=now, bucket_keys=self._bucket_keys
                 )
         for counter, value in snapshot.counters.items():
-            if counter.startswith("retries/"):
+            if counter.kind is CounterKind.RETRIES:
                 new = value - self._fed_counters.get(counter, 0)
                 if new > 0:
                     self._fed_counters[counter] = value
-                    feed_entry(stats, "retry", counter.partition("/")[2], None, count=new, since=since, now=now)
+                    feed_entry(stats, "retry", counter.status, None, count=new, since=since, now=now)
 
     def deltas(self) -> dict[HistKey, HistogramDelta]:
         """Each histogram's values since the test started (the baseline), at µs resolution."""
@@ -380,7 +376,7 @@ class StatsBridge:
         """
         return self.latest.minus(self.baseline)
 
-    def counters_since_start(self, shard: str | None = None) -> dict[str, int]:
+    def counters_since_start(self, shard: str | None = None) -> dict[Counter, int]:
         """Counters (all shards, or one) since the test started."""
         if shard is None:
             new, old = self.latest.counters, self.baseline.counters

@@ -41,7 +41,10 @@ from collections.abc import Callable
 from typing import Any
 
 from loadgen.core.caller import CallerChecks
+from loadgen.core.counters import ACCEPTED, COMPLETED, EXPIRED, LOST, CounterKind, by_status
+from loadgen.core.counters import total as counter_total
 from loadgen.core.stats import GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS
+from loadgen.core.units import format_latency
 from loadgen.locust.bridge import HistogramDelta, StatsBridge
 
 __all__ = ["FUNCTION_COLUMNS", "SHARD_COLUMNS", "function_rows", "install", "shard_rows"]
@@ -84,7 +87,7 @@ ALL = "(all)"
 
 
 def _ms(us: float) -> str:
-    return f"{us / 1000:.3f}"
+    return format_latency(us, "ms")
 
 
 def _by_status(counts: dict[str, int]) -> str:
@@ -134,7 +137,7 @@ def function_rows(bridge: StatsBridge, checks: CallerChecks | None = None) -> li
             all_errors[status] = all_errors.get(status, 0) + n
     counters = bridge.counters_since_start()
     total = _latency_row(ALL, every, totals, totals.get("attempts", 0), all_errors)
-    total["retries"] = sum(v for k, v in counters.items() if k.startswith("retries/"))
+    total["retries"] = counter_total(counters, CounterKind.RETRIES)
     total["wrong"] = checks.total("wrong") if checks is not None else "-"
     total["dispatched"] = sum(sent_by_function.values())
     total["inflight"] = bridge.latest.gauges.get(GAUGE_IN_FLIGHT, 0)
@@ -170,8 +173,8 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
     for shard in [*latest.shards, None]:
         counters = bridge.counters_since_start(shard)
         gauges = latest.gauges if shard is None else latest.per_shard[shard].gauges
-        failed = {k.partition("/")[2]: v for k, v in counters.items() if k.startswith("failed/")}
-        retries = {k.partition("/")[2]: v for k, v in counters.items() if k.startswith("retries/")}
+        failed = by_status(counters, CounterKind.FAILED)
+        retries = by_status(counters, CounterKind.RETRIES)
         if shard is None:
             crashed = str(sum(1 for s in latest.per_shard.values() if s.crashed))
         else:
@@ -179,11 +182,11 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
         rows.append(
             {
                 "shard": ALL if shard is None else shard,
-                "accepted": counters.get("accepted", 0),
-                "completed": counters.get("completed", 0),
+                "accepted": counters.get(ACCEPTED, 0),
+                "completed": counters.get(COMPLETED, 0),
                 "failed": f"{sum(failed.values())} ({_by_status(failed)})" if failed else "0",
-                "expired": counters.get("expired", 0),
-                "lost": counters.get("lost", 0),
+                "expired": counters.get(EXPIRED, 0),
+                "lost": counters.get(LOST, 0),
                 "inflight": gauges.get(GAUGE_IN_FLIGHT, 0),
                 "connections": gauges.get(GAUGE_OPEN_CONNECTIONS, 0),
                 "retries": f"{sum(retries.values())} ({_by_status(retries)})" if retries else "0",

@@ -82,7 +82,6 @@ itself failed (accounting unbalanced, crash, nothing ran); see :func:`exit_code`
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 import re
@@ -95,7 +94,11 @@ from typing import Any, Final, Literal
 import orjson
 
 from loadgen.core.caller import FunctionChecks
+from loadgen.core.counters import CounterKind, failed
+from loadgen.core.counters import retries as retries_of
 from loadgen.core.stats import HistKey, HistogramSnapshot, Snapshot, merge_snapshots
+from loadgen.core.text import suggest
+from loadgen.core.units import format_latency
 
 __all__ = [
     "EXIT_GATE_FAILED",
@@ -196,23 +199,6 @@ class GateSyntaxError(ValueError):
     """A metric name, scope or condition that cannot be parsed; the message says what was expected."""
 
 
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """``" (did you mean 'X'?)"`` for the choice closest to *word*, or ``""``.
-
-    A choice that alone starts like *word* (its first part, at least 3 characters: ``TEMP_ERROR``
-    → ``TEMPORARY_ERROR``) wins; otherwise the closest by :func:`difflib.get_close_matches`.
-    """
-    options = list(choices)
-    head = re.split(r"[_.{]", word, maxsplit=1)[0].lower()
-    if len(head) >= 3:
-        starting = [c for c in options if c.lower().startswith(head) and c != word]
-        if len(starting) == 1:
-            return f" (did you mean {starting[0]!r}?)"
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_suggest = suggest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +251,7 @@ def _normalize_label(name: str, value: str, family: str) -> str:
         value = value.lower()
         if value not in _OUTCOMES:
             raise GateSyntaxError(
-                f"outcome must be one of {', '.join(_OUTCOMES)}, got {value!r}{_suggest(value, _OUTCOMES)}"
+                f"outcome must be one of {', '.join(_OUTCOMES)}, got {value!r}{suggest(value, _OUTCOMES)}"
             )
     return value
 
@@ -280,7 +266,7 @@ def _parse_labels(text: str, allowed: tuple[str, ...], metric: str, family: str)
             if not allowed:
                 raise GateSyntaxError(f"{metric} takes no scope, got {{{text}}}")
             raise GateSyntaxError(
-                f"{metric}: unknown scope label {name!r}{_suggest(name, allowed)}; it takes {', '.join(allowed)}"
+                f"{metric}: unknown scope label {name!r}{suggest(name, allowed)}; it takes {', '.join(allowed)}"
             )
         if name in labels:
             raise GateSyntaxError(f"{metric}: scope label {name!r} given twice")
@@ -310,14 +296,14 @@ def parse_metric(text: str) -> Metric:
                 raise GateSyntaxError(f"{stripped}: a percentile is between p0 and p100")
         elif stat not in _LATENCY_STATS:
             raise GateSyntaxError(
-                f"{stripped}: unknown statistic {stat!r}{_suggest(stat, ('p50', 'p99', 'p99.9', *_LATENCY_STATS))};"
+                f"{stripped}: unknown statistic {stat!r}{suggest(stat, ('p50', 'p99', 'p99.9', *_LATENCY_STATS))};"
                 " expected pNN (p50, p99, p99.9, ...), mean, min, max or count"
             )
         labels = _parse_labels(scope, _FAMILY_LABELS[family], stripped, family) if scope else ()
         kind: MetricKind = "count" if stat == "count" else "latency"
         return Metric(stripped, kind, labels, family, stat)
     if stripped not in _SIMPLE:
-        raise GateSyntaxError(f"unknown metric {stripped!r}{_suggest(stripped, METRIC_NAMES)}")
+        raise GateSyntaxError(f"unknown metric {stripped!r}{suggest(stripped, METRIC_NAMES)}")
     kind, allowed = _SIMPLE[stripped]
     labels = _parse_labels(scope, allowed, stripped, "") if scope else ()
     if stripped == "failed" and len(labels) > 1:
@@ -514,9 +500,9 @@ class Metrics:
         if name in ("wrong", "wrong.ratio", "unfinished"):
             return self._checked(name, function)
         if name == "accepted":
-            return snap.counter("accepted")
+            return snap.counter(CounterKind.ACCEPTED)
         if name == "lost":
-            return snap.counter("lost")
+            return snap.counter(CounterKind.LOST)
         if name == "in_flight":
             return snap.gauges.get("in_flight", 0)
         if name in ("completed", "expired"):
@@ -524,21 +510,21 @@ class Metrics:
         if name == "failed":
             if function:
                 return self._count("e2e", function=function, outcome="failed")
-            return snap.counters.get(f"failed/{status}", 0) if status else snap.counter("failed")
+            return snap.counters.get(failed(status), 0) if status else snap.counter(CounterKind.FAILED)
         if name == "attempts":
             return self._attempts(function, status)
         if name == "retries":
-            return snap.counters.get(f"retries/{status}", 0) if status else snap.counter("retries")
+            return snap.counters.get(retries_of(status), 0) if status else snap.counter(CounterKind.RETRIES)
         if name == "retries.ratio":
-            retries = snap.counters.get(f"retries/{status}", 0) if status else snap.counter("retries")
-            return _ratio(retries, snap.counter("attempts"))
+            retried = snap.counters.get(retries_of(status), 0) if status else snap.counter(CounterKind.RETRIES)
+            return _ratio(retried, snap.counter(CounterKind.ATTEMPTS))
         if name == "failed.ratio":
             if function:
                 ended = self._count("e2e", function=function)
                 bad = self._count("e2e", function=function, outcome="failed")
                 return _ratio(bad + self._count("e2e", function=function, outcome="expired"), ended)
-            bad = snap.counter("failed") + snap.counter("expired") + snap.counter("lost")
-            return _ratio(bad, snap.counter("accepted"))
+            bad = snap.counter(CounterKind.FAILED) + snap.counter(CounterKind.EXPIRED) + snap.counter(CounterKind.LOST)
+            return _ratio(bad, snap.counter(CounterKind.ACCEPTED))
         if name == "rpc.fail_ratio":
             rpc = metric.label("rpc")
             if rpc is None and self.locust is not None:
@@ -547,16 +533,16 @@ class Metrics:
             return _ratio(errors, errors + self._count("rpc", rpc=rpc or "Dispatch", status="ok"))
         if name == "calls_per_s":
             completed = self._count("e2e", function=function, outcome="completed") if function else None
-            return self._rate(snap.counter("completed") if completed is None else completed)
+            return self._rate(snap.counter(CounterKind.COMPLETED) if completed is None else completed)
         if name == "accepted_per_s":
-            return self._rate(snap.counter("accepted"))
+            return self._rate(snap.counter(CounterKind.ACCEPTED))
         if name == "attempts_per_s":
             return self._rate(self._attempts(function, status))
         raise AssertionError(f"unhandled metric {name}")  # pragma: no cover - _SIMPLE lists them all
 
     def _attempts(self, function: str | None, status: str | None) -> int:
         if function is None and status is None:
-            return self.snapshot.counter("attempts")
+            return self.snapshot.counter(CounterKind.ATTEMPTS)
         labels = {k: v for k, v in (("function", function), ("status", status)) if v is not None}
         return self._count("attempt", **labels)
 
@@ -607,11 +593,7 @@ def format_value(kind: MetricKind, value: float) -> str:
     if math.isnan(value):
         return "no data"
     if kind == "latency":
-        if value < 1_000:
-            return f"{value:.0f}µs"
-        if value < 1_000_000:
-            return f"{value / 1_000:.3g}ms" if value < 100_000 else f"{value / 1_000:.1f}ms"
-        return f"{value / 1_000_000:.3g}s"
+        return format_latency(value)
     if kind == "ratio":
         return f"{value * 100:.3g}%"
     if kind == "rate":

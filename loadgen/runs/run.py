@@ -41,16 +41,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.children import die_with_parent_term
 from loadgen.core.caller import CALLER_FILE, CallerFile, read_caller_file
-from loadgen.core.stats import Snapshot, merge_snapshots
+from loadgen.core.counters import COMPLETED, CounterKind
+from loadgen.core.counters import total as counter_total
+from loadgen.core.stats import Snapshot
+from loadgen.core.units import format_latency
 from loadgen.endpoint.process import reference_endpoint
-from loadgen.engine.supervisor import EngineOptions, ShardFailed, Supervisor
-from loadgen.pb import shard_pb2, shard_pb2_grpc
+from loadgen.engine.client import EngineClient
+from loadgen.engine.settings import EngineSetup
+from loadgen.engine.supervisor import ShardFailed, Supervisor
 from loadgen.protocol.keys import (
     KeyMaterialError,
     generate_private_key,
@@ -99,26 +102,19 @@ class RunOptions:
     results: str = "results"
 
 
-class _Engine:
+class _Shards:
     """The shards of a run: local (a supervisor) or remote (addresses and an API key)."""
 
     def __init__(self, supervisor: Supervisor | None, addresses: list[str], api_key: str) -> None:
         self.supervisor = supervisor
         self.addresses = addresses
         self.api_key = api_key
+        self.client = EngineClient(api_key)
 
     def snapshot(self) -> Snapshot:
         if self.supervisor is not None:
             return self.supervisor.snapshot()
-        metadata = (("authorization", f"Bearer {self.api_key}"),)
-        parts = []
-        for address in self.addresses:
-            with grpc.insecure_channel(address) as channel:
-                reply = shard_pb2_grpc.ShardStub(channel).Stats(
-                    shard_pb2.StatsRequest(local=True), metadata=metadata, timeout=10
-                )
-            parts.append(Snapshot.from_bytes(reply.snapshot))
-        return merge_snapshots(parts)
+        return self.client.merged_stats(self.addresses)
 
     def check(self) -> list[int]:
         return self.supervisor.check() if self.supervisor is not None else []
@@ -133,6 +129,9 @@ class _Engine:
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
             snapshot = self.snapshot()
         return snapshot
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -199,30 +198,23 @@ def _target(scenario: Scenario, keys: _Keys) -> Iterator[tuple[str, str]]:
         yield url, private_key_base64(keys.signing)
 
 
-def _engine(scenario: Scenario, endpoint_url: str, signing_key: str, stack: ExitStack) -> _Engine:
-    engine = scenario.engine
-    if engine.remote:
-        api_key = engine.api_key.resolve() if engine.api_key is not None else os.environ.get("DISPATCH_API_KEY", "")
-        return _Engine(None, list(engine.addresses), api_key)
+def _shards(scenario: Scenario, endpoint_url: str, signing_key: str, stack: ExitStack) -> _Shards:
+    remote = scenario.remote
+    if remote is not None:
+        api_key = remote.api_key.resolve() if remote.api_key is not None else os.environ.get("DISPATCH_API_KEY", "")
+        shards = _Shards(None, list(remote.addresses), api_key)
+        stack.callback(shards.close)
+        return shards
     api_key = secrets.token_hex(16)
-    options = EngineOptions(
-        endpoint_url=endpoint_url,
-        api_key=api_key,
-        signing_key=signing_key,
-        shards=engine.shards or os.cpu_count() or 1,
-        port=0,
-        default_expiration=engine.expiration,
-        backoff=engine.backoff,
-        max_backoff=engine.max_backoff,
-        connections=engine.connections,
-        max_streams=engine.max_streams,
-        request_timeout=engine.request_timeout,
-        protocol=engine.http,
+    setup = EngineSetup(
+        endpoint_url=endpoint_url, api_key=api_key, signing_key=signing_key, port=0, settings=scenario.engine
     )
-    supervisor = Supervisor(options)
+    supervisor = Supervisor(setup)
     supervisor.start()
     stack.callback(supervisor.close)
-    return _Engine(supervisor, supervisor.shard_addresses, api_key)
+    shards = _Shards(supervisor, supervisor.shard_addresses, api_key)
+    stack.callback(shards.close)
+    return shards
 
 
 def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> list[str]:
@@ -299,7 +291,7 @@ def _progress_line(
     caller: CallerFile | None = None,
 ) -> str:
     counters = interval.counters
-    done = counters.get("completed", 0) + sum(v for k, v in counters.items() if k.startswith("failed/"))
+    done = counters.get(COMPLETED, 0) + counter_total(counters, CounterKind.FAILED)
     p99 = ""
     values = [
         interval.percentiles("e2e", key, (99,))[99]
@@ -307,9 +299,9 @@ def _progress_line(
         if interval.histogram("e2e", key).count
     ]
     if values:
-        p99 = f"  e2e p99 {max(values) / 1000:.1f} ms (worst function)"
+        p99 = f"  e2e p99 {format_latency(max(values), 'ms', 1)} ms (worst function)"
     attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
-    retries = sum(v for k, v in counters.items() if k.startswith("retries/"))
+    retries = counter_total(counters, CounterKind.RETRIES)
     ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
     clock = f"{elapsed:5.0f}s" + (f"/{planned:.0f}s" if planned else "")
     accounting = total.accounting()
@@ -333,7 +325,7 @@ class _Watch:
 
 
 def _monitor(
-    engine: _Engine,
+    engine: _Shards,
     locust: subprocess.Popen[bytes],
     scenario: Scenario,
     planned: float | None,
@@ -424,7 +416,7 @@ def run(options: RunOptions) -> int:
     with ExitStack() as stack:
         try:
             endpoint_url, signing_key = stack.enter_context(_target(scenario, keys))
-            engine = _engine(scenario, endpoint_url, signing_key, stack)
+            engine = _shards(scenario, endpoint_url, signing_key, stack)
         except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
             print(f"loadgen run: could not start: {exc}", file=sys.stderr)
             return EXIT_RUN_FAILED
@@ -533,7 +525,7 @@ def _finish(
     _print_failures(final)
     _print_checks(caller)
     print()
-    completed = final.counters.get("completed", 0)
+    completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
     if accounting.in_flight:
         print(

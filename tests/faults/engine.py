@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +13,7 @@ from typing import Any
 import grpc
 
 from loadgen.core.stats import Snapshot
+from loadgen.endpoint.process import EndpointProcess
 from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.protocol import values
@@ -130,57 +126,10 @@ def port_outside_ephemeral_range() -> int:
     raise AssertionError("no free port below the ephemeral range")
 
 
-def _read_url(process: subprocess.Popen[str], timeout: float) -> str:
-    found: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "listening on " in line:
-                found.append(line.split("listening on ", 1)[1].split()[0])
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert found, f"the reference endpoint did not start within {timeout:g} s (exit code {process.poll()})"
-    return found[0]
-
-
-class EndpointProcess:
-    """``python -m loadgen.endpoint`` on a fixed port, which can be killed and started again."""
-
-    def __init__(self, port: int, verification_key: str) -> None:
-        self.port = port
-        self.verification_key = verification_key
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        command = [sys.executable, "-m", "loadgen.endpoint", "--port", str(self.port)]
-        command += ["--verification-key", self.verification_key]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        self.url = _read_url(self.process, 30)
-        return self.url
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
 @contextmanager
 def endpoint_process(port: int, verification_key: str) -> Iterator[EndpointProcess]:
-    endpoint = EndpointProcess(port, verification_key)
+    """The reference endpoint on a fixed *port*, which a test can kill and start again."""
+    endpoint = EndpointProcess(verification_key, port=port, timeout=30)
     try:
         endpoint.start()
         yield endpoint

@@ -66,11 +66,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import accumulate
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 import orjson
 from hdrh import codec as _hdr_codec
 from hdrh.histogram import HdrHistogram
+
+from loadgen.core.counters import (
+    ACCEPTED,
+    ATTEMPTS,
+    CLAMPED,
+    COMPLETED,
+    EXPIRED,
+    LOST,
+    Counter,
+    CounterKind,
+    by_status,
+    failed,
+    parse_counters,
+    retries,
+    total,
+)
+from loadgen.core.units import format_latency
 
 __all__ = [
     "DEFAULT_PERCENTILES",
@@ -113,7 +130,9 @@ GAUGE_IN_FLIGHT: Final = "in_flight"
 GAUGE_OPEN_CONNECTIONS: Final = "open_connections"
 
 OUTCOMES: Final = frozenset({"completed", "failed", "expired"})
-FORMAT: Final = "loadgen.core.stats/1"
+_OUTCOME_COUNTERS: Final = {"completed": COMPLETED, "expired": EXPIRED}
+K = TypeVar("K")
+FORMAT: Final = "loadgen.stats/1"
 DEFAULT_PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0, 99.9)
 
 
@@ -467,7 +486,7 @@ class ShardSummary:
     """
 
     seq: int
-    counters: Mapping[str, int]
+    counters: Mapping[Counter, int]
     gauges: Mapping[str, int]
     crashed: bool = False
     failures: Mapping[FailureKey, FailureTally] = field(default_factory=dict)
@@ -476,7 +495,7 @@ class ShardSummary:
         data: dict[str, Any] = {
             "seq": self.seq,
             "crashed": self.crashed,
-            "counters": self.counters,
+            "counters": {str(key): value for key, value in self.counters.items()},
             "gauges": self.gauges,
         }
         if self.failures:
@@ -492,7 +511,7 @@ class ShardSummary:
             raise ValueError("shard seq must be an integer and crashed a boolean")
         return cls(
             seq,
-            _int_map(data.get("counters"), "counters"),
+            parse_counters(_int_map(data.get("counters"), "counters")),
             _int_map(data.get("gauges"), "gauges"),
             crashed,
             _failures_from_json(data.get("failures", [])),
@@ -532,7 +551,7 @@ def _int_map(data: Any, what: str) -> dict[str, int]:
     return data
 
 
-def _add_into(total: dict[str, int], part: Mapping[str, int]) -> None:
+def _add_into(total: dict[K, int], part: Mapping[K, int]) -> None:
     for name, value in part.items():
         total[name] = total.get(name, 0) + value
 
@@ -592,9 +611,9 @@ class Snapshot:
         return sorted(self.per_shard)
 
     @cached_property
-    def counters(self) -> Mapping[str, int]:
-        """Counters summed over shards (``failed/<STATUS>``, ``retries/<STATUS>``, ...)."""
-        total: dict[str, int] = {}
+    def counters(self) -> Mapping[Counter, int]:
+        """Counters summed over shards (:mod:`loadgen.core.counters`: ``failed/<STATUS>``, ...)."""
+        total: dict[Counter, int] = {}
         for summary in self.per_shard.values():
             _add_into(total, summary.counters)
         return total
@@ -624,15 +643,13 @@ class Snapshot:
                 best = (key, tally)
         return best
 
-    def counter(self, name: str) -> int:
-        """Counter *name* including all its ``name/<label>`` parts (``counter("failed")``)."""
-        prefix = name + "/"
-        return sum(v for k, v in self.counters.items() if k == name or k.startswith(prefix))
+    def counter(self, kind: CounterKind | str) -> int:
+        """The counters of *kind*, all statuses included (``counter(CounterKind.FAILED)``, or ``"failed"``)."""
+        return total(self.counters, kind if isinstance(kind, CounterKind) else CounterKind(kind))
 
-    def breakdown(self, name: str) -> dict[str, int]:
-        """``{label: value}`` of the ``name/<label>`` counters (``breakdown("retries")``)."""
-        prefix = name + "/"
-        return {k[len(prefix) :]: v for k, v in sorted(self.counters.items()) if k.startswith(prefix)}
+    def breakdown(self, kind: CounterKind | str) -> dict[str, int]:
+        """``{status: value}`` of the counters of *kind* (``breakdown(CounterKind.RETRIES)``)."""
+        return by_status(self.counters, kind if isinstance(kind, CounterKind) else CounterKind(kind))
 
     def keys(self, family: Family) -> list[Key]:
         """Keys recorded in *family*, sorted."""
@@ -655,14 +672,13 @@ class Snapshot:
             counters, gauges = self.counters, self.gauges
         else:
             counters, gauges = self.per_shard[shard].counters, self.per_shard[shard].gauges
-        failed = sum(v for k, v in counters.items() if k.startswith("failed/"))
         return Accounting(
-            accepted=counters.get("accepted", 0),
-            completed=counters.get("completed", 0),
-            failed=failed,
-            expired=counters.get("expired", 0),
+            accepted=counters.get(ACCEPTED, 0),
+            completed=counters.get(COMPLETED, 0),
+            failed=total(counters, CounterKind.FAILED),
+            expired=counters.get(EXPIRED, 0),
             in_flight=gauges.get(GAUGE_IN_FLIGHT, 0),
-            lost=counters.get("lost", 0),
+            lost=counters.get(LOST, 0),
         )
 
     def merge(self, other: Snapshot) -> Snapshot:
@@ -700,7 +716,7 @@ class Snapshot:
         for base, names in groups.items():
             later_parts = [self.per_shard[name] for name in names]
             earlier_parts = [earlier.per_shard[name] for name in earlier_groups.get(base, [])]
-            counters: dict[str, int] = {}
+            counters: dict[Counter, int] = {}
             gauges: dict[str, int] = {}
             failures: dict[FailureKey, FailureTally] = {}
             for part in later_parts:
@@ -754,18 +770,19 @@ class Snapshot:
         summary = self.per_shard[shard]
         counters = dict(summary.counters)
         if accepted is not None:
-            if accepted < counters.get("accepted", 0):
-                raise ValueError(f"{shard} accepted {counters.get('accepted', 0)} calls, not {accepted}")
-            counters["accepted"] = accepted
+            if accepted < counters.get(ACCEPTED, 0):
+                raise ValueError(f"{shard} accepted {counters.get(ACCEPTED, 0)} calls, not {accepted}")
+            counters[ACCEPTED] = accepted
         if ended is not None:
-            completed, failed, expired = ended
-            counters["completed"] = max(counters.get("completed", 0), completed)
-            counters["expired"] = max(counters.get("expired", 0), expired)
-            seen_failed = sum(v for k, v in counters.items() if k.startswith("failed/"))
-            if failed > seen_failed:
-                counters["failed/UNKNOWN"] = counters.get("failed/UNKNOWN", 0) + failed - seen_failed
-        ended_total = sum(v for k, v in counters.items() if k in ("completed", "expired") or k.startswith("failed/"))
-        counters["lost"] = max(counters.get("accepted", 0) - ended_total, 0)  # an excess of ended calls stays visible
+            completed, failed_calls, expired = ended
+            counters[COMPLETED] = max(counters.get(COMPLETED, 0), completed)
+            counters[EXPIRED] = max(counters.get(EXPIRED, 0), expired)
+            seen_failed = total(counters, CounterKind.FAILED)
+            if failed_calls > seen_failed:
+                unknown = failed("UNKNOWN")
+                counters[unknown] = counters.get(unknown, 0) + failed_calls - seen_failed
+        ended_total = counters.get(COMPLETED, 0) + counters.get(EXPIRED, 0) + total(counters, CounterKind.FAILED)
+        counters[LOST] = max(counters.get(ACCEPTED, 0) - ended_total, 0)  # an excess of ended calls stays visible
         per_shard = dict(self.per_shard)
         per_shard[shard] = ShardSummary(
             summary.seq, counters, dict.fromkeys(summary.gauges, 0), crashed=True, failures=summary.failures
@@ -838,7 +855,7 @@ class Snapshot:
             for a, b in self.keys(family):
                 s = self.histograms[(family, a, b)].summary(qs)
                 values = [s.mean, *(s.percentiles[q] for q in qs), float(s.max)]
-                rows.append([family, a, b, str(s.count), *(f"{v / 1000:.3f}" for v in values)])
+                rows.append([family, a, b, str(s.count), *(format_latency(v, "ms") for v in values)])
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
         lines = [f"shards: {len(self.per_shard)} ({', '.join(self._shard_labels()) or 'none'})"]
         if len(rows) > 1:
@@ -859,11 +876,12 @@ class Snapshot:
 
     def _counter_line(self) -> str:
         parts: list[str] = []
-        names = sorted({k.partition("/")[0] for k in self.counters})
-        order = ["accepted", "completed", "failed", "expired", "lost", "attempts", "retries"]
-        for name in sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n)):
-            labelled = self.breakdown(name)
-            text = f"{name} {self.counter(name)}"
+        present = {key.kind for key in self.counters}
+        for kind in CounterKind:  # in the order of their definition: accepted, completed, failed, ...
+            if kind not in present:
+                continue
+            labelled = self.breakdown(kind)
+            text = f"{kind.value} {self.counter(kind)}"
             if labelled:
                 text += " (" + ", ".join(f"{k} {v}" for k, v in labelled.items()) + ")"
             parts.append(text)
@@ -964,7 +982,7 @@ class ShardStats:
         self._rpc: dict[Key, _Series] = {}
         self._attempt: dict[Key, _Series] = {}
         self._e2e: dict[Key, _Series] = {}
-        self._counters: dict[str, int] = {"accepted": 0, "completed": 0, "expired": 0, "lost": 0}
+        self._counters: dict[Counter, int] = {ACCEPTED: 0, COMPLETED: 0, EXPIRED: 0, LOST: 0}
         self._gauges: dict[str, int] = {GAUGE_IN_FLIGHT: 0, GAUGE_OPEN_CONNECTIONS: 0}
         self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
         self._seq = 0
@@ -997,7 +1015,7 @@ class ShardStats:
         if series is None:
             series = self._e2e[key] = _Series()
         series.record(seconds)
-        name = "failed/" + status if outcome == "failed" else outcome
+        name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
         self._counters[name] = self._counters.get(name, 0) + 1
 
     def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
@@ -1013,18 +1031,18 @@ class ShardStats:
         """*n* root calls were accepted."""
         if n < 0:
             raise ValueError("count must be >= 0")
-        self._counters["accepted"] += n
+        self._counters[ACCEPTED] += n
 
     def count_retry(self, status: str) -> None:
         """An attempt that ended with *status* will be retried."""
-        name = "retries/" + status
+        name = retries(status)
         self._counters[name] = self._counters.get(name, 0) + 1
 
     def count_lost(self, n: int = 1) -> None:
         """*n* accepted root calls will never end here (for instance, lost with a crashed peer)."""
         if n < 0:
             raise ValueError("count must be >= 0")
-        self._counters["lost"] += n
+        self._counters[LOST] += n
 
     def set_gauge(self, name: str, value: int) -> None:
         """Set gauge *name* (:data:`GAUGE_IN_FLIGHT`, :data:`GAUGE_OPEN_CONNECTIONS`, ...)."""
@@ -1043,9 +1061,9 @@ class ShardStats:
                 clamped += series.clamped
                 if family == "attempt":
                     attempts += series.count
-        counters["attempts"] = attempts
+        counters[ATTEMPTS] = attempts
         if clamped:
-            counters["clamped"] = clamped
+            counters[CLAMPED] = clamped
         failures = {key: FailureTally(count, sample) for key, (count, sample) in self._failures.items()}
         summary = ShardSummary(self._seq, counters, dict(self._gauges), failures=failures)
         self._seq += 1

@@ -44,6 +44,7 @@ from typing import Any, Final
 import orjson
 
 from loadgen.core.caller import FunctionChecks
+from loadgen.core.counters import CounterKind, total
 from loadgen.core.stats import FAMILIES, HistogramSnapshot, Snapshot
 from loadgen.runs.gates import GateResult, LocustTotals, Metrics, format_value
 from loadgen.runs.scenario import Scenario, scenario_to_dict
@@ -228,11 +229,11 @@ def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, A
     return {
         "t": t,
         "dt": dt,
-        "completed_per_s": diff.counter("completed") / dt,
-        "accepted_per_s": diff.counter("accepted") / dt,
-        "failed_per_s": (diff.counter("failed") + diff.counter("expired") + diff.counter("lost")) / dt,
-        "attempts_per_s": diff.counter("attempts") / dt,
-        "retries_per_s": {status: n / dt for status, n in diff.breakdown("retries").items()},
+        "completed_per_s": diff.counter(CounterKind.COMPLETED) / dt,
+        "accepted_per_s": diff.counter(CounterKind.ACCEPTED) / dt,
+        "failed_per_s": sum(diff.counter(k) for k in (CounterKind.FAILED, CounterKind.EXPIRED, CounterKind.LOST)) / dt,
+        "attempts_per_s": diff.counter(CounterKind.ATTEMPTS) / dt,
+        "retries_per_s": {status: n / dt for status, n in diff.breakdown(CounterKind.RETRIES).items()},
         "e2e_us": {
             "count": e2e.count if e2e else 0,
             **{_pkey(q): values.get(q) for q in _SERIES_PERCENTILES},
@@ -305,7 +306,7 @@ def build_summary(
             hist = snapshot.histograms[(family, a, b)]
             latency.setdefault(family, {}).setdefault(a, {})[b] = histogram_summary(hist)
     metrics = Metrics(snapshot, duration, locust, checks)
-    counters = dict(snapshot.counters)
+    counters: dict[str, int] = {str(key): value for key, value in snapshot.counters.items()}
     if checks is not None:
         counters["wrong"] = sum(c.wrong for c in checks.values())
         counters["unfinished"] = sum(c.unfinished for c in checks.values())
@@ -313,7 +314,8 @@ def build_summary(
         name: {
             "crashed": summary.crashed,
             "seq": summary.seq,
-            "counters": dict(sorted(summary.counters.items())),
+            "counters": {str(key): value for key, value in sorted(summary.counters.items())},
+            "retries": total(summary.counters, CounterKind.RETRIES),
             "gauges": dict(sorted(summary.gauges.items())),
             "accounting": _accounting_json(snapshot, name),
         }
@@ -799,8 +801,8 @@ def _shards_section(shards: Mapping[str, Any]) -> str:
     rows, classes = [], []
     for name, s in shards.items():
         c, acc = s.get("counters", {}), s.get("accounting", {})
-        retries = sum(v for k, v in c.items() if k.startswith("retries/"))
-        failed = sum(v for k, v in c.items() if k.startswith("failed/"))
+        retries = s.get("retries", 0)
+        failed = acc.get("failed", 0)
         rows.append(
             [
                 _e(name) + (" (crashed)" if s.get("crashed") else ""),

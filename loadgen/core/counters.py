@@ -1,0 +1,115 @@
+"""Typed counter keys: what the engine counts, and by which status.
+
+A :class:`Counter` is a key of a snapshot's counters. It is written ``name`` or
+``name/STATUS`` (``"accepted"``, ``"failed/TEMPORARY_ERROR"``, ``"retries/TCP_ERROR"``): that
+text is its wire form (snapshots, ``summary.json``), unchanged since the first snapshot format,
+and :class:`Counter` is a ``str`` so readers of those documents keep working. Code builds keys
+with :func:`failed` / :func:`retries` and the constants, and reads them with :attr:`Counter.kind`
+and :attr:`Counter.status`, :func:`total` and :func:`by_status`; nothing else splits the text.
+
+Root calls balance: ``accepted == completed + failed + expired + in_flight + lost``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+__all__ = [
+    "ACCEPTED",
+    "ATTEMPTS",
+    "CLAMPED",
+    "COMPLETED",
+    "EXPIRED",
+    "LOST",
+    "Counter",
+    "CounterKind",
+    "by_status",
+    "failed",
+    "parse_counters",
+    "retries",
+    "total",
+]
+
+
+class CounterKind(enum.Enum):
+    """What a counter counts."""
+
+    ACCEPTED = "accepted"  # root calls accepted
+    COMPLETED = "completed"  # root calls that completed
+    FAILED = "failed"  # root calls that failed, by final status
+    EXPIRED = "expired"  # root calls that expired
+    LOST = "lost"  # root calls lost with a crashed shard
+    ATTEMPTS = "attempts"  # endpoint attempts (all calls)
+    RETRIES = "retries"  # attempts that will be retried, by status
+    CLAMPED = "clamped"  # values recorded at a histogram's edge
+
+
+_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES})
+_KINDS: Final = {kind.value: kind for kind in CounterKind}
+
+
+class Counter(str):
+    """A counter key: a :class:`CounterKind` and, for ``failed`` and ``retries``, a status name."""
+
+    __slots__ = ("kind", "status")
+    kind: CounterKind
+    status: str
+
+    def __new__(cls, text: str) -> Counter:
+        name, sep, status = text.partition("/")
+        kind = _KINDS.get(name)
+        if kind is None or bool(sep) != (kind in _BY_STATUS) or (sep and not status):
+            raise ValueError(f"unknown counter {text!r}")
+        made = super().__new__(cls, text)
+        made.kind = kind
+        made.status = status
+        return made
+
+    @classmethod
+    def of(cls, kind: CounterKind, status: str = "") -> Counter:
+        return cls(f"{kind.value}/{status}" if status else kind.value)
+
+
+ACCEPTED: Final = Counter.of(CounterKind.ACCEPTED)
+COMPLETED: Final = Counter.of(CounterKind.COMPLETED)
+EXPIRED: Final = Counter.of(CounterKind.EXPIRED)
+LOST: Final = Counter.of(CounterKind.LOST)
+ATTEMPTS: Final = Counter.of(CounterKind.ATTEMPTS)
+CLAMPED: Final = Counter.of(CounterKind.CLAMPED)
+
+_failed: dict[str, Counter] = {}
+_retries: dict[str, Counter] = {}
+
+
+def failed(status: str) -> Counter:
+    """``failed/<status>``: root calls that failed with *status* (a status name such as ``TIMEOUT``)."""
+    found = _failed.get(status)
+    if found is None:
+        found = _failed[status] = Counter.of(CounterKind.FAILED, status)
+    return found
+
+
+def retries(status: str) -> Counter:
+    """``retries/<status>``: attempts that ended with *status* and will be retried."""
+    found = _retries.get(status)
+    if found is None:
+        found = _retries[status] = Counter.of(CounterKind.RETRIES, status)
+    return found
+
+
+def total(counters: Mapping[Counter, int], kind: CounterKind) -> int:
+    """The sum of the counters of *kind* (all statuses)."""
+    return sum(value for key, value in counters.items() if key.kind is kind)
+
+
+def by_status(counters: Mapping[Counter, int], kind: CounterKind) -> dict[str, int]:
+    """``{status: value}`` of the counters of *kind*, sorted by status."""
+    return {key.status: value for key, value in sorted(counters.items()) if key.kind is kind and key.status}
+
+
+def parse_counters(data: Mapping[str, int] | Iterable[tuple[str, int]]) -> dict[Counter, int]:
+    """Counters read back from their wire form; ``ValueError`` for a name that is not a counter."""
+    items = data.items() if isinstance(data, Mapping) else data
+    return {Counter(name): value for name, value in items}

@@ -1,0 +1,60 @@
+"""The messages between the supervisor and its shards, over each shard's pipe (both ends are loadgen).
+
+* supervisor → shard: :class:`Peers` (every shard's private address and incarnation),
+  :class:`SnapshotRequest`, :class:`Drain` (stop intake, let calls finish for ``seconds``, then
+  expire the rest, or with ``expire`` false leave them in flight, reported);
+* shard → supervisor: :class:`Ready` (its private address), :class:`SnapshotReply`,
+  :class:`Drained` (the final snapshot and how many calls were still in flight).
+
+Snapshots travel as :meth:`loadgen.core.stats.Snapshot.to_bytes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Drain", "Drained", "Peers", "Ready", "SnapshotReply", "SnapshotRequest", "ToShard", "ToSupervisor"]
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """Every shard of the engine: ``{index: (private address, incarnation)}``."""
+
+    peers: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRequest:
+    """Send a snapshot now (the health check)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Stop intake; after *seconds*, the calls still in flight expire (or, without *expire*, stay in flight)."""
+
+    seconds: float
+    expire: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The shard serves; *address* is its private gRPC address."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotReply:
+    snapshot: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """The shard drained: its final snapshot, and the calls that were still in flight."""
+
+    snapshot: bytes
+    expired: int
+
+
+ToShard = Peers | SnapshotRequest | Drain
+ToSupervisor = Ready | SnapshotReply | Drained

@@ -1,0 +1,209 @@
+"""The engine's settings, one copy: ``loadgen serve``'s flags, a scenario's ``[engine]`` keys and each
+shard's configuration all derive from :class:`EngineSettings` and the catalogue :data:`SETTINGS`.
+
+A new setting is one field of :class:`EngineSettings` and one :class:`Setting` in :data:`SETTINGS`
+(its kind, bounds and help); the flag (``--max-streams``), the scenario key (``max_streams``) and
+their checks follow. ``tests/engine/test_settings.py`` fails when the three drift apart.
+
+Also here: :class:`EngineSetup`, what a supervisor is started with (where the engine serves,
+which endpoint it drives, its keys, and the settings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from loadgen.core.text import describe, suggest
+from loadgen.core.units import parse_duration
+from loadgen.protocol.constants import HTTP_MODES, HttpMode
+
+__all__ = ["SETTINGS", "EngineSettings", "EngineSetup", "Setting", "SettingError", "settings_from"]
+
+MAX_DURATION_S: Final = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How the engine's shards run. ``shards`` None means one per core."""
+
+    shards: int | None = None
+    connections: int = 2
+    max_streams: int = 100
+    expiration: float = 60.0
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    request_timeout: float = 30.0
+    http: HttpMode = "auto"
+    result_retention: int = 100_000
+
+    @property
+    def shard_count(self) -> int:
+        """``shards``, or one per core."""
+        return self.shards or os.cpu_count() or 1
+
+    def to_json(self) -> dict[str, Any]:
+        """As a scenario's ``[engine]`` table writes them (``shards = "auto"`` for one per core)."""
+        values = dataclasses.asdict(self)
+        values["shards"] = "auto" if self.shards is None else self.shards
+        return values
+
+
+Kind = Literal["shards", "count", "duration", "choice"]
+
+
+class SettingError(ValueError):
+    """A setting that cannot be used: ``name`` (the setting) and ``problem`` (what was expected)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One engine setting: its name (field, scenario key; the flag is ``--`` + name with dashes), kind,
+    bounds and help text."""
+
+    name: str
+    kind: Kind
+    help: str
+    low: float = 1
+    high: float = math.inf
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def default(self) -> Any:
+        return _DEFAULTS[self.name]
+
+    def parse(self, value: object) -> Any:
+        """The value of this setting from *value* (a TOML value, or a flag's text); ``ValueError`` if bad."""
+        if self.kind == "duration":
+            return self._duration(value)
+        if self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                hint = suggest(value, self.choices) if isinstance(value, str) else ""
+                shown = ", ".join(f'"{c}"' for c in self.choices)
+                raise ValueError(f"expected one of {shown}, got {describe(value)}{hint}")
+            return value
+        if self.kind == "shards" and value == "auto":
+            return None
+        what = (
+            f'a number of shards from {self.low:g} to {self.high:g} or "auto"'
+            if self.kind == "shards"
+            else f"an integer from {self.low:g} to {self.high:g}"
+        )
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        if number is None or not self.low <= number <= self.high:
+            raise ValueError(f"expected {what}, got {describe(value)}")
+        return number
+
+    def parse_flag(self, text: str) -> Any:
+        """:meth:`parse` for a command-line flag's text, where a plain number is a number."""
+        value: object = text
+        if self.kind in ("shards", "count") and text.strip().lstrip("-").isdigit():
+            value = int(text)
+        elif self.kind == "duration":
+            with contextlib.suppress(ValueError):
+                value = float(text)  # a plain number of seconds
+        return self.parse(value)
+
+    def _duration(self, value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds == 0 or seconds > MAX_DURATION_S:
+            bound = "at most 7 days" if seconds else "longer than 0"
+            raise ValueError(f"expected a duration {bound}, got {describe(value)}")
+        return seconds
+
+
+SETTINGS: Final[tuple[Setting, ...]] = (
+    Setting("shards", "shards", "engine worker processes, or auto: one per core", 1, 255),
+    Setting("connections", "count", "connections per shard to the endpoint", 1, 1000),
+    Setting(
+        "max_streams", "count", "concurrent HTTP/2 streams per connection, capped by the server's limit", 1, 100_000
+    ),
+    Setting("expiration", "duration", "default call expiration (seconds, or a duration such as 60s)"),
+    Setting("backoff", "duration", "first retry delay (seconds, or a duration such as 50ms)"),
+    Setting("max_backoff", "duration", "longest retry delay, at least the backoff"),
+    Setting("request_timeout", "duration", "time per endpoint attempt (seconds, or a duration such as 30s)"),
+    Setting(
+        "http",
+        "choice",
+        "protocol to the endpoint: auto tries HTTP/2 (h2c prior knowledge, or ALPN) and falls back to HTTP/1.1",
+        choices=HTTP_MODES,
+    ),
+    Setting(
+        "result_retention",
+        "count",
+        "results each shard keeps for Wait, about 2 KB each; older ones are evicted",
+        1,
+        10_000_000,
+    ),
+)
+"""Every engine setting, in the order ``--help`` and the scenario documentation list them."""
+
+_DEFAULTS: Final[dict[str, Any]] = {f.name: f.default for f in dataclasses.fields(EngineSettings)}
+_BY_NAME: Final[dict[str, Setting]] = {setting.name: setting for setting in SETTINGS}
+
+
+def settings_from(
+    values: Mapping[str, object], spell: Callable[[str], str] = lambda name: name, *, flags: bool = False
+) -> EngineSettings:
+    """:class:`EngineSettings` from the given *values* (by setting name; the others take their defaults).
+
+    ``max_backoff`` defaults to at least ``backoff`` and may not be below it. :class:`SettingError`
+    names the setting at fault; *spell* writes a setting's name in its messages (``engine.backoff``,
+    ``--backoff``). With *flags*, the values are command-line texts (:meth:`Setting.parse_flag`).
+    """
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        setting = _BY_NAME.get(name)
+        if setting is None:
+            raise SettingError(name, f"unknown setting{suggest(name, _BY_NAME)}")
+        try:
+            parsed[name] = setting.parse_flag(str(value)) if flags else setting.parse(value)
+        except ValueError as exc:
+            raise SettingError(name, str(exc)) from None
+    backoff = parsed.get("backoff", _DEFAULTS["backoff"])
+    parsed.setdefault("max_backoff", max(_DEFAULTS["max_backoff"], backoff))
+    if parsed["max_backoff"] < backoff:
+        raise SettingError(
+            "max_backoff", f"expected at least {spell('backoff')} ({backoff:g}s), got {describe(values['max_backoff'])}"
+        )
+    return EngineSettings(**parsed)
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """What a supervisor starts the engine with: the endpoint, the keys, where to serve, the settings."""
+
+    endpoint_url: str
+    api_key: str
+    signing_key: str | None  # base64 seed or PEM; None sends unsigned requests
+    host: str = "127.0.0.1"
+    port: int = 4450
+    connect_port: int | None = None  # None: no Connect ingress; 0: any free port
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    ready_timeout: float = 30.0
+    health_timeout: float = 5.0
+
+    @classmethod
+    def create(cls, *, endpoint_url: str, api_key: str, signing_key: str | None, **given: Any) -> EngineSetup:
+        """An :class:`EngineSetup` whose keyword arguments may also be settings (``shards=2, backoff=0.01``)."""
+        names = {f.name for f in dataclasses.fields(EngineSettings)}
+        settings = {k: given.pop(k) for k in list(given) if k in names}
+        return cls(endpoint_url, api_key, signing_key, settings=EngineSettings(**settings), **given)

@@ -1,0 +1,75 @@
+"""One copy of the engine's settings: ``loadgen serve``'s flags, a scenario's ``[engine]`` keys and the
+shard configuration derive from ``EngineSettings``; this fails when they drift apart."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from loadgen.cli import build_parser
+from loadgen.engine.settings import SETTINGS, EngineSettings, EngineSetup, SettingError, settings_from
+from loadgen.engine.shard import ShardConfig
+from loadgen.runs.scenario import loads_scenario, scenario_to_dict
+
+FIELDS = [f.name for f in dataclasses.fields(EngineSettings)]
+WIRING = {"endpoint_url", "host", "port", "api_key", "signing_key", "connect_port", "drain_timeout"}
+WIRING |= {"command", "handler"}  # argparse's own
+# A value other than the default for each setting, as TOML and as a flag.
+OTHER = {
+    "shards": ("3", "3", 3),
+    "connections": ("7", "7", 7),
+    "max_streams": ("50", "50", 50),
+    "expiration": ('"90s"', "90", 90.0),
+    "backoff": ('"20ms"', "0.02", 0.02),
+    "max_backoff": ('"3s"', "3s", 3.0),
+    "request_timeout": ('"5s"', "5", 5.0),
+    "http": ('"h2"', "h2", "h2"),
+    "result_retention": ("1000", "1000", 1000),
+}
+
+
+def _serve_dests() -> set[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = sub.choices["serve"]
+    return {a.dest for a in serve._actions if a.dest != "help"} - WIRING
+
+
+def test_every_setting_is_a_flag_a_scenario_key_and_a_catalogue_entry() -> None:
+    assert [s.name for s in SETTINGS] == FIELDS
+    assert _serve_dests() == set(FIELDS)
+    document = scenario_to_dict(loads_scenario(""))
+    assert set(document["engine"]) == set(FIELDS)
+    assert set(OTHER) == set(FIELDS), "give the new setting a test value in OTHER"
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_a_setting_reaches_the_same_value_from_a_flag_and_from_a_scenario(name: str) -> None:
+    toml, flag, expected = OTHER[name]
+    from_scenario = loads_scenario(f"[engine]\n{name} = {toml}").engine
+    args = build_parser().parse_args(["serve", "http://127.0.0.1:9", f"--{name.replace('_', '-')}", flag])
+    from_flags = settings_from({name: getattr(args, name)}, flags=True)
+    assert getattr(from_scenario, name) == getattr(from_flags, name) == expected
+    assert from_scenario == from_flags
+
+
+def test_the_shard_configuration_carries_the_settings_whole() -> None:
+    settings = EngineSettings(shards=1, connections=3, result_retention=7)
+    setup = EngineSetup("http://127.0.0.1:9", "key", None, settings=settings)
+    config = ShardConfig(index=0, epoch=1, setup=setup, port=1, connect_port=0, ledger_path="", ledger_rows=1)
+    assert config.setup.settings is settings
+    assert {f.name for f in dataclasses.fields(ShardConfig)} == {
+        "index", "epoch", "setup", "port", "connect_port", "ledger_path", "ledger_rows"
+    }
+
+
+def test_the_checks_are_the_same_for_flags_and_scenarios() -> None:
+    with pytest.raises(SettingError, match="from 1 to 1000"):
+        settings_from({"connections": "5000"}, flags=True)
+    with pytest.raises(ValueError, match=r"engine\.connections: expected an integer from 1 to 1000, got 5000"):
+        loads_scenario("[engine]\nconnections = 5000")
+    with pytest.raises(SettingError, match=r"at least --backoff"):
+        settings_from({"backoff": "1", "max_backoff": "0.5"}, lambda n: "--" + n, flags=True)
+    assert settings_from({"backoff": "5"}, flags=True).max_backoff == 5.0  # at least the backoff
