@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "locust"))
 
 from test_locust import (
     API_KEY,
@@ -35,6 +35,8 @@ from loadgen.core.stats import Snapshot
 from loadgen.engine.supervisor import Supervisor
 
 __all__ = ["engine"]  # a fixture, re-exported for pytest
+
+pytestmark = pytest.mark.system
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

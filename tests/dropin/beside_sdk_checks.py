@@ -1,6 +1,6 @@
 """loadgen and the real SDK in one process: run inside .venv-dropin (0.7.1) and .venv-dropin08 (0.8.0).
 
-tests/test_dropin.py runs this file with pytest in each drop-in venv. It checks that
+tests/seed/test_dropin.py runs this file with pytest in each drop-in venv. It checks that
 both import in either order (each order in a fresh interpreter), that loadgen's
 messages and the SDK's are distinct classes of one wire format with the same gRPC
 method paths, and that messages cross the boundary: the seed API takes the SDK's
@@ -78,7 +78,7 @@ def test_loadgen_is_this_checkout() -> None:
     import loadgen
 
     checkout = os.environ.get("LOADGEN_CHECKOUT")
-    assert checkout, "run by tests/test_dropin.py, which names the checkout"
+    assert checkout, "run by tests/seed/test_dropin.py, which names the checkout"
     assert loadgen.__file__ is not None and loadgen.__file__.startswith(os.path.join(checkout, "loadgen", ""))
 
 

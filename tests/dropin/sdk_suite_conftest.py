@@ -1,6 +1,6 @@
 """conftest.py of dispatch-py 0.7.1's own test suite, run with loadgen in place of ``dispatch.test``.
 
-tests/test_dropin.py copies this file as ``conftest.py`` beside ``test_client.py``,
+tests/seed/test_dropin.py copies this file as ``conftest.py`` beside ``test_client.py``,
 ``test_fastapi.py`` and ``test_http.py`` (from the SDK's sdist) and runs them in
 .venv-dropin, where the real SDK and loadgen are installed side by side. The test
 files are not changed: ``from dispatch.test import DispatchServer, DispatchService,

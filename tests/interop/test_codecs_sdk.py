@@ -24,6 +24,8 @@ from google.protobuf import any_pb2
 from loadgen.pb import function_pb2
 from loadgen.protocol.codecs import CallInput, get_codec, matches
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ARGUMENT_CASES: list[tuple[list[Any], dict[str, Any]]] = [

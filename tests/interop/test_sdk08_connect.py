@@ -20,7 +20,7 @@ from google.protobuf import struct_pb2, wrappers_pb2
 
 # The first test here may spend 20-60 s building .venv-sdk08 (setup_sdk08_venv.sh, from PyPI) in its
 # fixture setup, which pytest-timeout counts; each test itself takes about a second.
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(300)]
 
 # What the 0.8 SDK makes of each input (marshal_any): type URL suffix, then how loadgen's side decodes it.
 _CALLS: list[dict[str, Any]] = [

@@ -23,7 +23,7 @@ import pytest
 from loadgen.pb import function_pb2
 from loadgen.protocol.signing import Signer
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.system, pytest.mark.timeout(90)]
 
 RUN_PATH = "/dispatch.sdk.v1.FunctionService/Run"
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 LOCUST = str(Path(sys.executable).with_name("locust"))

@@ -28,7 +28,9 @@ from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import shard_pb2, shard_pb2_grpc
 from loadgen.protocol.keys import private_key_base64
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 API_KEY = "locust-test-key-5e1f0c"

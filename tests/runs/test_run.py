@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def loadgen_run(*args: str, results: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:

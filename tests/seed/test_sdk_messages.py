@@ -2,7 +2,7 @@
 
 The copy here is loadgen's own files renamed to the SDK's names (``dispatch/sdk/v1/*.proto``,
 package ``dispatch.sdk.v1``) in a descriptor pool of their own, so this runs without the SDK;
-tests/test_dropin.py does the same with the real SDK in one process.
+tests/seed/test_dropin.py does the same with the real SDK in one process.
 """
 
 from __future__ import annotations

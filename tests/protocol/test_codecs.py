@@ -144,6 +144,7 @@ def _pickle_loads_in_a_child(data: bytes, cwd: Path) -> None:
     subprocess.run([sys.executable, "-c", code], input=data, cwd=cwd, capture_output=True, timeout=30, check=False)
 
 
+@pytest.mark.system
 def test_a_pickle_that_runs_a_shell_command_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     data = pickle.dumps(_RunsCommand(f"touch {marker}"))
@@ -155,6 +156,7 @@ def test_a_pickle_that_runs_a_shell_command_runs_nothing(tmp_path: Path) -> None
     assert marker.exists()
 
 
+@pytest.mark.system
 def test_subprocess_and_eval_are_named_not_called(tmp_path: Path) -> None:
     marker = tmp_path / "popen"
     popen = loads_plain(pickle.dumps(_Popens(["touch", str(marker)])))

@@ -23,6 +23,8 @@ from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64
 
+pytestmark = pytest.mark.system
+
 API_KEY = "shard-test-key"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)
 

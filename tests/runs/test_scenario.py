@@ -33,7 +33,7 @@ from loadgen.runs.scenario import (
     scenario_to_dict,
 )
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SEED = bytes(range(32))
 SEED_B64 = base64.b64encode(SEED).decode()
 

@@ -1,6 +1,6 @@
 """A fault matrix at the engine level: real shard processes (``Supervisor``), real sockets, misbehaving endpoints.
 
-The endpoint side is played by the fault servers of ``tests/faults/servers.py`` (HTTP/1.1, and
+The endpoint side is played by the fault servers of ``tests/engine/faults/servers.py`` (HTTP/1.1, and
 HTTP/2 written frame by frame, in a thread of this process) or by the reference endpoint in a
 child process. Each call names its endpoint (``Call.endpoint``), so one engine drives them all.
 
@@ -64,9 +64,11 @@ from loadgen.pb import call_pb2, shard_pb2, shard_pb2_grpc
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64, public_key_base64
 
+pytestmark = pytest.mark.system
+
 API_KEY = "fault-test-key-7d2e"
 REQUEST_TIMEOUT = 1.0
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).with_name("locust"))
 
 # HTTP/2 error codes

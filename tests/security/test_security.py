@@ -44,7 +44,9 @@ from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64, public_key_base64
 from loadgen.protocol.signing import Signer
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
 RUN_PATH = "/dispatch.sdk.v1.FunctionService/Run"
 
 

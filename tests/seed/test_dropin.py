@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "tests" / "dropin"
 DROPIN_PYTHON = Path(os.environ.get("DROPIN_VENV", ROOT / ".venv-dropin")) / "bin" / "python"
 DROPIN08_PYTHON = Path(os.environ.get("DROPIN08_VENV", ROOT / ".venv-dropin08")) / "bin" / "python"

@@ -35,6 +35,8 @@ from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, shard_pb2, sha
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64
 
+pytestmark = pytest.mark.system
+
 API_KEY = "bad-input-api-key-7f3a9c"
 AUTH = (("authorization", f"Bearer {API_KEY}"),)
 DISPATCH = "/dispatch.sdk.v1.DispatchService/Dispatch"

@@ -554,6 +554,7 @@ def test_http1_garbage_is_400(signed_server: ServerThread) -> None:
         assert reader.read() == b""
 
 
+@pytest.mark.system
 def test_close_drops_open_connections() -> None:
     server = ServerThread(None)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -587,6 +588,7 @@ def first_line(process: subprocess.Popen[str], timeout: float = 20) -> str:
     return process.stdout.readline().strip()
 
 
+@pytest.mark.system
 def test_cli_serves_until_sigterm() -> None:
     process = spawn(env_key=public_key_base64(KEY.public_key()))
     try:
@@ -606,6 +608,7 @@ def test_cli_serves_until_sigterm() -> None:
         process.communicate()
 
 
+@pytest.mark.system
 def test_cli_warns_when_verification_is_off() -> None:
     process = spawn()
     try:
@@ -619,6 +622,7 @@ def test_cli_warns_when_verification_is_off() -> None:
         process.communicate()
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(
     ("args", "env_key", "expected"),
     [

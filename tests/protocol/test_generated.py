@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import any_pb2, descriptor_pool, duration_pb2, timestamp_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
 PB_DIR = ROOT / "loadgen" / "pb"
 PROTOC_PYTHON = Path(os.environ.get("PROTOC_VENV", ROOT / ".venv-protoc")) / "bin" / "python"
 

@@ -1,1 +1,0 @@
-"""Helpers of ``tests/test_faults.py``: fault servers (HTTP/1.1 and raw HTTP/2) and engine plumbing."""
