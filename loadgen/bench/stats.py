@@ -35,8 +35,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.core import stats
 from loadgen.core.stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_FIGURES, ShardStats, Snapshot, merge_snapshots
+from loadgen.core.stats import hdr as stats
 
 Event = tuple[str, str, float, int]
 _clock = time.process_time_ns  # CPU time of this process: other processes on the machine do not count

@@ -27,19 +27,15 @@ seconds and when it quits, always through a rename so a reader never sees half o
     }
 
 Readers ignore keys they do not know (later versions add sections, such as caller-side
-latency histograms). Pure apart from :func:`write_caller_file` and :func:`read_caller_file`.
+latency histograms). Pure: the file is written by the Locust plug-in (:mod:`loadgen.locust.checked`)
+and read by ``loadgen run`` (:mod:`loadgen.runs.locust_process`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
-
-import orjson
 
 __all__ = [
     "CALLER_FILE",
@@ -49,8 +45,8 @@ __all__ = [
     "CallerFile",
     "FunctionChecks",
     "WrongSample",
-    "read_caller_file",
-    "write_caller_file",
+    "caller_document",
+    "parse_caller_document",
 ]
 
 FORMAT: Final = "loadgen.caller/1"
@@ -203,45 +199,30 @@ class CallerFile:
         return sum(getattr(checks, name) for checks in self.checks.values())
 
 
-def write_caller_file(
-    path: str | Path, checks: CallerChecks, *, started_at: float | None, stopping_at: float | None, now: float
-) -> None:
-    """Write *checks* to *path* atomically (a temporary file in the same folder, then a rename)."""
-    target = Path(path)
-    document = {
+def caller_document(
+    checks: CallerChecks, *, started_at: float | None, stopping_at: float | None, now: float
+) -> dict[str, Any]:
+    """The ``caller.json`` document of *checks*."""
+    return {
         "format": FORMAT,
         "written_at": now,
         "started_at": started_at,
         "stopping_at": stopping_at,
         "checks": checks.to_json(),
     }
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _time(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def read_caller_file(path: str | Path) -> CallerFile | None:
-    """The caller file at *path*; ``None`` if there is none yet. ``ValueError`` if it is not one."""
-    try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        return None
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON: {exc}") from None
+def parse_caller_document(data: Any, where: str) -> CallerFile:
+    """A ``caller.json`` document read back; ``ValueError`` (naming *where*) if it is not one."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a {FORMAT} document")
+        raise ValueError(f"{where}: not a {FORMAT} document")
     raw = data.get("checks", {})
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: checks must be an object")
+        raise ValueError(f"{where}: checks must be an object")
     return CallerFile(
         {str(function): FunctionChecks.from_json(value) for function, value in raw.items()},
         _time(data.get("written_at")),

@@ -9,11 +9,33 @@ quits. The web tab shows the "Wrong" column from it.
 
 from __future__ import annotations
 
-from loadgen.core.caller import CallerChecks
+import os
+import tempfile
+from pathlib import Path
 
-__all__ = ["REPORT_KEY", "checked"]
+import orjson
+
+from loadgen.core.caller import CallerChecks, caller_document
+
+__all__ = ["REPORT_KEY", "checked", "write_caller_file"]
 
 REPORT_KEY = "loadgen_checks"
 
 checked = CallerChecks()
 """The process-wide checks."""
+
+
+def write_caller_file(
+    path: str | Path, checks: CallerChecks, *, started_at: float | None, stopping_at: float | None, now: float
+) -> None:
+    """Write *checks* to *path* atomically (a temporary file in the same folder, then a rename)."""
+    target = Path(path)
+    document = caller_document(checks, started_at=started_at, stopping_at=stopping_at, now=now)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -40,11 +40,10 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
-from loadgen.core.caller import write_caller_file
 from loadgen.locust import webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
-from loadgen.locust.checked import checked
+from loadgen.locust.checked import checked, write_caller_file
 from loadgen.locust.dispatched import REPORT_KEY, dispatched
 from loadgen.locust.openmodel import (
     OPEN_MODEL_MESSAGE,

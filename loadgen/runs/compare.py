@@ -31,7 +31,7 @@ from typing import Any, Final, Literal, TextIO
 import orjson
 
 from loadgen.core.stats import FAMILIES, Family, Snapshot
-from loadgen.runs.gates import format_value
+from loadgen.runs.metrics import format_value
 from loadgen.runs.results import SUMMARY_FILE, SUMMARY_FORMAT
 
 __all__ = [

@@ -27,11 +27,9 @@ passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.
 
 from __future__ import annotations
 
-import csv
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,11 +43,9 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.children import die_with_parent_term
-from loadgen.core.caller import CALLER_FILE, CallerFile, read_caller_file
-from loadgen.core.counters import COMPLETED, CounterKind
-from loadgen.core.counters import total as counter_total
+from loadgen.core.caller import CallerFile
+from loadgen.core.counters import COMPLETED
 from loadgen.core.stats import Snapshot
-from loadgen.core.units import format_latency
 from loadgen.endpoint.process import reference_endpoint
 from loadgen.engine.client import EngineClient
 from loadgen.engine.settings import EngineSetup
@@ -62,28 +58,26 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
+from loadgen.runs.console import print_checks, print_failures, progress_line
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_USAGE,
     GateResult,
-    LocustTotals,
     abort_check,
     evaluate,
     exit_code,
     implicit_gates,
-    write_gates_json,
-    write_junit,
 )
-from loadgen.runs.results import errors_table, new_run_dir, write_html_report, write_summary
+from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
+from loadgen.runs.results import new_run_dir, write_html_report, write_summary
+from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 
 __all__ = ["RunOptions", "run"]
 
-LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 POLL_SECONDS = 2.0
 STARTUP_ALLOWANCE = 30.0  # seconds Locust may take to start before the watchdog counts the run late
-LOCUST_BACKSTOP = 15.0  # Locust's own --run-time, beyond duration + stop_timeout: if our stop never came
 
 
 @dataclass(frozen=True)
@@ -217,101 +211,6 @@ def _shards(scenario: Scenario, endpoint_url: str, signing_key: str, stack: Exit
     return shards
 
 
-def _locust_command(scenario: Scenario, options: RunOptions, run_dir: Path) -> list[str]:
-    load = scenario.load
-    stop = load.stop_timeout
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--csv", str(run_dir / "locust")]
-    command += ["--html", str(run_dir / "locust.html"), "--loglevel", "WARNING"]
-    command += ["--dispatch-settle", "0", "--dispatch-caller-file", str(run_dir / CALLER_FILE)]
-    if load.model == "open":
-        # The executors stop once the schedule is over plus its grace (= stop_timeout): no waiting after that.
-        executors = max(1, load.max_in_flight)
-        command += ["-u", str(executors), "-r", str(executors), "--stop-timeout", "0"]
-        command += ["-t", f"{_planned_seconds(scenario) + stop + LOCUST_BACKSTOP:.0f}s"]
-    else:
-        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}", "--stop-timeout", f"{stop:g}"]
-        if not options.web:
-            command += ["--dispatch-run-time", f"{load.duration:g}"]
-            command += ["-t", f"{load.duration + stop + LOCUST_BACKSTOP:.0f}s"]
-    if load.processes != 1:  # the master on loopback, on a free port (two runs must not collide)
-        port = str(_free_port())  # the forked workers connect to --master-port, the master binds --master-bind-port
-        command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
-        command += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
-    if options.web:
-        command += ["--web-host", "127.0.0.1", "--web-port", str(options.web_port)]
-    else:
-        command += ["--headless"]
-    return command
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _locust_totals(run_dir: Path) -> LocustTotals | None:
-    path = run_dir / "locust_stats.csv"
-    if not path.exists():
-        return None
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("Name") == "Aggregated":
-                return LocustTotals(requests=int(row["Request Count"]), failures=int(row["Failure Count"]))
-    return None
-
-
-def _caller_file(run_dir: Path) -> CallerFile | None:
-    """The callers' checked results so far (None: none yet, or unreadable for now)."""
-    try:
-        return read_caller_file(run_dir / CALLER_FILE)
-    except (OSError, ValueError):
-        return None
-
-
-def _failure_text(interval: Snapshot) -> str:
-    """The most frequent failure of the interval: ``function STATUS xN: message`` (cut short)."""
-    top = interval.top_failure()
-    if top is None:
-        return ""
-    (kind, function, status), tally = top
-    what = {"failed": "calls failed", "expired": "calls expired"}.get(kind, "attempts")
-    sample = " ".join(tally.sample.split())
-    if len(sample) > 90:
-        sample = sample[:87] + "..."
-    return f"  failing: {function} {status} x{tally.count} {what}" + (f": {sample}" if sample else "")
-
-
-def _progress_line(
-    elapsed: float,
-    planned: float | None,
-    interval: Snapshot,
-    seconds: float,
-    total: Snapshot,
-    caller: CallerFile | None = None,
-) -> str:
-    counters = interval.counters
-    done = counters.get(COMPLETED, 0) + counter_total(counters, CounterKind.FAILED)
-    p99 = ""
-    values = [
-        interval.percentiles("e2e", key, (99,))[99]
-        for key in interval.keys("e2e")
-        if interval.histogram("e2e", key).count
-    ]
-    if values:
-        p99 = f"  e2e p99 {format_latency(max(values), 'ms', 1)} ms (worst function)"
-    attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
-    retries = counter_total(counters, CounterKind.RETRIES)
-    ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
-    clock = f"{elapsed:5.0f}s" + (f"/{planned:.0f}s" if planned else "")
-    accounting = total.accounting()
-    bad = accounting.failed + accounting.expired
-    ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
-    wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
-    return (
-        f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"
-        f"  accepted {accounting.accepted}{ended_badly}{wrong}  lost {accounting.lost}{_failure_text(interval)}"
-    )
 
 
 @dataclass
@@ -350,9 +249,9 @@ def _monitor(
             seconds = elapsed - (series[-1][0] if series else 0.0)
             series.append((elapsed, snapshot))
             previous = snapshot
-            caller = _caller_file(run_dir)
+            caller = caller_file(run_dir)
             if seconds > 0:
-                line = _progress_line(elapsed, planned, interval, seconds, snapshot, caller)
+                line = progress_line(elapsed, planned, interval, seconds, snapshot, caller)
                 print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
                 checks = caller.checks if caller is not None else None
@@ -431,7 +330,7 @@ def run(options: RunOptions) -> int:
         }
         log = stack.enter_context((run_dir / "locust.log").open("wb"))
         locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
-            _locust_command(scenario, options, run_dir),
+            locust_command(scenario, options.web, options.web_port, run_dir),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -441,16 +340,16 @@ def run(options: RunOptions) -> int:
         stack.callback(_stop, locust)
         if options.web:
             print(f"loadgen run: Locust web UI on http://127.0.0.1:{options.web_port} (Ctrl-C ends the run)")
-        planned = None if options.web else _planned_seconds(scenario)
+        planned = None if options.web else planned_seconds(scenario)
         run_started = time.monotonic()
         watch = _monitor(engine, locust, scenario, planned, run_dir)
         duration = time.monotonic() - run_started
-        caller = _caller_file(run_dir)
+        caller = caller_file(run_dir)
         if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
             duration = min(duration, max(time.time() - caller.started_at, 0.001))
         final = engine.finish(drain_timeout=_drain_budget(scenario, caller, watch.interrupted))
         locust_code = locust.returncode
-    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, _caller_file(run_dir))
+    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, caller_file(run_dir))
 
 
 def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bool) -> float:
@@ -462,15 +361,11 @@ def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bo
         return 0.0
     load_ended = caller.stopping_at
     if scenario.load.model == "open" and caller.started_at is not None:  # the schedule's end; its grace began then
-        load_ended = caller.started_at + _planned_seconds(scenario)
+        load_ended = caller.started_at + planned_seconds(scenario)
     if load_ended is None:
         return 0.0
     return max(0.0, min(stop, load_ended + stop - time.time()))
 
-
-def _planned_seconds(scenario: Scenario) -> float:
-    load = scenario.load
-    return sum(stage.duration for stage in load.stages) if load.model == "open" else load.duration
 
 
 def _finish(
@@ -483,7 +378,7 @@ def _finish(
     started_at: datetime,
     caller: CallerFile | None,
 ) -> int:
-    totals = _locust_totals(run_dir)
+    totals = locust_totals(run_dir)
     checks = caller.checks if caller is not None else None
     gates = scenario.gates or implicit_gates(with_locust=totals is not None)
     results = evaluate(gates, final, duration, totals, checks)
@@ -522,8 +417,8 @@ def _finish(
     report = write_html_report(run_dir, summary)
     print()
     print(final.table())
-    _print_failures(final)
-    _print_checks(caller)
+    print_failures(final)
+    print_checks(caller)
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
@@ -546,24 +441,3 @@ def _finish(
     return code if code != EXIT_OK or not watch.interrupted else EXIT_OK
 
 
-def _print_failures(final: Snapshot, limit: int = 8) -> None:
-    rows = errors_table(final)
-    if not rows:
-        return
-    print("failures (most frequent first; kind, function, status, count, first message):")
-    for row in rows[:limit]:
-        sample = " ".join(str(row["sample"]).split())
-        if len(sample) > 120:
-            sample = sample[:117] + "..."
-        print(f"  {row['kind']:8} {row['function']}  {row['status']}  x{row['count']}: {sample}")
-    if len(rows) > limit:
-        print(f"  ... {len(rows) - limit} more in summary.json and report.html")
-
-
-def _print_checks(caller: CallerFile | None) -> None:
-    if caller is None or not caller.total("checked"):
-        return
-    print(f"checked results: {caller.total('wrong')} wrong of {caller.total('checked')} checked")
-    for function, checks in sorted(caller.checks.items()):
-        for sample in checks.samples[:2]:
-            print(f"  wrong {function}: expected {sample.expected}, got {sample.got}")

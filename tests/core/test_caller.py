@@ -13,9 +13,9 @@ from loadgen.core.caller import (
     CallerChecks,
     FunctionChecks,
     WrongSample,
-    read_caller_file,
-    write_caller_file,
 )
+from loadgen.locust.checked import write_caller_file
+from loadgen.runs.locust_process import read_caller_file
 
 
 def _record(checks: CallerChecks, function: str, n: int, *, wrong_every: int = 0, failed: str = "") -> None:

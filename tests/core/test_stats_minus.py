@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadgen.core import stats
-from loadgen.core.stats import HIGHEST_US, HistogramSnapshot, ShardStats, Snapshot, bucket_range, counts_index
+from loadgen.core.stats import HIGHEST_US, HistogramSnapshot, ShardStats, Snapshot, bucket_range, counts_index, hdr
 
 GRID = (0.0, 1.0, 10.0, 50.0, 90.0, 99.0, 99.9, 100.0)
 
@@ -18,7 +18,7 @@ GRID = (0.0, 1.0, 10.0, 50.0, 90.0, 99.0, 99.9, 100.0)
 def codec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run with hdrh's C codec (the default) and with hdrh's public API only."""
     if request.param == "public":
-        monkeypatch.setattr(stats, "_FAST", False)
+        monkeypatch.setattr(hdr, "_FAST", False)
     return str(request.param)
 
 

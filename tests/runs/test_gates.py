@@ -15,21 +15,22 @@ from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_USAGE,
-    METRIC_NAMES,
     GateResult,
-    GateSyntaxError,
-    LocustTotals,
     abort_check,
     evaluate,
     exit_code,
-    format_value,
-    metrics_from,
     parse_condition,
     parse_gate,
-    parse_metric,
-    write_gates_json,
-    write_junit,
 )
+from loadgen.runs.metrics import (
+    METRIC_NAMES,
+    GateSyntaxError,
+    LocustTotals,
+    format_value,
+    metrics_from,
+    parse_metric,
+)
+from loadgen.runs.results.verdicts import write_gates_json, write_junit
 
 DURATION = 10.0
 
@@ -376,7 +377,8 @@ def test_wrong_results_are_metrics_by_function() -> None:
 
 
 def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path: Path) -> None:
-    from loadgen.runs.gates import LocustTotals, implicit_gates
+    from loadgen.runs.gates import implicit_gates
+    from loadgen.runs.metrics import LocustTotals
 
     stats = ShardStats("s")
     stats.count_accepted(3)

@@ -19,7 +19,8 @@ from loadgen.protocol.codecs import CODEC_NAMES, NO_VALUE, CodecError, get_codec
 from loadgen.protocol.constants import FUNCTION_NAME, MAX_BATCH
 from loadgen.protocol.keys import load_private_key, load_public_key
 from loadgen.protocol.status import FAILURE_STATUSES, STATUS_NAMES
-from loadgen.runs.gates import Gate, GateSyntaxError, parse_gate
+from loadgen.runs.gates import Gate, parse_gate
+from loadgen.runs.metrics import GateSyntaxError
 from loadgen.runs.scenario.model import (
     DEFAULT_WORKLOAD,
     MAX_INPUT_BYTES,

@@ -1,0 +1,189 @@
+"""Recording: the live statistics of one shard (:class:`ShardStats`), on its hot path.
+
+Not thread-safe: record from one thread (the event loop). Durations are in seconds, rounded to
+the nearest µs and clamped to 0 .. :data:`~loadgen.core.stats.hdr.HIGHEST_US`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+
+from loadgen.core.counters import (
+    ACCEPTED,
+    ATTEMPTS,
+    CLAMPED,
+    COMPLETED,
+    EXPIRED,
+    LOST,
+    Counter,
+    failed,
+    retries,
+)
+from loadgen.core.stats.hdr import (
+    _HALF_MAG,
+    _SHIFT,
+    _SUB_MASK,
+    HIGHEST_US,
+    HistogramSnapshot,
+    _encode,
+    _new_histogram,
+)
+from loadgen.core.stats.snapshot import (
+    GAUGE_IN_FLIGHT,
+    GAUGE_OPEN_CONNECTIONS,
+    OUTCOMES,
+    FailureKey,
+    FailureTally,
+    Family,
+    HistKey,
+    Key,
+    ShardSummary,
+    Snapshot,
+)
+
+__all__ = ["SAMPLE_CHARS", "ShardStats"]
+
+SAMPLE_CHARS: Final = 300
+_OUTCOME_COUNTERS: Final = {"completed": COMPLETED, "expired": EXPIRED}
+
+
+class _Series:
+    """One live histogram: an ``HdrHistogram``'s counts plus exact count, sum, min and max.
+
+    Only ``hist.counts`` is kept up to date; the histogram's own total/min/max are not.
+    """
+
+    __slots__ = ("cached", "clamped", "count", "counts", "hist", "max", "min", "sum")
+
+    def __init__(self) -> None:
+        self.hist: Any = _new_histogram()
+        self.counts: Any = self.hist.counts
+        self.count = 0
+        self.sum = 0
+        self.min = HIGHEST_US
+        self.max = 0
+        self.clamped = 0
+        self.cached: HistogramSnapshot | None = None
+
+    def record(self, seconds: float) -> None:
+        us = int(seconds * 1_000_000.0 + 0.5)
+        if not 0 <= us <= HIGHEST_US:
+            us = 0 if us < 0 else HIGHEST_US
+            self.clamped += 1
+        bucket = (us | _SUB_MASK).bit_length() - _SHIFT
+        self.counts[(bucket << _HALF_MAG) + (us >> bucket)] += 1
+        self.count += 1
+        self.sum += us
+        if us > self.max:
+            self.max = us
+        if us < self.min:
+            self.min = us
+
+    def snapshot(self) -> HistogramSnapshot:
+        cached = self.cached
+        if cached is None or cached.count != self.count:
+            low = self.min if self.count else 0
+            cached = self.cached = HistogramSnapshot(
+                self.count, self.sum, low, self.max, _encode(self.counts, self.count, low, self.max)
+            )
+        return cached
+
+
+class ShardStats:
+    """The live statistics of one shard. Not thread-safe: record from one thread (the event loop).
+
+    Durations are in seconds, rounded to the nearest µs and clamped to
+    0 .. :data:`HIGHEST_US`.
+    """
+
+    def __init__(self, shard: str) -> None:
+        self.shard = shard
+        self._rpc: dict[Key, _Series] = {}
+        self._attempt: dict[Key, _Series] = {}
+        self._e2e: dict[Key, _Series] = {}
+        self._counters: dict[Counter, int] = {ACCEPTED: 0, COMPLETED: 0, EXPIRED: 0, LOST: 0}
+        self._gauges: dict[str, int] = {GAUGE_IN_FLIGHT: 0, GAUGE_OPEN_CONNECTIONS: 0}
+        self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
+        self._seq = 0
+
+    def record_rpc(self, name: str, ok: bool, seconds: float) -> None:
+        """An ingress RPC (``"Dispatch"``, ``"Wait"``, ...) took *seconds*."""
+        key = (name, "ok" if ok else "error")
+        series = self._rpc.get(key)
+        if series is None:
+            series = self._rpc[key] = _Series()
+        series.record(seconds)
+
+    def record_attempt(self, function: str, status: str, seconds: float) -> None:
+        """An endpoint attempt of *function* ended with *status* (``"OK"``, ``"TCP_ERROR"``, ...)."""
+        key = (function, status)
+        series = self._attempt.get(key)
+        if series is None:
+            series = self._attempt[key] = _Series()
+        series.record(seconds)
+
+    def record_call(self, function: str, outcome: str, status: str, seconds: float) -> None:
+        """A root call ended, *seconds* after it was accepted.
+
+        *outcome*: ``"completed"``, ``"failed"`` (counted by *status*) or ``"expired"``.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown call outcome {outcome!r}")
+        key = (function, outcome)
+        series = self._e2e.get(key)
+        if series is None:
+            series = self._e2e[key] = _Series()
+        series.record(seconds)
+        name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
+        self._counters[name] = self._counters.get(name, 0) + 1
+
+    def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
+        """A failure of *kind* (``attempt``, ``failed``, ``expired``): counted, the first *message* kept."""
+        key = (kind, function, status)
+        tally = self._failures.get(key)
+        if tally is None:
+            self._failures[key] = [1, message[:SAMPLE_CHARS]]
+        else:
+            tally[0] += 1
+
+    def count_accepted(self, n: int = 1) -> None:
+        """*n* root calls were accepted."""
+        if n < 0:
+            raise ValueError("count must be >= 0")
+        self._counters[ACCEPTED] += n
+
+    def count_retry(self, status: str) -> None:
+        """An attempt that ended with *status* will be retried."""
+        name = retries(status)
+        self._counters[name] = self._counters.get(name, 0) + 1
+
+    def count_lost(self, n: int = 1) -> None:
+        """*n* accepted root calls will never end here (for instance, lost with a crashed peer)."""
+        if n < 0:
+            raise ValueError("count must be >= 0")
+        self._counters[LOST] += n
+
+    def set_gauge(self, name: str, value: int) -> None:
+        """Set gauge *name* (:data:`GAUGE_IN_FLIGHT`, :data:`GAUGE_OPEN_CONNECTIONS`, ...)."""
+        self._gauges[name] = value
+
+    def snapshot(self) -> Snapshot:
+        """An immutable copy; histograms unchanged since the last snapshot are not re-encoded."""
+        histograms: dict[HistKey, HistogramSnapshot] = {}
+        counters = dict(self._counters)
+        attempts = clamped = 0
+        for family, table in (("rpc", self._rpc), ("attempt", self._attempt), ("e2e", self._e2e)):
+            for (a, b), series in table.items():
+                if not series.count:
+                    continue  # its first value was rejected (NaN)
+                histograms[(cast(Family, family), a, b)] = series.snapshot()
+                clamped += series.clamped
+                if family == "attempt":
+                    attempts += series.count
+        counters[ATTEMPTS] = attempts
+        if clamped:
+            counters[CLAMPED] = clamped
+        failures = {key: FailureTally(count, sample) for key, (count, sample) in self._failures.items()}
+        summary = ShardSummary(self._seq, counters, dict(self._gauges), failures=failures)
+        self._seq += 1
+        return Snapshot({self.shard: summary}, histograms)

@@ -1,0 +1,89 @@
+"""Locust as ``loadgen run``'s child process: its command line, and what it leaves in the run folder
+(Locust's CSV totals, the callers' checked results in ``caller.json``)."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import sys
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from loadgen.core.caller import CALLER_FILE, CallerFile, parse_caller_document
+from loadgen.runs.metrics import LocustTotals
+from loadgen.runs.scenario import Scenario
+
+__all__ = ["LOCUSTFILE", "caller_file", "locust_command", "locust_totals", "planned_seconds", "read_caller_file"]
+
+LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
+LOCUST_BACKSTOP: Final = 15.0  # Locust's own --run-time, beyond duration + stop_timeout: if our stop never came
+
+
+def planned_seconds(scenario: Scenario) -> float:
+    load = scenario.load
+    return sum(stage.duration for stage in load.stages) if load.model == "open" else load.duration
+
+
+def locust_command(scenario: Scenario, web: bool, web_port: int, run_dir: Path) -> list[str]:
+    load = scenario.load
+    stop = load.stop_timeout
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--csv", str(run_dir / "locust")]
+    command += ["--html", str(run_dir / "locust.html"), "--loglevel", "WARNING"]
+    command += ["--dispatch-settle", "0", "--dispatch-caller-file", str(run_dir / CALLER_FILE)]
+    if load.model == "open":
+        # The executors stop once the schedule is over plus its grace (= stop_timeout): no waiting after that.
+        executors = max(1, load.max_in_flight)
+        command += ["-u", str(executors), "-r", str(executors), "--stop-timeout", "0"]
+        command += ["-t", f"{planned_seconds(scenario) + stop + LOCUST_BACKSTOP:.0f}s"]
+    else:
+        command += ["-u", str(load.users), "-r", f"{load.spawn_rate:g}", "--stop-timeout", f"{stop:g}"]
+        if not web:
+            command += ["--dispatch-run-time", f"{load.duration:g}"]
+            command += ["-t", f"{load.duration + stop + LOCUST_BACKSTOP:.0f}s"]
+    if load.processes != 1:  # the master on loopback, on a free port (two runs must not collide)
+        port = str(_free_port())  # the forked workers connect to --master-port, the master binds --master-bind-port
+        command += ["--processes", str(load.processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
+    if web:
+        command += ["--web-host", "127.0.0.1", "--web-port", str(web_port)]
+    else:
+        command += ["--headless"]
+    return command
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def locust_totals(run_dir: Path) -> LocustTotals | None:
+    path = run_dir / "locust_stats.csv"
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("Name") == "Aggregated":
+                return LocustTotals(requests=int(row["Request Count"]), failures=int(row["Failure Count"]))
+    return None
+
+
+def caller_file(run_dir: Path) -> CallerFile | None:
+    """The callers' checked results so far (None: none yet, or unreadable for now)."""
+    try:
+        return read_caller_file(run_dir / CALLER_FILE)
+    except (OSError, ValueError):
+        return None
+
+
+def read_caller_file(path: str | Path) -> CallerFile | None:
+    """The caller file at *path*; ``None`` if there is none yet. ``ValueError`` if it is not one."""
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    return parse_caller_document(data, str(path))

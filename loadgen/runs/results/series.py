@@ -1,0 +1,79 @@
+"""The time series of a run: per-interval statistics from the cumulative snapshots taken during it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from loadgen.core.counters import CounterKind
+from loadgen.core.stats import Snapshot
+from loadgen.runs.metrics import Metrics
+
+__all__ = ["SERIES_PERCENTILES", "time_series"]
+
+SERIES_PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0)
+
+
+def _pkey(q: float) -> str:
+    return f"p{q:g}"
+
+
+def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
+    metrics = Metrics(diff, dt)
+    e2e = metrics.histogram("e2e")
+    values = e2e.percentiles(SERIES_PERCENTILES) if e2e else {}
+    functions: dict[str, Any] = {}
+    for name in sorted({a for f, a, _ in diff.histograms if f == "e2e"}):
+        hist = metrics.histogram("e2e", (("function", name),))
+        completed = diff.histograms.get(("e2e", name, "completed"))
+        p = hist.percentiles((50.0, 99.0)) if hist else {}
+        functions[name] = {
+            "completed_per_s": (completed.count if completed else 0) / dt,
+            "p50_us": p.get(50.0),
+            "p99_us": p.get(99.0),
+        }
+    return {
+        "t": t,
+        "dt": dt,
+        "completed_per_s": diff.counter(CounterKind.COMPLETED) / dt,
+        "accepted_per_s": diff.counter(CounterKind.ACCEPTED) / dt,
+        "failed_per_s": sum(diff.counter(k) for k in (CounterKind.FAILED, CounterKind.EXPIRED, CounterKind.LOST)) / dt,
+        "attempts_per_s": diff.counter(CounterKind.ATTEMPTS) / dt,
+        "retries_per_s": {status: n / dt for status, n in diff.breakdown(CounterKind.RETRIES).items()},
+        "e2e_us": {
+            "count": e2e.count if e2e else 0,
+            **{_pkey(q): values.get(q) for q in SERIES_PERCENTILES},
+            "max": e2e.max if e2e else None,
+        },
+        "in_flight": now.gauges.get("in_flight", 0),
+        "functions": functions,
+    }
+
+
+def time_series(points: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]]:
+    """Per-interval statistics from cumulative snapshots taken at *t* seconds into the run.
+
+    Each record covers ``(t - dt, t]``: rates per second (``completed_per_s``,
+    ``accepted_per_s``, ``failed_per_s`` (failed + expired + lost), ``attempts_per_s``,
+    ``retries_per_s`` by status), e2e latency percentiles of the calls that ended in it
+    (``e2e_us``: count, p50, p90, p99, max; None without calls), calls ``in_flight`` at *t*,
+    and per function ``completed_per_s``, ``p50_us``, ``p99_us``. The first interval starts at
+    0 with an empty snapshot (snapshots are cumulative from the start). A snapshot that is not
+    a later state of the one before (:meth:`Snapshot.minus` refuses it) gives a record with an
+    ``error`` and starts over from it.
+    """
+    records: list[dict[str, Any]] = []
+    previous_t, previous = 0.0, Snapshot.empty()
+    for t, snapshot in sorted(points, key=lambda point: point[0]):
+        dt = t - previous_t
+        if dt <= 0:
+            previous_t, previous = t, snapshot
+            continue
+        try:
+            diff = snapshot.minus(previous)
+        except ValueError as exc:
+            records.append({"t": t, "dt": dt, "error": str(exc)})
+        else:
+            records.append(_interval(t, dt, diff, snapshot))
+        previous_t, previous = t, snapshot
+    return records
