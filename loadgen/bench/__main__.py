@@ -12,6 +12,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("endpoint", "CPU per request of the reference endpoint (h2load over h2c, httpx over HTTP/1.1)"),
     ("egress", "client CPU per signed RunRequest round trip: EndpointPool vs an h2 client, httpx, h2load"),
     ("stats", "cost of recording, snapshotting, shipping and merging statistics"),
+    ("bridge", "cost of feeding the shards' statistics into Locust: the bridge's way vs one event per value"),
     ("ingress", "Dispatch calls accepted per shard CPU-second, batches of 1 and 100, vs a bare grpc.aio server"),
     ("scaling", "whole-engine throughput and CPU per call of every process, 1 shard vs 2 (closed loop)"),
     ("memory", "RSS per pending call with 100,000 calls in flight, loadgen vs the old mock"),

@@ -42,7 +42,6 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
@@ -65,7 +64,7 @@ from loadgen.endpoint.functions import ReferenceFunctions, RequestRejected
 from loadgen.pb import function_pb2
 from loadgen.protocol.constants import PROTO_CONTENT_TYPE, RUN_PATH
 from loadgen.protocol.signing import SignatureError, SignedRequest, verify_request
-from loadgen.serving.h1 import H1Handler, Headers, Limits, Reply, error_reply, header, no_delay
+from loadgen.serving.h1 import H1Handler, Headers, Limits, Reply, ServerProtocol, error_reply, header
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -176,19 +175,17 @@ class _App:
         return None
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(ServerProtocol):
     """One client connection; sniffs the protocol, then delegates to an HTTP/1.1 or h2 handler."""
 
     def __init__(self, server: _ServerState) -> None:
+        super().__init__()
         self._server = server
-        self._transport: asyncio.Transport | None = None
-        self._handler: H1Handler | _H2Handler | None = None
         self._sniffed = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        super().connection_made(transport)
         self._server.connections.add(self)
-        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         handler = self._handler
@@ -208,30 +205,9 @@ class _Connection(asyncio.Protocol):
         self._handler = handler
         handler.receive(data)
 
-    def eof_received(self) -> bool | None:
-        if self._handler is not None:
-            return self._handler.eof()
-        return None
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        if self._handler is not None:
-            self._handler.lost()
-
-    def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
-
-    def shutdown(self) -> None:
-        """Close now: a GOAWAY first on HTTP/2."""
-        if self._handler is not None:
-            self._handler.shutdown()
-        elif self._transport is not None:
-            self._transport.close()
+        super().connection_lost(exc)
 
 
 class _Stream:

@@ -1,0 +1,1 @@
+"""A scenario run: the scenario format, metrics and gates, ``loadgen run`` itself, its results, ``loadgen compare``."""

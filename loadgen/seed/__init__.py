@@ -1,0 +1,2 @@
+"""The seed API, compatible with the old ``dispatch.test`` mock: ``EndpointClient``, ``DispatchService``,
+``DispatchServer`` (threads and httpx, in-process). ``from loadgen import ...`` loads these lazily."""

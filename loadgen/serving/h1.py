@@ -24,7 +24,19 @@ import h11
 
 from loadgen.protocol.connect import JSON_CONTENT_TYPE, error_body, http_status_of
 
-__all__ = ["H1Handler", "H1Protocol", "Headers", "Limits", "Reply", "Responder", "error_reply", "header"]
+__all__ = [
+    "H1Handler",
+    "H1Protocol",
+    "Handler",
+    "Headers",
+    "Limits",
+    "Reply",
+    "Responder",
+    "ServerProtocol",
+    "error_reply",
+    "header",
+    "no_delay",
+]
 
 log = logging.getLogger("loadgen.serving")
 
@@ -247,19 +259,29 @@ def no_delay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class H1Protocol(asyncio.Protocol):
-    """An HTTP/1.1-only server connection around :class:`H1Handler` (``loop.create_server(lambda: ...)``)."""
+class Handler(Protocol):
+    """What a :class:`ServerProtocol` hands a connection's events to (:class:`H1Handler`, an h2 handler)."""
 
-    def __init__(self, responder: Responder, limits: Limits) -> None:
-        self._responder = responder
-        self._limits = limits
+    def receive(self, data: bytes) -> None: ...
+
+    def eof(self) -> bool: ...
+
+    def lost(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class ServerProtocol(asyncio.Protocol):
+    """A server connection that hands its events to a :class:`Handler`, without Nagle, reading no more
+    while the peer is slow to read what it was sent. Subclasses choose the handler."""
+
+    def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
-        self._handler: H1Handler | None = None
+        self._handler: Handler | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         no_delay(transport)
-        self._handler = H1Handler(self._transport, self._responder, self._limits)
 
     def data_received(self, data: bytes) -> None:
         if self._handler is not None:
@@ -279,3 +301,24 @@ class H1Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
+
+    def shutdown(self) -> None:
+        """Close now (the handler's way: a GOAWAY first on HTTP/2)."""
+        if self._handler is not None:
+            self._handler.shutdown()
+        elif self._transport is not None:
+            self._transport.close()
+
+
+class H1Protocol(ServerProtocol):
+    """An HTTP/1.1-only server connection around :class:`H1Handler` (``loop.create_server(lambda: ...)``)."""
+
+    def __init__(self, responder: Responder, limits: Limits) -> None:
+        super().__init__()
+        self._responder = responder
+        self._limits = limits
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self._transport is not None
+        self._handler = H1Handler(self._transport, self._responder, self._limits)

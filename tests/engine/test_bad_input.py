@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,23 +46,6 @@ TEXT = {"content-type": "text/plain", "authorization": BEARER}
 
 
 # -- the engine ------------------------------------------------------------------------------------------
-
-
-def _read_line(process: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
-    found: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if marker in line:
-                found.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    assert found, f"no line with {marker!r} within {timeout}s"
-    return found[0]
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,9 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     max_backoff = "2s"                  # default 2s; at least backoff
     request_timeout = "30s"             # per endpoint attempt (default 30s)
     http = "auto"                       # "auto", "h2" or "http/1.1"
+    result_retention = 100000           # results each shard keeps for Wait (default 100000)
+    #                                   # (the engine's settings: loadgen.engine.settings, also
+    #                                   # loadgen serve's flags)
     # addresses = ["10.0.0.5:4450"]     # or: shards already running elsewhere (none of the keys above)
     # api_key = "env:DISPATCH_API_KEY"  # with addresses only (default: env:DISPATCH_API_KEY)
 
