@@ -69,7 +69,6 @@ from loadgen.protocol.signing import Signer
 from loadgen.transport import EndpointPool
 
 CONTENT_TYPE = RUN_CONTENT_TYPE
-_TICKS = os.sysconf("SC_CLK_TCK")
 Send = Callable[[bytes], Awaitable[bytes]]
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from loadgen.bench._procs import cpu_seconds
+from loadgen.bench._procs import TICKS, cpu_seconds
 from loadgen.endpoint.process import EndpointProcess
 from loadgen.pb import function_pb2
 from loadgen.protocol import values
@@ -45,7 +45,6 @@ from loadgen.protocol.keys import generate_private_key, public_key_base64
 from loadgen.protocol.signing import Signer
 
 CONTENT_TYPE = PROTO_CONTENT_TYPE
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": int(time.time()),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "clock_ticks_per_second": _TICKS,
+        "clock_ticks_per_second": TICKS,
         "pinned": args.pin and len(os.sched_getaffinity(0)) >= 2,
         "command": " ".join(["python -m loadgen.bench.endpoint", *(sys.argv[1:] if argv is None else argv)]),
         "rows": [asdict(row) for row in rows],

@@ -21,8 +21,8 @@ A locustfile only needs ``from loadgen.locust import DispatchUser``; that first 
 patches the process for gevent (Locust's own import does) and switches gRPC to gevent
 (``grpc.experimental.gevent.init_gevent()``) before any channel exists, and registers the
 plug-in's event listeners. uvloop never runs in a Locust process: the shards are separate
-processes. The pure helpers (:mod:`.schedule`, :mod:`.histdelta`, :mod:`.options`,
-:mod:`.dispatched`, :mod:`.checked`) import without Locust.
+processes. The pure helpers (:mod:`.options`, :mod:`.dispatched`, :mod:`.checked`) import without
+Locust; ``Stage`` and the arrival schedules are :mod:`loadgen.core.arrivals`'.
 """
 
 from __future__ import annotations

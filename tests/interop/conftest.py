@@ -18,7 +18,7 @@ Over HTTP/2 (``test_hypercorn_h2.py``):
 
 With dispatch-py 0.8.0 (``test_sdk08_connect.py``):
 
-* ``reference_endpoint``: ``python -m loadgen.endpoint --port 0 --verification-key GOLDEN_PUBLIC``;
+* ``reference_endpoint``: the reference endpoint (``EndpointProcess``), verifying GOLDEN_PUBLIC;
 * ``connect_loadgen``: ``loadgen serve REFERENCE --connect-port 0 …``, whose Connect ingress URL is read
   from its stderr line ``loadgen: Connect ingress (dispatch-py 0.8) on URL``;
 * ``tests/interop/sdk08_client.py`` in ``.venv-sdk08``, dispatching with 0.8.0's Connect ``dispatch.Client``.
@@ -57,6 +57,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
+from loadgen.endpoint.process import EndpointProcess
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
 from loadgen.protocol.keys import load_private_key, private_key_base64, public_key_base64
 
@@ -576,27 +577,11 @@ def loadgen_h2(hypercorn_app: SdkApp, keys: Keys, sdk_python: Path) -> Iterator[
 # --------------------------------------------------------------------------- dispatch-py 0.8.0 (Connect)
 
 
-@dataclass
-class ReferenceEndpoint:
-    url: str
-    process: ChildProcess
-
-
 @pytest.fixture(scope="session")
-def reference_endpoint(keys: Keys) -> Iterator[ReferenceEndpoint]:
+def reference_endpoint(keys: Keys) -> Iterator[EndpointProcess]:
     """loadgen's reference endpoint (``echo`` & co.), verifying with the golden public key."""
-    child = ChildProcess(
-        "reference-endpoint",
-        [sys.executable, "-m", "loadgen.endpoint", "--port", "0", "--verification-key", keys.golden_public],
-        env=_child_env({}),
-    )
-    try:
-        line = child.read_until(lambda text: " listening on " in text, READY_TIMEOUT, "the reference endpoint")
-        match = re.search(r" listening on (http://\S+)", line)
-        assert match, line
-        yield ReferenceEndpoint(url=match.group(1), process=child)
-    finally:
-        child.stop()
+    with EndpointProcess(keys.golden_public, timeout=READY_TIMEOUT) as endpoint:
+        yield endpoint
 
 
 @dataclass
@@ -649,7 +634,7 @@ class ConnectLoadgen:
 
 
 @pytest.fixture(scope="session")
-def connect_loadgen(reference_endpoint: ReferenceEndpoint, keys: Keys, sdk08_python: Path) -> Iterator[ConnectLoadgen]:
+def connect_loadgen(reference_endpoint: EndpointProcess, keys: Keys, sdk08_python: Path) -> Iterator[ConnectLoadgen]:
     """``loadgen serve REFERENCE --connect-port 0``, signing with the golden key the endpoint trusts."""
     service = start_loadgen(
         reference_endpoint.url, keys.golden_seed, None, extra=("--connect-port", "0"), name="loadgen-serve-connect"

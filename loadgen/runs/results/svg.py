@@ -168,7 +168,8 @@ def svg_chart(
     return "\n".join(out)
 
 
-def _ms(us: float) -> str:
+def _ms_tick(us: float) -> str:
+    """An axis tick in ms (``1k`` for 1000): a tick label, not a latency (:func:`format_value` is that)."""
     return _number_text(us / 1000)
 
 
@@ -190,7 +191,7 @@ def run_charts(series: Sequence[Mapping[str, Any]]) -> list[str]:
             "End-to-end latency per interval (root calls that ended in it)",
             latency_lines,
             y_label="ms",
-            y_text=_ms,
+            y_text=_ms_tick,
             hover_text=lambda us: format_value("latency", us),
         )
     ]

@@ -400,7 +400,7 @@ class _Parser:
         name = self.string(path, value)
         if not FUNCTION_NAME.fullmatch(name):
             raise self.fail(
-                path, f"expected a function name matching ^[a-zA-Z_][a-zA-Z0-9_<>.]*$, got {describe(name)}"
+                path, f"expected a function name matching {FUNCTION_NAME.pattern}, got {describe(name)}"
             )
         if target.reference and name not in catalogue.FUNCTION_NAMES:
             raise self.fail(

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from loadgen.bench._procs import rss_bytes
 from loadgen.core.stats import Snapshot
 from loadgen.endpoint.process import EndpointProcess
 from loadgen.engine.supervisor import Supervisor
@@ -99,14 +100,6 @@ def shard_pids(supervisor: Supervisor) -> list[int]:
     pids = [slot.process.pid for _, slot in sorted(supervisor._slots.items())]
     assert all(pid is not None for pid in pids)
     return [pid for pid in pids if pid is not None]
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of *pid* (``VmRSS`` of ``/proc/PID/status``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 def port_outside_ephemeral_range() -> int:
