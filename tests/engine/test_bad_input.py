@@ -26,6 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engines import quick_engine
 
 from loadgen.engine.frontend import owner_of
 from loadgen.engine.settings import EngineSetup
@@ -55,17 +56,7 @@ def signing_key() -> Ed25519PrivateKey:
 
 @pytest.fixture(scope="module")
 def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
-    options = EngineSetup.create(
-        endpoint_url=endpoint_url,
-        api_key=API_KEY,
-        signing_key=private_key_base64(signing_key),
-        shards=2,
-        port=0,
-        connect_port=0,
-        backoff=0.01,
-        max_backoff=0.05,
-    )
-    with Supervisor(options) as supervisor:
+    with Supervisor(quick_engine(endpoint_url, signing_key, API_KEY, connect_port=0)) as supervisor:
         yield supervisor
 
 

@@ -34,6 +34,7 @@ import grpc
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engines import quick_engine
 from faults.engine import (
     Client,
     attempts_of,
@@ -62,7 +63,7 @@ from loadgen.engine.settings import EngineSetup
 from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import call_pb2, shard_pb2, shard_pb2_grpc
 from loadgen.protocol import values
-from loadgen.protocol.keys import private_key_base64, public_key_base64
+from loadgen.protocol.keys import public_key_base64
 
 pytestmark = pytest.mark.system
 
@@ -76,19 +77,8 @@ INTERNAL_ERROR, REFUSED_STREAM, CANCEL = 0x2, 0x7, 0x8
 
 
 def engine_options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineSetup:
-    base: dict[str, object] = {
-        "endpoint_url": endpoint_url,
-        "api_key": API_KEY,
-        "signing_key": private_key_base64(key),
-        "shards": 2,
-        "port": 0,
-        "backoff": 0.01,
-        "max_backoff": 0.05,
-        "expiration": 20.0,
-        "request_timeout": REQUEST_TIMEOUT,
-    }
-    base.update(overrides)
-    return EngineSetup.create(**base)  # type: ignore[arg-type]
+    given: dict[str, object] = {"expiration": 20.0, "request_timeout": REQUEST_TIMEOUT, **overrides}
+    return quick_engine(endpoint_url, key, API_KEY, **given)
 
 
 def balanced_and_idle(snapshot: Snapshot) -> None:

@@ -14,6 +14,7 @@ import grpc
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engines import quick_engine
 from process_lines import read_line
 
 from loadgen.engine.frontend import owner_of
@@ -30,17 +31,7 @@ AUTH = (("authorization", f"Bearer {API_KEY}"),)
 
 
 def options(endpoint_url: str, key: Ed25519PrivateKey, **overrides: object) -> EngineSetup:
-    base: dict[str, object] = {
-        "endpoint_url": endpoint_url,
-        "api_key": API_KEY,
-        "signing_key": private_key_base64(key),
-        "shards": 2,
-        "port": 0,
-        "backoff": 0.01,
-        "max_backoff": 0.05,
-    }
-    base.update(overrides)
-    return EngineSetup.create(**base)  # type: ignore[arg-type]
+    return quick_engine(endpoint_url, key, API_KEY, **overrides)
 
 
 @pytest.fixture(scope="module")

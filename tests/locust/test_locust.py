@@ -19,14 +19,13 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from engines import quick_engine
 
 from loadgen.core.arrivals import ArrivalSchedule, Stage
 from loadgen.core.stats import ShardStats, Snapshot
 from loadgen.core.stats.delta import HistogramDelta
-from loadgen.engine.settings import EngineSetup
 from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import shard_pb2, shard_pb2_grpc
-from loadgen.protocol.keys import private_key_base64
 
 pytestmark = pytest.mark.system
 
@@ -45,16 +44,7 @@ FUNCTIONS = ("echo", "sleep", "fanout", "chain", "fail")
 @pytest.fixture
 def engine(endpoint_url: str, signing_key: Ed25519PrivateKey) -> Iterator[Supervisor]:
     """Two fresh shards: every test counts from zero."""
-    options = EngineSetup.create(
-        endpoint_url=endpoint_url,
-        api_key=API_KEY,
-        signing_key=private_key_base64(signing_key),
-        shards=2,
-        port=0,
-        backoff=0.01,
-        max_backoff=0.05,
-    )
-    with Supervisor(options) as supervisor:
+    with Supervisor(quick_engine(endpoint_url, signing_key, API_KEY)) as supervisor:
         yield supervisor
 
 
