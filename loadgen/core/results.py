@@ -11,7 +11,7 @@ from loadgen.pb import call_pb2
 __all__ = ["CallOutcome", "ResultStore"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallOutcome:
     """A terminal root call: its result, status, how it ended, when, and after how many attempts."""
 

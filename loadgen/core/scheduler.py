@@ -96,7 +96,8 @@ class RetryScheduled:
 @dataclass(frozen=True, slots=True)
 class CallFinished:
     """A call reached a terminal state. ``root`` calls are the ones accepted by ``Dispatch``;
-    ``function`` is the one dispatched (before any tail call)."""
+    ``function`` is the one dispatched (before any tail call); ``listener`` is what
+    :meth:`Scheduler.submit` was given with a root call (``None`` for children)."""
 
     dispatch_id: str
     root: bool
@@ -107,6 +108,7 @@ class CallFinished:
     accepted_at: float
     finished_at: float
     attempts: int
+    listener: object = None
 
 
 Action = RunAttempt | RetryScheduled | CallFinished
@@ -148,6 +150,7 @@ class _Call:
         "function",
         "last_message",
         "last_status",
+        "listener",
         "max_results",
         "min_results",
         "outstanding",
@@ -183,6 +186,7 @@ class _Call:
         self.poll_deadline: float | None = None
         self.state_bytes: bytes | None = None
         self.state_typed: Any | None = None
+        self.listener: object = None
 
 
 class _Timer(enum.IntEnum):
@@ -222,13 +226,15 @@ class Scheduler:
     # ---------------------------------------------------------------- events
 
     def submit(
-        self, calls: Sequence[call_pb2.Call], now: float, *, default_endpoint: str = ""
+        self, calls: Sequence[call_pb2.Call], now: float, *, default_endpoint: str = "", listener: object = None
     ) -> tuple[list[str], list[Action]]:
-        """Accept root calls; return their dispatch ids and the first attempts."""
+        """Accept root calls; return their dispatch ids (consecutive numbers, in order) and the first
+        attempts. *listener* comes back in each call's :class:`CallFinished`."""
         actions: list[Action] = []
         ids = []
         for call in calls:
             state = self._start_call(call, None, now, default_endpoint, actions)
+            state.listener = listener
             ids.append(state.dispatch_id)
         self.counters.accepted += len(ids)
         return ids, actions
@@ -519,6 +525,7 @@ class Scheduler:
                 call.accepted_at,
                 now,
                 call.attempts,
+                call.listener,
             )
         )
         if parent is not None and parent.state is not _State.DONE:

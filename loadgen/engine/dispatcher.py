@@ -4,7 +4,7 @@ The edge around :class:`loadgen.core.scheduler.Scheduler` in a shard process: it
 sends each :class:`RunAttempt` through an :class:`EndpointPool` as its own
 task, feeds responses and faults back, keeps one timer armed for the
 scheduler's next deadline, records statistics, and wakes ``wait()``-ers when a
-root call ends. Everything runs on one event loop thread: no locks. At most
+root call ends (or tells the call's listener, a Session). Everything runs on one event loop thread: no locks. At most
 ``max_attempts_in_flight`` attempts run at once (set it to the pool's
 capacity); the rest wait as plain records, so a large backlog costs little
 memory and is signed only when it is sent.
@@ -17,7 +17,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from google.protobuf.message import DecodeError
 
@@ -38,7 +38,7 @@ from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import status_name
 from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault
 
-__all__ = ["AsyncDispatcher", "Transport", "UnknownCall"]
+__all__ = ["AsyncDispatcher", "CallListener", "Transport", "UnknownCall"]
 
 _UNDECODABLE = FAULT_STATUS[Fault.UNDECODABLE]
 
@@ -55,6 +55,14 @@ class Transport(Protocol):
     """What the dispatcher needs of an endpoint client (``loadgen.transport.EndpointPool``)."""
 
     async def post_run(self, endpoint_url: str, body: bytes) -> bytes: ...
+
+
+class CallListener(Protocol):
+    """Hears of the end of the root calls submitted with it (a Session's group)."""
+
+    def deliver(self, dispatch_id: str, outcome: CallOutcome) -> bool:
+        """Take a call's outcome; ``False`` when it cannot (then it is kept for ``Wait``)."""
+        ...
 
 
 class UnknownCall(KeyError):
@@ -109,14 +117,23 @@ class AsyncDispatcher:
         """Root calls accepted and not yet terminal."""
         return self.scheduler.counters.in_flight
 
-    def submit(self, calls: Sequence[call_pb2.Call]) -> list[str]:
-        """Accept validated root calls; return their ids. Attempts start at once."""
-        ids, actions = self.scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_url)
+    def submit(self, calls: Sequence[call_pb2.Call], listener: CallListener | None = None) -> list[str]:
+        """Accept validated root calls; return their ids. Attempts start at once.
+
+        With a *listener*, each call's outcome goes to it when the call ends, and is kept for
+        ``Wait`` only if the listener does not take it."""
+        ids, actions = self.scheduler.submit(
+            calls, time.time(), default_endpoint=self.endpoint_url, listener=listener
+        )
         self._live.update(ids)
         self.stats.count_accepted(len(ids))
         self._idle.clear()
         self._apply(actions)
         return ids
+
+    def retain(self, dispatch_id: str, outcome: CallOutcome) -> None:
+        """Keep an outcome for ``Wait`` (one a listener took but could not pass on)."""
+        self._results.add(dispatch_id, outcome)
 
     def knows(self, dispatch_id: str) -> bool:
         """Whether *dispatch_id* is live or its result is still retained here."""
@@ -180,7 +197,9 @@ class AsyncDispatcher:
         outcome = CallOutcome.of(action)
         dispatch_id = action.dispatch_id
         self._live.discard(dispatch_id)
-        self._results.add(dispatch_id, outcome)
+        listener = action.listener
+        if listener is None or not cast(CallListener, listener).deliver(dispatch_id, outcome):
+            self._results.add(dispatch_id, outcome)
         self.stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )

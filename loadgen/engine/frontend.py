@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from loadgen.core.results import CallOutcome
 from loadgen.core.scheduler import Outcome
 from loadgen.engine.client import AsyncEngineClient, EngineUnavailable, WaitAnswer
-from loadgen.engine.dispatcher import AsyncDispatcher, UnknownCall
+from loadgen.engine.dispatcher import AsyncDispatcher, CallListener, UnknownCall
 from loadgen.engine.ledger import Ledger
 from loadgen.pb import call_pb2
 from loadgen.pb import status_pb2 as status
@@ -97,15 +97,17 @@ class ShardFrontend:
         if problem is not None:
             raise ApiError("unauthenticated", problem)
 
-    def dispatch(self, calls: Sequence[call_pb2.Call]) -> list[str]:
-        """Validate and accept a batch; ``ApiError`` if it is rejected (nothing accepted then)."""
+    def dispatch(self, calls: Sequence[call_pb2.Call], listener: CallListener | None = None) -> list[str]:
+        """Validate and accept a batch; ``ApiError`` if it is rejected (nothing accepted then).
+
+        *listener* (a Session's group) is told of each call's end (:meth:`AsyncDispatcher.submit`)."""
         if self.draining:
             raise ApiError("unavailable", "the shard is draining and accepts no new calls")
         try:
             validate_calls(calls)
         except InvalidCall as exc:
             raise ApiError("invalid_argument", str(exc)) from None
-        ids = self.dispatcher.submit(calls)
+        ids = self.dispatcher.submit(calls, listener)
         self.ledger.add_accepted(self.index, len(ids))
         return ids
 

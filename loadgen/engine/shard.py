@@ -1,8 +1,9 @@
 """One shard: a worker process serving the Dispatch API on uvloop.
 
-A shard runs a grpc.aio server (:mod:`.ingress_grpc`) on the shared address (``SO_REUSEPORT``:
-every shard listens on the same port) and on a private port of its own (for Wait forwarding,
-stats, and clients that spread load over shards themselves), an optional Connect ingress
+A shard runs a grpc.aio server (:mod:`.ingress_grpc`, and the Session stream of :mod:`.session`)
+on the shared address (``SO_REUSEPORT``: every shard listens on the same port) and on a private
+port of its own (for Wait forwarding, stats, and clients that spread load over shards
+themselves), an optional Connect ingress
 (:mod:`.ingress_connect`), the dispatcher, and a pool of HTTP/2 connections to the endpoint.
 It talks to its supervisor over a pipe with the messages of :mod:`.control`.
 
@@ -28,6 +29,7 @@ from loadgen.engine.dispatcher import AsyncDispatcher
 from loadgen.engine.frontend import Peer, ShardFrontend, id_prefix
 from loadgen.engine.ingress_grpc import GRPC_OPTIONS, add_servicers
 from loadgen.engine.ledger import Ledger
+from loadgen.engine.session import add_session
 from loadgen.engine.settings import EngineSetup
 from loadgen.protocol.keys import load_private_key
 from loadgen.protocol.signing import Signer
@@ -107,6 +109,7 @@ class ShardProcess:
         host = config.setup.host
         server = grpc.aio.server(options=GRPC_OPTIONS)
         add_servicers(server, self.frontend, self)
+        add_session(server, self.frontend)
         bracketed = f"[{host}]" if ":" in host else host
         if server.add_insecure_port(f"{bracketed}:{config.port}") == 0:
             raise OSError(f"shard {config.index} cannot listen on {host}:{config.port}")

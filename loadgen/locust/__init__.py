@@ -2,10 +2,13 @@
 
 * :class:`DispatchUser` — a Locust ``User`` with a gRPC client to the shards:
   ``self.dispatch(function, input, batch=1)`` (or ``args=[...], kwargs={...}`` for dispatch-py
-  endpoints, encoded by the user's SDK codec) and ``self.dispatch_and_wait(function, ...,
-  expect=..., timeout=...)``, each RPC a Locust request (``grpc`` / ``Dispatch <function>``,
-  ``Wait <function>``); the ``Wait`` of a call that failed, expired or came back wrong is a
-  failure (:class:`CallFailed`, :class:`WrongResult`).
+  endpoints, encoded by the user's SDK codec), recorded as ``grpc`` / ``Dispatch <function>``,
+  and ``self.call(function, ..., expect=..., timeout=...)``, one Locust entry per call
+  (``call`` / ``call <function>``, dispatch to result), a failure when the call failed, expired,
+  came back wrong or was cut short by the end of the run (:class:`CallFailed`,
+  :class:`WrongResult`, :class:`CallUnfinished`). The calls of a process travel over one
+  ``Session`` stream per shard (:mod:`loadgen.locust.link`); ``--dispatch-rpc unary`` makes
+  them ``Dispatch`` and ``Wait`` RPCs as an SDK client's.
 * :class:`OpenModelUser` and :class:`Stage` — open-model arrivals at a target rate, latency
   from the intended start, late and dropped arrivals counted.
 * :class:`StatsBridge` — on the master (or local runner), polls the shards' merged
@@ -13,8 +16,9 @@
   own (table, CSV, HTML report), keeps ``latest`` / ``history``; :func:`bridge` returns it.
 * The "Dispatch" and "Dispatch shards" tabs of the web UI (:mod:`loadgen.locust.webtab`).
 * Options: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, ``--dispatch-api-key`` /
-  ``$DISPATCH_API_KEY``, ``--dispatch-sdk`` / ``$LOADGEN_SDK``, ``--dispatch-caller-file`` /
-  ``$LOADGEN_CALLER_FILE`` (the checked results, :mod:`loadgen.core.caller`), ``--dispatch-run-time``,
+  ``$DISPATCH_API_KEY``, ``--dispatch-sdk`` / ``$LOADGEN_SDK``, ``--dispatch-rpc`` /
+  ``$LOADGEN_RPC``, ``--dispatch-caller-file`` / ``$LOADGEN_CALLER_FILE`` (the checked results,
+  :mod:`loadgen.core.caller`), ``--dispatch-run-time``,
   ``--dispatch-stats-interval``, ``--dispatch-settle``.
 
 A locustfile only needs ``from loadgen.locust import DispatchUser``; that first use
@@ -35,12 +39,13 @@ if TYPE_CHECKING:
     from loadgen.locust.bridge import BridgeError, StatsBridge
     from loadgen.locust.openmodel import OpenModelUser
     from loadgen.locust.plugin import bridge
-    from loadgen.locust.user import CallFailed, DispatchFailed, DispatchUser, WrongResult
+    from loadgen.locust.user import CallFailed, CallUnfinished, DispatchFailed, DispatchUser, WrongResult
 
 __all__ = [
     "ArrivalSchedule",
     "BridgeError",
     "CallFailed",
+    "CallUnfinished",
     "DispatchFailed",
     "DispatchUser",
     "OpenModelUser",
@@ -56,6 +61,7 @@ _HOMES = {
     "BridgeError": "loadgen.locust.bridge",
     "StatsBridge": "loadgen.locust.bridge",
     "CallFailed": "loadgen.locust.user",
+    "CallUnfinished": "loadgen.locust.user",
     "WrongResult": "loadgen.locust.user",
     "DispatchFailed": "loadgen.locust.user",
     "DispatchUser": "loadgen.locust.user",

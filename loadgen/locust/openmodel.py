@@ -29,13 +29,13 @@ of executors for a schedule of arrivals that does not wait for anyone::
 
   - ``"<name>"``: each arrival, response time = end - *intended* start (the latency a
     client arriving on schedule would see), failed when :meth:`arrival` raised or a call it
-    waited for failed, expired or was wrong (its ``Wait`` entry says which);
+    waited for failed, expired or was wrong (its ``call`` or ``Wait`` entry says which);
   - ``"late <name>"``: arrivals that started more than :attr:`OpenModelUser.late_after`
     seconds after their intended time, response time = how late;
   - ``"dropped <name>"``: arrivals more than :attr:`OpenModelUser.max_lateness` late, which
     are skipped (a failure: the generator did not offer the intended load; add users).
 
-  The RPCs inside :meth:`arrival` are recorded as usual (``grpc`` / ``Dispatch …``) from
+  The calls inside :meth:`arrival` are recorded as usual (``call …``, ``Dispatch …``) from
   their actual send time.
 * **The end.** After the last stage executors idle. With ``stop_when_done = True`` (the
   default) the master or local runner stops the test once the schedule is over and the
@@ -207,7 +207,7 @@ class OpenModelUser(DispatchUser):
             self._record(name, (time.monotonic() - intended) * 1000.0, exc)
             raise
         if failure is None and self.failed_waits > failed_waits:
-            failure = RuntimeError("a call of this arrival failed (see its Wait entry)")
+            failure = RuntimeError("a call of this arrival failed (see its call or Wait entry)")
         self._record(name, (time.monotonic() - intended) * 1000.0, failure)
 
 

@@ -16,6 +16,10 @@ option                         environment variable    meaning
 ``--dispatch-sdk``             ``LOADGEN_SDK``         how inputs are encoded and outputs decoded
                                                        (``reference``, ``dispatch-py``, ``dispatch-go``,
                                                        ``raw``); else ``DispatchUser.sdk``, else reference
+``--dispatch-rpc``             ``LOADGEN_RPC``         how calls travel: ``session`` (one Session stream per
+                                                       process and shard, the default) or ``unary`` (a
+                                                       Dispatch RPC per dispatch, a Wait RPC per wait); else
+                                                       ``DispatchUser.rpc``
 ``--dispatch-caller-file``     ``LOADGEN_CALLER_FILE`` master / local runner: write the checked results
                                                        there (:mod:`loadgen.core.caller`) every few seconds and
                                                        when Locust quits
@@ -38,14 +42,18 @@ from typing import Any
 __all__ = [
     "DEFAULT_SETTLE",
     "DEFAULT_STATS_INTERVAL",
+    "RPC_MODES",
     "add_arguments",
     "group_by_host",
     "option",
     "parse_addresses",
     "resolve_addresses",
     "resolve_api_key",
+    "resolve_rpc",
     "resolve_sdk",
 ]
+
+RPC_MODES = ("session", "unary")
 
 DEFAULT_STATS_INTERVAL = 2.0
 DEFAULT_SETTLE = 10.0
@@ -87,6 +95,15 @@ def add_arguments(parser: Any) -> None:
         default="",
         help="How DispatchUser encodes inputs and decodes outputs: reference, dispatch-py, dispatch-go or raw "
         "(default: the user class's sdk attribute, else reference)",
+    )
+    parser.add_argument(
+        "--dispatch-rpc",
+        env_var="LOADGEN_RPC",
+        default="",
+        choices=["", *RPC_MODES],
+        help="How DispatchUser's calls travel: session (one Session stream per process and shard) or unary "
+        "(a Dispatch RPC per dispatch and a Wait RPC per wait, as SDK clients do); default: the user class's "
+        "rpc attribute, else session",
     )
     parser.add_argument(
         "--dispatch-caller-file",
@@ -167,6 +184,16 @@ def resolve_sdk(parsed_options: Any, class_value: str | None) -> str:
         if candidate:
             return str(candidate)
     return "reference"
+
+
+def resolve_rpc(parsed_options: Any, class_value: str | None) -> str:
+    """How calls travel (:data:`RPC_MODES`): option or ``$LOADGEN_RPC``, else the class attribute, else ``session``."""
+    for candidate in (option(parsed_options, "dispatch_rpc"), os.environ.get("LOADGEN_RPC"), class_value):
+        if candidate:
+            if candidate not in RPC_MODES:
+                raise ValueError(f"rpc must be one of {', '.join(RPC_MODES)}, not {candidate!r}")
+            return str(candidate)
+    return "session"
 
 
 def group_by_host(addresses: Iterable[str]) -> dict[str, list[str]]:

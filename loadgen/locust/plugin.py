@@ -13,7 +13,9 @@ event                           what the plug-in does
                                 arms the stop timer (``--dispatch-run-time``, the open
                                 model's end); writes ``--dispatch-caller-file`` every 2 s
 ``test_stopping``               master / local: notes when the load stopped (caller file)
-``test_stop``                   master / local: one poll; stops the stop timer; caller file
+``test_stop``                   every process: half-closes its Session streams and reads
+                                them to their end (:mod:`.link`); master / local: one
+                                poll; stops the stop timer; caller file
 ``quitting``                    master / local: the bridge's settle + final poll; caller file
 ``quit``                        master / local: caller file (after a signal's quit, users stop
                                 after ``quitting``)
@@ -45,6 +47,7 @@ from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
 from loadgen.locust.checked import checked, write_caller_file
 from loadgen.locust.dispatched import REPORT_KEY, dispatched
+from loadgen.locust.link import close_links
 from loadgen.locust.openmodel import (
     OPEN_MODEL_MESSAGE,
     outstanding_arrivals,
@@ -238,6 +241,9 @@ def _on_test_stopping(environment: Any, **_kwargs: Any) -> None:
 
 
 def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
+    stopping_at = _state["stopping_at"]
+    left = float(environment.stop_timeout or 0.0) - (time.time() - stopping_at if stopping_at else 0.0)
+    close_links(max(1.0, left))  # the users are gone: every Session ends cleanly, within the stop timeout
     stopper = _state["stopper"]
     if stopper is not None and stopper is not gevent.getcurrent():
         stopper.kill(block=False)

@@ -1,6 +1,6 @@
 """``DispatchUser``: a Locust user that dispatches calls to loadgen shards over gRPC.
 
-Write tasks with :meth:`DispatchUser.dispatch` and :meth:`DispatchUser.dispatch_and_wait`::
+Write tasks with :meth:`DispatchUser.call` and :meth:`DispatchUser.dispatch`::
 
     from locust import task
     from loadgen.locust import DispatchUser
@@ -14,40 +14,54 @@ Write tasks with :meth:`DispatchUser.dispatch` and :meth:`DispatchUser.dispatch_
 
         @task
         def add(self) -> None:
-            self.dispatch_and_wait("add", args=[1, 2], expect=3, timeout=30)
+            self.call("add", args=[1, 2], expect=3, timeout=30)
 
 **Inputs** are encoded by the SDK codec of :attr:`DispatchUser.sdk` (``--dispatch-sdk`` /
 ``$LOADGEN_SDK`` wins; default ``reference``, see :mod:`loadgen.protocol.codecs`): ``args`` and
 ``kwargs`` for ``dispatch-py``, one ``input`` value for the others. A ready
 ``google.protobuf.Any`` as ``input`` is sent as it is, whatever the SDK.
 
-**Locust entries.** Every RPC fires one Locust ``events.request``: ``request_type="grpc"``,
-``name="Dispatch <function>"`` or ``"Wait <function>"``, ``response_time`` in ms (float, from
-just before the call to its answer), ``response_length`` = the answer's protobuf size. A
-failed RPC has an ``exception`` (:class:`DispatchFailed`) naming the gRPC status code, and then
-raises it: a ``RescheduleTask`` that, left uncaught, ends the task quietly. The ``Wait`` entry
-of a call that ended badly is a failure too, without raising (the task goes on, as with an
-HTTP 500 in Locust's HTTP users): :class:`CallFailed` names the final status and the
+**How calls travel** (:attr:`DispatchUser.rpc`, ``--dispatch-rpc`` / ``$LOADGEN_RPC``):
+``"session"`` (the default) carries the calls of every user of the process over one
+``Session`` stream per shard (:mod:`loadgen.locust.link`: concurrent users' dispatches go out
+together, results come back many per message); ``"unary"`` makes one ``Dispatch`` RPC per
+dispatch and one ``Wait`` RPC per wait, as an SDK client does.
+
+**Locust entries.** :meth:`~DispatchUser.call` (and :meth:`~DispatchUser.call_batch`,
+:meth:`~DispatchUser.dispatch_and_wait`) records one entry per call: ``request_type="call"``,
+``name="call <function>"``, ``response_time`` in ms from the user's dispatch to the call's
+result as the user received it, ``response_length`` the result's protobuf size.
+:meth:`~DispatchUser.dispatch` records ``request_type="grpc"``, ``"Dispatch <function>"`` until
+the ids came back, and :meth:`~DispatchUser.wait_for` ``"Wait <function>"`` (a ``Wait`` RPC). A
+dispatch that was rejected, a stream or RPC that failed, and a call whose result was lost with
+its shard or did not come in time have an ``exception`` (:class:`DispatchFailed`) naming the
+gRPC status code, and then raise it: a ``RescheduleTask`` that, left uncaught, ends the task
+quietly. A call that ended badly is a failure too, without raising (the task goes on, as
+with an HTTP 500 in Locust's HTTP users): :class:`CallFailed` names the final status and the
 endpoint's own error (``INVALID_ARGUMENT: ValueError: doomed to fail``), :class:`WrongResult`
 a result that differs from ``expect``. Each result waited for is also counted for the run's
-checks (:mod:`loadgen.core.caller`).
+checks (:mod:`loadgen.core.caller`). With ``rpc = "unary"``, a call is its two RPCs' entries.
 
 Where the user sends: ``--dispatch-addresses`` / ``$LOADGEN_ADDRESSES``, else the class
 attribute :attr:`DispatchUser.addresses`, else ``--host``. With several addresses, each new
 user takes the next one (round-robin, offset by the Locust worker index), so load spreads
 over shards, including shards on several machines. The users of a process share one gRPC
-channel (one HTTP/2 connection) per address. The API key comes from ``--dispatch-api-key`` /
-``$DISPATCH_API_KEY``, else :attr:`DispatchUser.api_key`; it is only ever put in the
-``authorization`` metadata, never logged.
+channel (one HTTP/2 connection) per address, and one Session stream on it. The API key
+comes from ``--dispatch-api-key`` / ``$DISPATCH_API_KEY``, else :attr:`DispatchUser.api_key`;
+it is only ever put in the ``authorization`` metadata, never logged.
 
-**The end of a run.** Once Locust asks a user to stop, :meth:`~DispatchUser.dispatch` starts
-no new calls (it raises ``StopUser``), while waits go on (for up to Locust's
-``--stop-timeout``). A user killed while a ``Dispatch`` RPC is in flight still waits for its
-answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before dying, so the
-calls Locust counts as dispatched are the calls the shards accepted; a ``Wait`` in flight is
-cancelled at once. Like any Locust request cut short by a stop, it gets no entry; the run's
-checks count it as *unfinished* (``loadgen run``'s implicit gates fail on it) and the engine
-reports the call as in flight.
+**The end of a run.** Once Locust asks a user to stop, :meth:`~DispatchUser.dispatch` and
+:meth:`~DispatchUser.call` start no new calls (they raise ``StopUser``), while waits go on
+(for up to Locust's ``--stop-timeout``). A user killed while its dispatch is on its way still
+waits for the answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before
+dying, so the calls Locust counts as dispatched are the calls the shards accepted; a wait for
+a result is cancelled at once: a :meth:`~DispatchUser.call` cut short records its ``call``
+entry as a failure (:class:`CallUnfinished`), so Locust's ``call`` entries stay one per call
+the shards accepted, while a ``Wait`` cut short gets no entry (like any Locust request cut
+short by a stop). The run's checks count both as *unfinished* (``loadgen run``'s implicit
+gates fail on it) and the engine reports the call as in flight. At the end of the test every
+Session is half-closed and read to its end (for what is left of ``--stop-timeout``, at least
+a second), so the shards see every session end cleanly.
 """
 
 from __future__ import annotations
@@ -71,13 +85,17 @@ from loadgen.core.caller import WrongSample
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
-from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_sdk
-from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+from loadgen.locust.link import PendingGroup, link
+from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_rpc, resolve_sdk
+from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, status_pb2
 from loadgen.protocol.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
 
-__all__ = ["CallFailed", "DispatchFailed", "DispatchUser", "WrongResult"]
+__all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
 
 _user_numbers = itertools.count()
+_SHORT_STATUS = {value: name.removeprefix("STATUS_") for name, value in status_pb2.Status.items()}
+_SHORT_STATUS[status_pb2.STATUS_UNSPECIFIED] = "UNSPECIFIED"
+_ID_BYTES = 34  # one dispatch id in a DispatchResponse: tag, length, 32 hex digits
 _NUMBERS_IN_EXPIRY = re.compile(r"(expired) after [0-9.]+s and \d+ attempts|(expired|gave up) after \d+ attempts")
 
 
@@ -104,6 +122,14 @@ class CallFailed(Exception):
         text = _NUMBERS_IN_EXPIRY.sub(lambda m: m.group(1) or m.group(2), message)[:200]
         detail = f"{error_type}: {text}" if error_type and error_type != status and text else (text or error_type)
         super().__init__(f"{status}: {detail}" if detail else status)
+
+
+class CallUnfinished(Exception):
+    """The user was stopped while it waited for the call's end (the run ended first)."""
+
+    def __init__(self, waited: float) -> None:
+        self.waited = waited
+        super().__init__("unfinished: the user was stopped before the call ended")
 
 
 class WrongResult(Exception):
@@ -149,7 +175,11 @@ class DispatchUser(User):
     """Deadline of each Dispatch RPC, in seconds."""
 
     wait_timeout: ClassVar[float] = 60.0
-    """Default ``timeout`` of :meth:`wait_for` / :meth:`dispatch_and_wait`, in seconds."""
+    """Default ``timeout`` of :meth:`call` / :meth:`wait_for`, in seconds."""
+
+    rpc: ClassVar[str] = "session"
+    """How calls travel: ``"session"`` (one Session stream per process and shard) or ``"unary"``
+    (a Dispatch RPC per dispatch, a Wait RPC per wait), unless ``--dispatch-rpc`` / ``$LOADGEN_RPC`` says."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -163,6 +193,8 @@ class DispatchUser(User):
         """The SDK codec of this user's inputs and outputs."""
         self._metadata = (("authorization", "Bearer " + resolve_api_key(options, cls.api_key)),)
         self._stub = dispatch_pb2_grpc.DispatchServiceStub(channel(self.address))
+        self.session: bool = resolve_rpc(options, cls.rpc) == "session"
+        """Whether this user's calls ride the process's Session stream (else unary RPCs)."""
         self.failed_waits = 0
         """Waits of this user recorded as failures so far (failed, expired or wrong calls)."""
 
@@ -190,30 +222,103 @@ class DispatchUser(User):
         kwargs: Mapping[str, Any] | None = None,
         expiration: float | None = None,
     ) -> list[str]:
-        """Dispatch *batch* calls of *function* in one RPC; return their dispatch ids.
+        """Dispatch *batch* calls of *function* as one batch; return their dispatch ids.
 
         The input: *input* (one value, for the ``reference``, ``dispatch-go`` and ``raw`` SDKs;
         ``None``: none), or *args* and *kwargs* (``dispatch-py``), encoded by :meth:`encode`; or a
         ``google.protobuf.Any``, sent as is. *expiration*: seconds, else the engine's default.
-        Once Locust stops this user it raises ``StopUser`` instead: no new calls after the load stopped.
+        Their results are kept for :meth:`wait_for`. Once Locust stops this user it raises
+        ``StopUser`` instead: no new calls after the load stopped.
         """
-        if batch < 1:
-            raise ValueError("batch must be >= 1")
-        if self._state == LOCUST_STATE_STOPPING:  # asked to stop: it finishes its waits, starts nothing
-            raise StopUser()
-        call = call_pb2.Call(function=function, input=self.encode(input, args=args, kwargs=kwargs))
-        if expiration is not None:
-            call.expiration.FromNanoseconds(int(expiration * 1e9))
-        request = dispatch_pb2.DispatchRequest(calls=[call] * batch)
-        response, _ = self._dispatch_rpc(request, f"Dispatch {function}")
-        ids = list(response.dispatch_ids)
+        call = self._new_call(function, input, batch, args, kwargs, expiration)
+        if not self.session:
+            return self._dispatch_unary(function, call, batch)
+        ids = self._dispatch_session(call, batch, f"Dispatch {function}")
         dispatched.add(function, len(ids))
         return ids
+
+    def call(
+        self,
+        function: str,
+        input: Any = None,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        expect: Any = NO_VALUE,
+        timeout: float | None = None,
+        expiration: float | None = None,
+    ) -> call_pb2.CallResult:
+        """Dispatch one call of *function* and wait for its end; return its ``CallResult``.
+
+        One Locust entry ``call <function>``, a failure when the call failed, expired or (with
+        *expect*) completed with another output; ``CallResult.error`` then holds its status type
+        and message. *timeout*: seconds to wait for the result (default :attr:`wait_timeout`).
+        """
+        return self.call_batch(
+            function, input, 1, args=args, kwargs=kwargs, expect=expect, timeout=timeout, expiration=expiration
+        )[0]
+
+    dispatch_and_wait = call
+    """The same as :meth:`call` (the name locustfiles used before it)."""
+
+    def call_batch(
+        self,
+        function: str,
+        input: Any = None,
+        batch: int = 1,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        expect: Any = NO_VALUE,
+        timeout: float | None = None,
+        expiration: float | None = None,
+    ) -> list[call_pb2.CallResult]:
+        """Dispatch *batch* calls of *function* as one batch and wait for every one's end.
+
+        Returns their results in order; one entry per call, as :meth:`call` records it.
+        """
+        call = self._new_call(function, input, batch, args, kwargs, expiration)
+        limit = self.wait_timeout if timeout is None else timeout
+        if not self.session:
+            ids = self._dispatch_unary(function, call, batch)
+            return [self.wait_for(i, function=function, timeout=limit, expect=expect)[0] for i in ids]
+        started_wall = time.time()
+        session = link(self.address, self._metadata)
+        group = session.submit(
+            PendingGroup([call] * batch, answer=False, skip_results=False, timeout=limit, size=call.ByteSize() * batch)
+        )
+        name = f"call {function}"
+        try:
+            group.done.wait()
+        except GreenletExit:
+            session.abandon(group)
+            if group.sent:  # dispatched, its end not seen: one failed entry per call, counted in the checks
+                dispatched.add(function, batch)
+                unfinished = CallUnfinished(time.perf_counter() - group.started)
+                for _ in range(batch):
+                    checked.record_unfinished(function)
+                    self._fire(name, group.started, started_wall, None, unfinished, kind="call")
+            raise
+        if group.failure is not None:
+            code, details = group.failure
+            failure = DispatchFailed("call", code, details)
+            for _ in range(batch):
+                self._fire(name, group.started, started_wall, None, failure, kind="call")
+            raise failure
+        dispatched.add(function, batch)
+        results = []
+        for ended, arrived in zip(group.ended, group.arrived, strict=True):
+            assert ended is not None
+            result = ended.result
+            exception = self._judge(function, result, _SHORT_STATUS.get(ended.status, str(ended.status)), expect)
+            self._fire(name, group.started, started_wall, result, exception, kind="call", ended_at=arrived)
+            results.append(result)
+        return results
 
     def wait_for(
         self, dispatch_id: str, *, function: str = "", timeout: float | None = None, expect: Any = NO_VALUE
     ) -> tuple[call_pb2.CallResult, str]:
-        """Wait until the call *dispatch_id* ends; return its ``CallResult`` and final status name.
+        """Wait until the call *dispatch_id* ends (a ``Wait`` RPC); return its ``CallResult`` and final status name.
 
         The status is the ``loadgen-status`` trailer (``"STATUS_OK"``, ``"STATUS_PERMANENT_ERROR"``, ...).
         The RPC is recorded as ``"Wait <function>"`` (``User.wait`` is Locust's own pause), a failure
@@ -245,42 +350,9 @@ class DispatchUser(User):
         for key, value in future.trailing_metadata() or ():
             if key == "loadgen-status":
                 status = value if isinstance(value, str) else value.decode()
-        short = status.removeprefix("STATUS_") or "UNSPECIFIED"
-        exception: Exception | None = None
-        wrong: WrongSample | None = None
-        if short != "OK":
-            error = result.error
-            exception = CallFailed(short, error.type, error.message)
-        elif expect is not NO_VALUE:
-            got = self._decoded(result)
-            if not matches(expect, got):
-                wrong = WrongSample(display(expect), display(got))
-                exception = WrongResult(wrong.expected, wrong.got)
-        checked.record_result(checks_name, short, checked=short == "OK" and expect is not NO_VALUE, wrong=wrong)
-        if exception is not None:
-            self.failed_waits += 1
+        exception = self._judge(checks_name, result, status.removeprefix("STATUS_") or "UNSPECIFIED", expect)
         self._fire(name, started, started_wall, result, exception)
         return result, status
-
-    def dispatch_and_wait(
-        self,
-        function: str,
-        input: Any = None,
-        *,
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        expect: Any = NO_VALUE,
-        timeout: float | None = None,
-        expiration: float | None = None,
-    ) -> call_pb2.CallResult:
-        """Dispatch one call and wait for its end (two RPCs, two entries); return its ``CallResult``.
-
-        A call that ended in failure has ``CallResult.error`` set (its status type and message);
-        with *expect*, a completed call whose output differs is recorded as wrong.
-        """
-        (dispatch_id,) = self.dispatch(function, input, args=args, kwargs=kwargs, expiration=expiration)
-        result, _ = self.wait_for(dispatch_id, function=function, timeout=timeout, expect=expect)
-        return result
 
     def decode(self, result: call_pb2.CallResult) -> Any:
         """The output of *result* as plain data, decoded by this user's codec (never unpickled blindly)."""
@@ -294,14 +366,94 @@ class DispatchUser(User):
         except ValueError as exc:
             return f"<undecodable output: {exc}>"
 
+    def _new_call(
+        self,
+        function: str,
+        input: Any,
+        batch: int,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None,
+        expiration: float | None,
+    ) -> call_pb2.Call:
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        if self._state == LOCUST_STATE_STOPPING:  # asked to stop: it finishes its waits, starts nothing
+            raise StopUser()
+        call = call_pb2.Call(function=function, input=self.encode(input, args=args, kwargs=kwargs))
+        if expiration is not None:
+            call.expiration.FromNanoseconds(int(expiration * 1e9))
+        return call
+
+    def _judge(self, checks_name: str, result: call_pb2.CallResult, short: str, expect: Any) -> Exception | None:
+        """What a received result means (:class:`CallFailed`, :class:`WrongResult` or ``None``), also counted
+        in the checks."""
+        exception: Exception | None = None
+        wrong: WrongSample | None = None
+        if short != "OK":
+            error = result.error
+            exception = CallFailed(short, error.type, error.message)
+        elif expect is not NO_VALUE:
+            got = self._decoded(result)
+            if not matches(expect, got):
+                wrong = WrongSample(display(expect), display(got))
+                exception = WrongResult(wrong.expected, wrong.got)
+        checked.record_result(checks_name, short, checked=short == "OK" and expect is not NO_VALUE, wrong=wrong)
+        if exception is not None:
+            self.failed_waits += 1
+        return exception
+
+    def _dispatch_unary(self, function: str, call: call_pb2.Call, batch: int) -> list[str]:
+        response, _ = self._dispatch_rpc(dispatch_pb2.DispatchRequest(calls=[call] * batch), f"Dispatch {function}")
+        ids = list(response.dispatch_ids)
+        dispatched.add(function, len(ids))
+        return ids
+
+    def _dispatch_session(self, call: call_pb2.Call, batch: int, name: str) -> list[str]:
+        """A group asking for its ids (its results stay for Wait), with the Dispatch RPC's entry and kill rules."""
+        started_wall = time.time()
+        session = link(self.address, self._metadata)
+        group = session.submit(
+            PendingGroup(
+                [call] * batch, answer=True, skip_results=True, timeout=self.rpc_timeout, size=call.ByteSize() * batch
+            )
+        )
+        killed: BaseException | None = None
+        while True:
+            try:
+                group.done.wait()
+                break
+            except GreenletExit as exc:
+                if not group.sent:  # never left this process: nothing was dispatched
+                    session.abandon(group)
+                    raise
+                killed = exc
+        failure = None if group.failure is None else DispatchFailed("Dispatch", *group.failure)
+        self._fire(name, group.started, started_wall, None, failure, length=_ID_BYTES * len(group.ids))
+        if killed is not None:
+            raise killed
+        if failure is not None:
+            raise failure
+        return group.ids
+
     def _fire(
-        self, name: str, started: float, started_wall: float, response: Any, exception: BaseException | None
+        self,
+        name: str,
+        started: float,
+        started_wall: float,
+        response: Any,
+        exception: BaseException | None,
+        *,
+        kind: str = "grpc",
+        ended_at: float | None = None,
+        length: int | None = None,
     ) -> None:
+        if length is None:
+            length = response.ByteSize() if response is not None else 0
         self.environment.events.request.fire(
-            request_type="grpc",
+            request_type=kind,
             name=name,
-            response_time=(time.perf_counter() - started) * 1000.0,
-            response_length=response.ByteSize() if response is not None else 0,
+            response_time=((time.perf_counter() if ended_at is None else ended_at) - started) * 1000.0,
+            response_length=length,
             response=response,
             context=self.context(),
             exception=exception,

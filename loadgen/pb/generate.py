@@ -44,13 +44,18 @@ OWN_DIR = "loadgen/pb"
 SOURCES = ((Path("dispatch/sdk/v1"), WIRE_PACKAGE), (Path("loadgen/v1"), None))
 
 
-def _own_copy(text: str, package: str | None, source_dir: str) -> str:
-    """A proto file as loadgen compiles it: imports under ``loadgen/pb/``, its package renamed."""
-    text = text.replace(f'import "{source_dir}/', f'import "{OWN_DIR}/')
+def _own_copy(text: str, package: str | None) -> str:
+    """A proto file as loadgen compiles it: imports under ``loadgen/pb/``, its package renamed, and
+    references to the wire package's types (in code, not in comments) under loadgen's own name."""
+    for subdir, _ in SOURCES:
+        text = text.replace(f'import "{subdir}/', f'import "{OWN_DIR}/')
     if package is not None:
         text = re.sub(rf"^package {re.escape(package)};", f"package {OWN_PACKAGE};", text, flags=re.MULTILINE)
-        text = text.replace(f"{package}.", f"{OWN_PACKAGE}.")
-    return text
+    wire = re.compile(rf"(?<![\w.]){re.escape(WIRE_PACKAGE)}\.")
+    return "\n".join(
+        line if line.lstrip().startswith("//") and package is None else wire.sub(f"{OWN_PACKAGE}.", line)
+        for line in text.split("\n")
+    )
 
 
 def _wire_paths(grpc_source: str) -> str:
@@ -88,7 +93,7 @@ def generate() -> dict[str, str]:
         for subdir, package in SOURCES:
             for path in sorted((PROTO_ROOT / subdir).glob("*.proto")):
                 target = src / OWN_DIR / path.name
-                target.write_text(_own_copy(path.read_text(), package, str(subdir)))
+                target.write_text(_own_copy(path.read_text(), package))
                 protos.append(f"{OWN_DIR}/{path.name}")
         args = ["protoc", f"-I{src}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
                 f"--grpc_python_out={out}", *protos]  # fmt: skip

@@ -28,11 +28,11 @@ __all__ = ["build_user_class"]
 
 
 def _perform(user: Any, item: WorkItem, payload: any_pb2.Any) -> None:
-    """One workload item: a Dispatch of ``batch`` calls, then (if ``wait``) a Wait for each, checked."""
-    ids = user.dispatch(item.function, payload, batch=item.batch)
+    """One workload item: ``batch`` calls dispatched together, and (if ``wait``) each one's result, checked."""
     if item.wait:
-        for dispatch_id in ids:
-            user.wait_for(dispatch_id, function=item.function, expect=item.expect)
+        user.call_batch(item.function, payload, item.batch, expect=item.expect)
+    else:
+        user.dispatch(item.function, payload, batch=item.batch)
 
 
 def _task(item: WorkItem, payload: any_pb2.Any) -> Any:

@@ -12,9 +12,10 @@ metric                                    kind     value
                                                    scoped); scope ``function``, ``outcome``
                                                    (``completed``/``failed``/``expired``)
 ``attempt.STAT``                          latency  endpoint attempts; scope ``function``, ``status``
-``rpc.STAT``                              latency  ingress RPCs, the ``Dispatch`` RPC unless scoped;
-                                                   scope ``rpc`` (``Dispatch``, ``Wait``, ``*`` for
-                                                   all), ``status`` (``ok``/``error``)
+``rpc.STAT``                              latency  ingress RPCs; unless scoped, how batches were
+                                                   accepted: ``Dispatch`` RPCs and ``Session``
+                                                   groups; scope ``rpc`` (``Dispatch``, ``Session``,
+                                                   ``Wait``, ``*`` for all), ``status`` (``ok``/``error``)
 ``accepted``, ``lost``, ``in_flight``     count    root calls accepted / lost with a dead shard /
                                                    still in flight (gauge)
 ``completed``, ``expired``                count    root calls; scope ``function``
@@ -26,7 +27,8 @@ metric                                    kind     value
                                                    ``function``: (failed + expired) / ended calls
 ``rpc.fail_ratio``                        ratio    failed requests / requests as the load generator
                                                    saw them (Locust's totals) when given, else the
-                                                   engine's failed / all ``Dispatch`` RPCs; scoped
+                                                   engine's failed / all Dispatch RPCs and Session
+                                                   groups; scoped
                                                    by ``rpc``: always the engine's view
 ``calls_per_s``                           rate     completed root calls per second; scope ``function``
 ``accepted_per_s``                        rate     accepted root calls per second
@@ -70,6 +72,7 @@ from loadgen.core.text import suggest
 from loadgen.core.units import format_latency
 
 __all__ = [
+    "DISPATCHING_RPCS",
     "METRIC_NAMES",
     "GateSyntaxError",
     "LocustTotals",
@@ -89,6 +92,8 @@ _FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
     "attempt": ("function", "status"),
     "rpc": ("rpc", "status"),
 }
+DISPATCHING_RPCS: Final = frozenset(("Dispatch", "Session"))
+"""The ``rpc`` keys an unscoped ``rpc.*`` metric covers: a batch accepted by a Dispatch RPC or as a Session group."""
 _LATENCY_STATS: Final = ("mean", "min", "max", "count")
 _OUTCOMES: Final = ("completed", "failed", "expired")
 
@@ -293,15 +298,14 @@ class Metrics:
         if cache_key not in self._merged:
             first, second = _FAMILY_LABELS[family]
             wanted = dict(labels)
-            if family == "rpc":
-                wanted.setdefault("rpc", "Dispatch")
             a_want, b_want = wanted.get(first), wanted.get(second)
-            if a_want == "*":  # rpc=*: every RPC
-                a_want = None
+            a_allowed: frozenset[str] | None = None if a_want in (None, "*") else frozenset((a_want,))  # rpc=*: all
+            if family == "rpc" and a_want is None:
+                a_allowed = DISPATCHING_RPCS
             parts = [
                 hist
                 for (f, a, b), hist in self.snapshot.histograms.items()
-                if f == family and a_want in (None, a) and b_want in (None, b) and hist.count
+                if f == family and (a_allowed is None or a in a_allowed) and b_want in (None, b) and hist.count
             ]
             self._merged[cache_key] = _combine(parts)
         return self._merged[cache_key]
@@ -360,8 +364,9 @@ class Metrics:
             rpc = metric.label("rpc")
             if rpc is None and self.locust is not None:
                 return _ratio(self.locust.failures, self.locust.requests)
-            errors = self._count("rpc", rpc=rpc or "Dispatch", status="error")
-            return _ratio(errors, errors + self._count("rpc", rpc=rpc or "Dispatch", status="ok"))
+            scope = {"rpc": rpc} if rpc else {}
+            errors = self._count("rpc", status="error", **scope)
+            return _ratio(errors, errors + self._count("rpc", status="ok", **scope))
         if name == "calls_per_s":
             completed = self._count("e2e", function=function, outcome="completed") if function else None
             return self._rate(snap.counter(CounterKind.COMPLETED) if completed is None else completed)

@@ -747,7 +747,7 @@ def test_locust_worker_killed_mid_run(endpoint_url: str, signing_key: Ed25519Pri
         env = _locust_env(supervisor)
         master_cmd = [LOCUST, "-f", locustfile, "--headless", "--master", "--expect-workers", "2"]
         master_cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "-u", "6", "-r", "6"]
-        master_cmd += ["-t", "8s", "--csv", str(tmp_path / "run"), "--only-summary"]
+        master_cmd += ["-t", "8s", "--stop-timeout", "5", "--csv", str(tmp_path / "run"), "--only-summary"]
         worker_cmd = [LOCUST, "-f", locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
         logs = [(tmp_path / f"{name}.log").open("w") for name in ("master", "worker0", "worker1")]
         processes: list[subprocess.Popen[bytes]] = []

@@ -2,7 +2,7 @@
 
 Run with ``LOADGEN_SDK=dispatch-py`` (or ``--dispatch-sdk dispatch-py``), ``LOADGEN_ADDRESSES`` and
 ``DISPATCH_API_KEY``. ``greet`` and ``add`` come back right; ``square`` is expected to be -1, which
-it never is, so its ``Wait`` entries are failures ("wrong result") and Locust exits 1.
+it never is, so its ``call`` entries are failures ("wrong result") and Locust exits 1.
 """
 
 from __future__ import annotations

@@ -171,10 +171,10 @@ def test_wrong_results_and_failures_on_sdk_071_fail_the_run_with_their_messages(
     assert ("greet", "'hello bob!'", "'hello bob?'") in samples
     assert any(f == "evil" and "opaque posix.system" in got for f, _, got in samples)
     assert not marker.exists()
-    # Locust saw the same: the Wait entries of failed and wrong calls are failures.
+    # Locust saw the same: the call entries of failed and wrong calls are failures.
     rows = _locust_rows(run_dir / "locust_stats.csv")
-    assert int(rows["Wait greet"]["Failure Count"]) == int(rows["Wait greet"]["Request Count"]) > 0
-    assert int(rows["Wait no_such_function"]["Failure Count"]) > 0
+    assert int(rows["call greet"]["Failure Count"]) == int(rows["call greet"]["Request Count"]) > 0
+    assert int(rows["call no_such_function"]["Failure Count"]) > 0
     failures = (run_dir / "locust_failures.csv").read_text()
     assert "NOT_FOUND: HTTP 404: function 'no_such_function' does not exist" in failures
     assert "wrong result: expected 'hello bob!', got 'hello bob?'" in failures
@@ -304,9 +304,9 @@ def test_a_plain_locustfile_checks_results_and_exits_1_on_a_wrong_one(
     assert done.returncode == 1, done.stderr[-4000:]  # Locust's own verdict: some requests failed
     assert loadgen.api_key not in done.stderr + done.stdout
     rows = _locust_rows(tmp_path / "run_stats.csv")
-    assert int(rows["Wait greet"]["Request Count"]) > 0 and rows["Wait greet"]["Failure Count"] == "0"
-    assert int(rows["Wait add"]["Request Count"]) > 0 and rows["Wait add"]["Failure Count"] == "0"
-    assert int(rows["Wait square"]["Failure Count"]) == int(rows["Wait square"]["Request Count"]) > 0
+    assert int(rows["call greet"]["Request Count"]) > 0 and rows["call greet"]["Failure Count"] == "0"
+    assert int(rows["call add"]["Request Count"]) > 0 and rows["call add"]["Failure Count"] == "0"
+    assert int(rows["call square"]["Failure Count"]) == int(rows["call square"]["Request Count"]) > 0
     caller = json.loads((tmp_path / "caller.json").read_text())["checks"]
     assert caller["greet"]["wrong"] == 0 and caller["greet"]["checked"] == caller["greet"]["results"] > 0
     assert caller["square"]["wrong"] == caller["square"]["checked"] > 0

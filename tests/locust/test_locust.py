@@ -86,7 +86,7 @@ def run_locust(
     engine: Supervisor, tmp_path: Path, *args: str, timeout: float = 45
 ) -> dict[tuple[str, str], dict[str, str]]:
     command = [LOCUST, "-f", str(SCENARIOS / "quickstart_locustfile.py"), "--headless", "-u", "8", "-r", "8"]
-    command += ["-t", "6s", "--csv", str(tmp_path / "run"), "--only-summary", *args]
+    command += ["-t", "6s", "--stop-timeout", "5", "--csv", str(tmp_path / "run"), "--only-summary", *args]
     log = tmp_path / "locust.log"
     with log.open("w") as out:
         done = subprocess.run(
@@ -119,23 +119,26 @@ def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], e
     def fails(kind: str, name: str) -> int:
         return int(rows[(kind, name)]["Failure Count"])
 
-    # Locust's own entries: one per RPC kind and function, no failures.
-    for function in FUNCTIONS:
+    # Locust's own entries: a Dispatch per batch not waited for, a call per call waited for; no failures.
+    fired, waited = ("echo", "chain", "fail"), ("sleep", "fanout")
+    for function in fired:
         assert count("grpc", f"Dispatch {function}") > 0 and fails("grpc", f"Dispatch {function}") == 0
-    for function in ("sleep", "fanout"):
-        assert count("grpc", f"Wait {function}") > 0 and fails("grpc", f"Wait {function}") == 0
+    for function in waited:
+        assert count("call", f"call {function}") > 0 and fails("call", f"call {function}") == 0
+        assert ("grpc", f"Dispatch {function}") not in rows and ("grpc", f"Wait {function}") not in rows
     batch = {"echo": echo_batch()}
-    dispatched = sum(
-        (count("grpc", f"Dispatch {f}") - fails("grpc", f"Dispatch {f}")) * batch.get(f, 1) for f in FUNCTIONS
-    )
+    dispatched = sum(count("grpc", f"Dispatch {f}") * batch.get(f, 1) for f in fired)
+    dispatched += sum(count("call", f"call {f}") for f in waited)
 
-    # The shards accepted exactly what Locust counted as dispatched.
+    # The shards accepted exactly what Locust counted, every batch as one group of the Session streams.
     live = merged_snapshot(engine.url)
     if exact:
         assert live.counters["accepted"] == dispatched
+        groups = sum(count("grpc", f"Dispatch {f}") for f in fired) + sum(count("call", f"call {f}") for f in waited)
+        assert live.histogram("rpc", ("Session", "ok")).count == groups
     else:
         assert live.counters["accepted"] >= dispatched > 0
-    assert live.histogram("rpc", ("Dispatch", "ok")).count == sum(count("grpc", f"Dispatch {f}") for f in FUNCTIONS)
+    assert ("rpc", "Dispatch", "ok") not in live.histograms  # no unary Dispatch RPC
 
     # Every accepted call ends: completed + failed + expired == accepted == dispatched.
     final = engine.drain(15)
@@ -160,7 +163,7 @@ def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], e
     assert float(rows[("e2e", "echo completed")]["Average Response Time"]) == pytest.approx(e2e_echo.mean / 1000)
     assert float(rows[("e2e", "echo completed")]["Max Response Time"]) == pytest.approx(e2e_echo.max / 1000)
     # Locust's "Aggregated" row stays the total of Locust's own requests.
-    own = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind == "grpc")
+    own = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind in ("grpc", "call"))
     assert int(rows[("", "Aggregated")]["Request Count"]) == own
 
 
@@ -198,7 +201,7 @@ def test_open_model_arrivals_follow_the_schedule(engine: Supervisor, tmp_path: P
     arrivals = int(rows[("open", "OpenArrivals")]["Request Count"])
     dropped = int(rows.get(("open", "dropped OpenArrivals"), {}).get("Request Count", 0))
     assert arrivals + dropped == 200
-    assert int(rows[("grpc", "Dispatch sleep")]["Request Count"]) == arrivals
+    assert int(rows[("call", "call sleep")]["Request Count"]) == arrivals
     assert merged_snapshot(engine.url).counters["accepted"] == arrivals
 
 

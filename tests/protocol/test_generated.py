@@ -91,6 +91,7 @@ def test_grpc_method_paths_are_the_wire_contract() -> None:
         "/dispatch.sdk.v1.DispatchService/Wait",
         "/dispatch.sdk.v1.FunctionService/Run",
         "/loadgen.v1.Shard/Stats",
+        "/loadgen.v1.Calls/Session",
     }
     from loadgen.pb import dispatch_pb2_grpc
 

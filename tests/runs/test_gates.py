@@ -408,3 +408,18 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
     names = [case.get("name") for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")]
     assert "implicit: expired == 0" in names
     assert [str(g) for g in implicit_gates(with_locust=False)][-1] == "in_flight == 0"
+
+
+def test_unscoped_rpc_metrics_cover_dispatch_rpcs_and_session_groups() -> None:
+    """A batch accepted as a Session group counts like a Dispatch RPC; Wait stays out unless asked for."""
+    shard = ShardStats("shard-0")
+    for i in range(8):
+        shard.record_rpc("Session", i != 0, 50e-6)
+    for _ in range(2):
+        shard.record_rpc("Dispatch", True, 100e-6)
+    shard.record_rpc("Wait", False, 1e-3)
+    metrics = metrics_from(shard.snapshot(), DURATION)
+    assert metrics("rpc.count") == 10 and metrics("rpc.max") == 100
+    assert metrics("rpc.fail_ratio") == pytest.approx(0.1)
+    assert metrics("rpc.count{rpc=Session}") == 8 and metrics("rpc.fail_ratio{rpc=Session}") == pytest.approx(1 / 8)
+    assert metrics("rpc.count{rpc=*}") == 11

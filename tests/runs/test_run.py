@@ -27,11 +27,21 @@ def only_run_dir(results: Path) -> Path:
     return run_dir
 
 
-def dispatched_calls(run_dir: Path) -> int:
-    """Calls Locust dispatched: successful ``Dispatch <fn>`` RPCs (batch 1 in these scenarios)."""
+def locust_rows(run_dir: Path) -> dict[tuple[str, str], dict[str, str]]:
     with (run_dir / "locust_stats.csv").open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["Name"].startswith("Dispatch ")]
-    return sum(int(row["Request Count"]) - int(row["Failure Count"]) for row in rows)
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+
+
+def dispatched_calls(run_dir: Path) -> int:
+    """Calls Locust dispatched: its ``call <fn>`` entries (one per call waited for) and its successful
+    ``Dispatch <fn>`` entries (batch 1 in these scenarios)."""
+    total = 0
+    for (kind, name), row in locust_rows(run_dir).items():
+        if kind == "call":
+            total += int(row["Request Count"])
+        elif name.startswith("Dispatch "):
+            total += int(row["Request Count"]) - int(row["Failure Count"])
+    return total
 
 
 def test_quickstart_passes_and_accounts_for_every_call(tmp_path: Path) -> None:
@@ -48,6 +58,27 @@ def test_quickstart_passes_and_accounts_for_every_call(tmp_path: Path) -> None:
     assert accepted > 0 and dispatched_calls(run_dir) == accepted == terminal
     assert "gate PASS" in done.stdout and "balanced" in done.stdout
     assert "<svg" in (run_dir / "report.html").read_text()
+
+
+def test_waited_echo_calls_are_one_locust_entry_each_and_the_engine_agrees(tmp_path: Path) -> None:
+    """Every ``call echo`` entry is one call the shards accepted and completed, over the Session streams."""
+    scenario = tmp_path / "echo.toml"
+    scenario.write_text(
+        'name = "echo"\n[load]\nusers = 16\nduration = "3s"\n'
+        '[[workload]]\nfunction = "echo"\ninput = { message = "hi" }\nexpect = { message = "hi" }\n'
+    )
+    results = tmp_path / "results"
+    done = loadgen_run(str(scenario), results=results)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_dir = only_run_dir(results)
+    rows = locust_rows(run_dir)
+    assert {name for kind, name in rows if kind in ("grpc", "call")} == {"call echo"}  # no Dispatch or Wait RPCs
+    calls = int(rows[("call", "call echo")]["Request Count"])
+    assert rows[("call", "call echo")]["Failure Count"] == "0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    accounting = summary["accounting"]
+    assert calls == accounting["accepted"] == accounting["completed"] > 0 and accounting["balanced"]
+    assert summary["checks"]["functions"]["echo"]["checked"] == calls
 
 
 def test_failing_gate_exits_1_with_junit_failure(tmp_path: Path) -> None:

@@ -1,0 +1,293 @@
+"""One Session stream per Locust process and shard: the users' calls in groups, their results back.
+
+A :class:`SessionLink` carries the calls of every user of a process that sends to one shard
+address over one ``loadgen.v1.Calls/Session`` stream (``proto/loadgen/v1/session.proto``),
+on the process's shared gRPC channel to that address:
+
+* **Group commit, no timer.** A user's dispatch is queued as a :class:`PendingGroup`; gRPC
+  takes the next request message when the previous one was sent, and that message carries
+  every group queued meanwhile (at most :data:`MAX_GROUPS_PER_MESSAGE`, about
+  :data:`MAX_BYTES_PER_MESSAGE`). Each group is accepted or rejected on its own.
+* **Results** come back many per message, each naming its group and place; a reader
+  greenlet hands them to the waiting users. One sweeper per link ends the waits whose
+  deadline passed (no timer per call).
+* **A broken stream** (the shard died or restarted, the connection was lost) fails every
+  group still waiting: those sent are *lost* (their results can no longer arrive), those
+  not sent yet were never dispatched. The next dispatch opens a new session.
+* **The end.** :func:`close_links` (at the end of a test) half-closes every stream and
+  reads it to its end (bounded), so the shards see a clean end of every session.
+
+Links are made lazily, on first use in a process, and never cross a fork (like
+:mod:`.channels`). The users' side (Locust entries, checks) is :mod:`.user`'s.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import gevent  # type: ignore[import-untyped]
+import gevent.event  # type: ignore[import-untyped]
+import grpc
+
+import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.locust.channels import channel
+from loadgen.pb import call_pb2, session_pb2, session_pb2_grpc
+
+__all__ = ["MAX_BYTES_PER_MESSAGE", "MAX_GROUPS_PER_MESSAGE", "PendingGroup", "SessionLink", "close_links", "link"]
+
+MAX_GROUPS_PER_MESSAGE: Final = 1000
+MAX_BYTES_PER_MESSAGE: Final = 4 << 20
+SWEEP_SECONDS: Final = 0.25
+_CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class PendingGroup:
+    """One user's group of calls on a link, from its dispatch to its answer or last result.
+
+    When :attr:`done` is set: :attr:`failure` (code, message) if the group was rejected, the
+    link broke or the deadline passed; else :attr:`ids` (when an answer was asked for) and
+    :attr:`ended` / :attr:`arrived` (each call's ``Ended`` and its ``time.perf_counter()``)."""
+
+    __slots__ = (
+        "answer",
+        "arrived",
+        "calls",
+        "deadline",
+        "done",
+        "ended",
+        "failure",
+        "ids",
+        "number",
+        "remaining",
+        "sent",
+        "size",
+        "skip_results",
+        "started",
+        "timeout",
+    )
+
+    def __init__(
+        self, calls: Sequence[call_pb2.Call], *, answer: bool, skip_results: bool, timeout: float, size: int
+    ) -> None:
+        count = len(calls)
+        self.calls = calls
+        self.answer = answer
+        self.skip_results = skip_results
+        self.size = size
+        self.number = 0
+        self.sent = False
+        self.started = time.perf_counter()
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.done = gevent.event.Event()
+        self.ids: list[str] = []
+        self.ended: list[session_pb2.Ended | None] = [None] * (0 if skip_results else count)
+        self.arrived: list[float] = [0.0] * (0 if skip_results else count)
+        self.remaining = (0 if skip_results else count) + (1 if answer else 0)
+        self.failure: tuple[grpc.StatusCode | None, str] | None = None
+
+    def fail(self, code: grpc.StatusCode | None, message: str) -> None:
+        if not self.done.is_set():
+            self.failure = (code, message)
+            self.done.set()
+
+
+class SessionLink:
+    """The Session stream of this process to one shard address (see the module's documentation)."""
+
+    def __init__(self, address: str, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.address = address
+        self.shard: int | None = None
+        self.epoch: int | None = None
+        self.broken: tuple[grpc.StatusCode | None, str] | None = None
+        self.closing = False
+        self._metadata = metadata
+        self._queue: list[PendingGroup] = []
+        self._groups: dict[int, PendingGroup] = {}
+        self._numbers = itertools.count(1)
+        self._wake = gevent.event.Event()
+        self._over = gevent.event.Event()
+        self._deadlines: list[tuple[float, int, PendingGroup]] = []
+        stub = session_pb2_grpc.CallsStub(channel(address))
+        self._call: Any = stub.Session(self._requests(), metadata=metadata)
+        self._reader = gevent.spawn(self._read)
+        self._sweeper = gevent.spawn(self._sweep)
+
+    def __repr__(self) -> str:
+        return f"SessionLink({self.address!r}, shard={self.shard}, epoch={self.epoch})"
+
+    @property
+    def usable(self) -> bool:
+        return self.broken is None and not self.closing
+
+    def submit(self, group: PendingGroup) -> PendingGroup:
+        """Queue *group* for the next request message; it is resolved on :attr:`PendingGroup.done`."""
+        if not self.usable:
+            group.fail(*(self.broken or (grpc.StatusCode.UNAVAILABLE, "the session is closing")))
+            return group
+        group.number = number = next(self._numbers)
+        self._groups[number] = group
+        self._queue.append(group)
+        heapq.heappush(self._deadlines, (group.deadline, number, group))
+        self._wake.set()
+        return group
+
+    def abandon(self, group: PendingGroup) -> None:
+        """Forget *group* (its user is gone): unsent, it is never sent; sent, its results are dropped."""
+        self._groups.pop(group.number, None)
+        if not group.sent and group in self._queue:
+            self._queue.remove(group)
+
+    def close(self, timeout: float) -> None:
+        """Half-close the stream and read it to its end, for up to *timeout* seconds; then cancel it."""
+        self.closing = True
+        self._wake.set()
+        if not self._over.wait(timeout):
+            self._call.cancel()
+            self._over.wait(1.0)
+        self._sweeper.kill(block=False)
+
+    # -- the stream ----------------------------------------------------------------------------
+
+    def _requests(self) -> Iterator[session_pb2.SessionRequest]:
+        """The request messages (gRPC takes the next one once the previous one was sent)."""
+        queue = self._queue
+        wake = self._wake
+        while True:
+            if not queue:
+                if self.closing or self.broken is not None:
+                    return  # half-close
+                wake.clear()
+                wake.wait()
+                continue
+            request = session_pb2.SessionRequest()
+            add = request.groups.add
+            size = taken = 0
+            for group in queue:
+                if taken and (taken >= MAX_GROUPS_PER_MESSAGE or size + group.size > MAX_BYTES_PER_MESSAGE):
+                    break
+                add(group=group.number, calls=group.calls, answer=group.answer, skip_results=group.skip_results)
+                group.sent = True
+                size += group.size
+                taken += 1
+            del queue[:taken]
+            yield request
+
+    def _read(self) -> None:
+        failure: tuple[grpc.StatusCode | None, str] | None = None
+        groups = self._groups
+        try:
+            for response in self._call:
+                if response.HasField("header"):
+                    self.shard, self.epoch = response.header.shard, response.header.epoch
+                for answer in response.answers:
+                    self._answered(answer)
+                if response.ended:
+                    now = time.perf_counter()
+                    for ended in response.ended:
+                        group = groups.get(ended.group)
+                        if group is None:
+                            continue  # its user is gone, or its deadline passed
+                        index = ended.index
+                        if index < len(group.ended) and group.ended[index] is None:
+                            group.ended[index] = ended
+                            group.arrived[index] = now
+                            group.remaining -= 1
+                            if not group.remaining:
+                                del groups[ended.group]
+                                group.done.set()
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            details = exc.details() if hasattr(exc, "details") else str(exc)
+            failure = (code, details or "")
+        finally:
+            self._end(failure)
+
+    def _answered(self, answer: session_pb2.GroupAnswer) -> None:
+        group = self._groups.get(answer.group)
+        if group is None:
+            return
+        if answer.code:
+            del self._groups[answer.group]
+            group.fail(_CODES.get(answer.code), answer.message)
+            return
+        group.ids = list(answer.dispatch_ids)
+        group.remaining -= 1
+        if not group.remaining:
+            del self._groups[answer.group]
+            group.done.set()
+
+    def _end(self, failure: tuple[grpc.StatusCode | None, str] | None) -> None:
+        """The stream is over: fail what still waits on it (lost when sent, else never dispatched)."""
+        where = f"shard {self.shard}" if self.shard is not None else self.address
+        if failure is None:
+            failure = (grpc.StatusCode.UNAVAILABLE, "the session ended")
+        code, details = failure
+        self.broken = failure
+        _forget(self)
+        waiting = list(self._groups.values()) + self._queue
+        self._groups.clear()
+        self._queue.clear()
+        for group in waiting:
+            if group.sent:
+                message = f"lost: the session with {where} broke ({details}); the results cannot arrive"
+            else:
+                message = f"the session with {where} broke ({details}) before the calls were sent"
+            group.fail(code, message)
+        self._wake.set()  # the request generator returns
+        self._over.set()
+
+    def _sweep(self) -> None:
+        """Fail the groups whose deadline passed (one timer for the link, not one per call)."""
+        heap = self._deadlines
+        while True:
+            gevent.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                _, number, group = heapq.heappop(heap)
+                if self._groups.pop(number, None) is not None:
+                    if not group.sent:
+                        self.abandon(group)
+                    what = "result" if group.ended else "answer"
+                    group.fail(grpc.StatusCode.DEADLINE_EXCEEDED, f"no {what} within {group.timeout:g} s")
+            while heap and heap[0][2].done.is_set():
+                heapq.heappop(heap)
+
+
+_pid = os.getpid()
+_links: dict[tuple[str, tuple[tuple[str, str], ...]], SessionLink] = {}
+
+
+def _forget(found: SessionLink) -> None:
+    for key, value in list(_links.items()):
+        if value is found:
+            del _links[key]
+
+
+def link(address: str, metadata: tuple[tuple[str, str], ...]) -> SessionLink:
+    """This process's usable link to *address* (with *metadata*'s API key), made on first use."""
+    global _pid
+    if os.getpid() != _pid:  # forked: the parent's links are not ours
+        _links.clear()
+        _pid = os.getpid()
+    key = (address, metadata)
+    found = _links.get(key)
+    if found is None or not found.usable:
+        found = _links[key] = SessionLink(address, metadata)
+    return found
+
+
+def close_links(timeout: float = 5.0) -> None:
+    """Half-close every link of this process and read each to its end (up to *timeout* s in all)."""
+    if os.getpid() != _pid:
+        _links.clear()
+        return
+    deadline = time.monotonic() + timeout
+    for found in list(_links.values()):
+        found.close(max(0.0, deadline - time.monotonic()))
+    _links.clear()
