@@ -17,6 +17,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("scaling", "whole-engine throughput and CPU per call of every process, 1 shard vs 2 (closed loop)"),
     ("memory", "RSS per pending call with 100,000 calls in flight, loadgen vs the old mock"),
     ("oldmock", "the same echo workload through dispatch-py 0.7.1's mock and through loadgen (1 and 2 shards)"),
+    ("system", "loadgen run as a user runs it: CPU per call of Locust, shards, supervisor, endpoint; vs the old mock"),
 )
 
 
@@ -26,7 +27,7 @@ def main() -> int:
     for name, what in BENCHMARKS:
         present = importlib.util.find_spec(f"loadgen.bench.{name}") is not None
         print(f"  {name:<{width}}  {what}" + ("" if present else "  (module missing)"))
-    print("the engine benchmarks (ingress, scaling, memory, oldmock) take --quick (under a minute each)")
+    print("the engine benchmarks (ingress, scaling, memory, oldmock) take --quick (under a minute each); system too")
     return 0
 
 

@@ -1,0 +1,26 @@
+"""The whole-system benchmark reads ``loadgen run``'s own progress lines: they must keep parsing."""
+
+from __future__ import annotations
+
+from loadgen.bench.system import _LOST, _PROGRESS
+from loadgen.core.stats import ShardStats
+from loadgen.runs.console import progress_line
+
+
+def test_the_benchmark_parses_the_progress_line_with_and_without_failures() -> None:
+    stats = ShardStats("shard-0")
+    stats.count_accepted(120)
+    for _ in range(100):
+        stats.record_call("echo", "completed", "OK", 0.001)
+    stats.set_gauge("in_flight", 13)
+    clean = progress_line(8.0, 20.0, stats.snapshot(), 2.0, stats.snapshot())
+    for _ in range(7):
+        stats.record_call("fail", "failed", "PERMANENT_ERROR", 0.001)
+    failing = progress_line(10.0, 20.0, stats.snapshot(), 2.0, stats.snapshot())
+    assert "failed 7" in failing
+    for line, elapsed in ((clean, 8), (failing, 10)):
+        found = _PROGRESS.search(line)
+        assert found is not None, line
+        assert (int(found["elapsed"]), int(found["in_flight"]), int(found["accepted"])) == (elapsed, 13, 120)
+        lost = _LOST.search(line[found.end() :])
+        assert lost is not None and lost[1] == "0"
