@@ -23,11 +23,14 @@ seconds and when it quits, always through a rename so a reader never sees half o
         "greet": {"results": 10, "completed": 9, "failed": {"PERMANENT_ERROR": 1},
                   "checked": 9, "wrong": 1, "unfinished": 0,
                   "samples": [{"expected": "'hello bob!'", "got": "'hello bob?'"}]}
+      },
+      "latency": {                          # caller-side statistics (loadgen.core.stats.caller)
+        "snapshot": {...},                  # the exact merge of every process's latest report
+        "processes": {"locust-0": {"seq": 7, "final": true}}
       }
     }
 
-Readers ignore keys they do not know (later versions add sections, such as caller-side
-latency histograms). Pure: the file is written by the Locust plug-in (:mod:`loadgen.locust.checked`)
+Readers ignore keys they do not know. Pure: the file is written by the Locust plug-in (:mod:`loadgen.locust.checked`)
 and read by ``loadgen run`` (:mod:`loadgen.runs.locust_process`).
 """
 
@@ -36,6 +39,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from loadgen.core.stats.caller import LatestReports
+from loadgen.core.stats.snapshot import Snapshot
 
 __all__ = [
     "CALLER_FILE",
@@ -194,22 +200,40 @@ class CallerFile:
     written_at: float | None = None
     started_at: float | None = None
     stopping_at: float | None = None
+    latency: Snapshot | None = None
+    """The callers' latency, lag and arrival counts, merged over the Locust processes (None: not recorded)."""
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per Locust process (by its name): the ``seq`` of its latest report and whether it was ``final``."""
 
     def total(self, name: str) -> int:
         return sum(getattr(checks, name) for checks in self.checks.values())
 
 
 def caller_document(
-    checks: CallerChecks, *, started_at: float | None, stopping_at: float | None, now: float
+    checks: CallerChecks,
+    *,
+    started_at: float | None,
+    stopping_at: float | None,
+    now: float,
+    latency: LatestReports | None = None,
 ) -> dict[str, Any]:
-    """The ``caller.json`` document of *checks*."""
-    return {
+    """The ``caller.json`` document of *checks* and (when given) the processes' *latency* reports."""
+    document: dict[str, Any] = {
         "format": FORMAT,
         "written_at": now,
         "started_at": started_at,
         "stopping_at": stopping_at,
         "checks": checks.to_json(),
     }
+    if latency is not None:
+        document["latency"] = {
+            "snapshot": latency.merged().to_json(),
+            "processes": {
+                report.process: {"seq": report.seq, "final": report.final}
+                for _, report in sorted(latency.reports().items())
+            },
+        }
+    return document
 
 
 def _time(value: Any) -> float | None:
@@ -223,9 +247,25 @@ def parse_caller_document(data: Any, where: str) -> CallerFile:
     raw = data.get("checks", {})
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: checks must be an object")
+    latency: Snapshot | None = None
+    processes: dict[str, dict[str, Any]] = {}
+    section = data.get("latency")
+    if section is not None:
+        if not isinstance(section, dict):
+            raise ValueError(f"{where}: latency must be an object")
+        try:
+            latency = Snapshot.from_json(section.get("snapshot"))
+        except ValueError as exc:
+            raise ValueError(f"{where}: latency: {exc}") from None
+        found = section.get("processes", {})
+        processes = (
+            {str(k): dict(v) for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else {}
+        )
     return CallerFile(
         {str(function): FunctionChecks.from_json(value) for function, value in raw.items()},
         _time(data.get("written_at")),
         _time(data.get("started_at")),
         _time(data.get("stopping_at")),
+        latency,
+        processes,
     )

@@ -18,10 +18,13 @@ from typing import Final
 
 __all__ = [
     "ACCEPTED",
+    "ARRIVALS",
     "ATTEMPTS",
     "CLAMPED",
     "COMPLETED",
+    "DROPPED",
     "EXPIRED",
+    "LATE",
     "LOST",
     "Counter",
     "CounterKind",
@@ -44,6 +47,9 @@ class CounterKind(enum.Enum):
     ATTEMPTS = "attempts"  # endpoint attempts (all calls)
     RETRIES = "retries"  # attempts that will be retried, by status
     CLAMPED = "clamped"  # values recorded at a histogram's edge
+    ARRIVALS = "arrivals"  # open-model arrivals a Locust process started or dropped (caller side)
+    LATE = "late"  # arrivals that started later than their process's late_after (caller side)
+    DROPPED = "dropped"  # arrivals skipped for being more than max_lateness late (caller side)
 
 
 _BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES})
@@ -78,6 +84,9 @@ EXPIRED: Final = Counter.of(CounterKind.EXPIRED)
 LOST: Final = Counter.of(CounterKind.LOST)
 ATTEMPTS: Final = Counter.of(CounterKind.ATTEMPTS)
 CLAMPED: Final = Counter.of(CounterKind.CLAMPED)
+ARRIVALS: Final = Counter.of(CounterKind.ARRIVALS)
+LATE: Final = Counter.of(CounterKind.LATE)
+DROPPED: Final = Counter.of(CounterKind.DROPPED)
 
 _failed: dict[str, Counter] = {}
 _retries: dict[str, Counter] = {}

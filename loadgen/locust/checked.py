@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from loadgen.core.caller import CallerChecks, caller_document
+from loadgen.core.stats.caller import LatestReports
 
 __all__ = ["REPORT_KEY", "checked", "write_caller_file"]
 
@@ -26,11 +27,18 @@ checked = CallerChecks()
 
 
 def write_caller_file(
-    path: str | Path, checks: CallerChecks, *, started_at: float | None, stopping_at: float | None, now: float
+    path: str | Path,
+    checks: CallerChecks,
+    *,
+    started_at: float | None,
+    stopping_at: float | None,
+    now: float,
+    latency: LatestReports | None = None,
 ) -> None:
-    """Write *checks* to *path* atomically (a temporary file in the same folder, then a rename)."""
+    """Write *checks* (and the processes' *latency* reports) to *path* atomically (a temporary file in the
+    same folder, then a rename)."""
     target = Path(path)
-    document = caller_document(checks, started_at=started_at, stopping_at=stopping_at, now=now)
+    document = caller_document(checks, started_at=started_at, stopping_at=stopping_at, now=now, latency=latency)
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

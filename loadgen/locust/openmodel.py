@@ -36,7 +36,8 @@ of executors for a schedule of arrivals that does not wait for anyone::
     are skipped (a failure: the generator did not offer the intended load; add users).
 
   The calls inside :meth:`arrival` are recorded as usual (``call …``, ``Dispatch …``) from
-  their actual send time.
+  their actual send time; their caller-side latency (:mod:`loadgen.locust.latency`) counts
+  from the arrival's intended start, and each arrival's lateness is its ``lag``.
 * **The end.** After the last stage executors idle. With ``stop_when_done = True`` (the
   default) the master or local runner stops the test once the schedule is over and the
   arrivals under way have ended, or at the latest :attr:`OpenModelUser.grace` seconds later
@@ -55,6 +56,8 @@ from locust import constant, task
 from locust.exception import RescheduleTask, StopUser
 
 from loadgen.core.arrivals import ArrivalSchedule, Stage
+from loadgen.core.counters import ARRIVALS, DROPPED, LATE
+from loadgen.locust import latency
 from loadgen.locust.user import DispatchUser
 
 __all__ = [
@@ -189,14 +192,19 @@ class OpenModelUser(DispatchUser):
         if delay > 0:
             gevent.sleep(delay)
         lateness = time.monotonic() - intended
+        latency.count(ARRIVALS)
+        latency.record_lag(name, "arrival", lateness)
         if cls.max_lateness is not None and lateness > cls.max_lateness:
+            latency.count(DROPPED)
             error = RuntimeError(f"arrival more than {cls.max_lateness:g}s late: dropped (add users)")
             self._record(f"dropped {name}", lateness * 1000.0, error)
             return
         if lateness > cls.late_after:
+            latency.count(LATE)
             self._record(f"late {name}", lateness * 1000.0)
         failure: BaseException | None = None
         failed_waits = self.failed_waits
+        self.intended_start = intended  # every call of this arrival counts its latency from its intended start
         try:
             self.arrival()
         except RescheduleTask as exc:  # DispatchFailed: the RPC's own entry has the failure
@@ -206,6 +214,8 @@ class OpenModelUser(DispatchUser):
         except Exception as exc:
             self._record(name, (time.monotonic() - intended) * 1000.0, exc)
             raise
+        finally:
+            self.intended_start = None
         if failure is None and self.failed_waits > failed_waits:
             failure = RuntimeError("a call of this arrival failed (see its call or Wait entry)")
         self._record(name, (time.monotonic() - intended) * 1000.0, failure)

@@ -20,9 +20,15 @@ event                           what the plug-in does
 ``quit``                        master / local: caller file (after a signal's quit, users stop
                                 after ``quitting``)
 ``report_to_master``            worker: adds its new dispatched-call counts and checked
-                                results to its report
-``worker_report``               master: adds them up
+                                results, and its cumulative caller report, to its report
+``worker_report``               master: adds them up; keeps each worker's latest caller
+                                report (:mod:`.latency`)
 ==============================  ===========================================================
+
+Caller-side latency (:mod:`.latency`): the master numbers each test and sends the number with
+each worker's share; a worker starts fresh statistics then, and sends a final report once its
+users stopped; at ``test_stop`` the master asks the workers whose final report is missing and
+waits for them (bounded, naming those that did not answer).
 
 The stop timer stops the test gracefully (``runner.stop()``: users finish what they wait
 for, up to ``--stop-timeout``; on a master, after the workers stopped), then, headless, quits.
@@ -42,7 +48,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
-from loadgen.locust import webtab
+from loadgen.locust import latency, webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
 from loadgen.locust.checked import checked, write_caller_file
@@ -78,6 +84,7 @@ _state: dict[str, Any] = {
     "writer": None,
     "started_at": None,
     "stopping_at": None,
+    "workers": [],
 }
 
 
@@ -103,21 +110,39 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(OPEN_MODEL_MESSAGE, _on_share)
-    elif runner is not None and environment.web_ui is not None:
+        runner.register_message(latency.FINAL_REQUEST, _on_final_request)
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(latency.FINAL_MESSAGE, _on_final)
+    if runner is not None and not isinstance(runner, WorkerRunner) and environment.web_ui is not None:
         webtab.install(environment.web_ui, bridge, checked)
 
 
 def _on_share(environment: Any, msg: Any, **_kwargs: Any) -> None:
     data = msg.data or {}
     set_share(int(data.get("index", 0)), int(data.get("count", 1)))
+    index = getattr(environment.runner, "worker_index", -1)
+    latency.start_process_test(f"locust-{index}", int(data.get("test", 0)))
+
+
+def _on_final_request(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    environment.runner.send_message(latency.FINAL_MESSAGE, latency.report())
+
+
+def _on_final(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    latency.offer(str(msg.node_id), msg.data)
 
 
 def _on_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
     data[REPORT_KEY] = dispatched.take_unreported()
     data[CHECKS_KEY] = checked.take_unreported()
+    data[latency.REPORT_KEY] = latency.report()
 
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
+    if latency.REPORT_KEY in data:
+        latency.offer(client_id, data[latency.REPORT_KEY])
+        if client_id not in _state["workers"]:
+            _state["workers"].append(client_id)
     report = data.get(REPORT_KEY)
     if isinstance(report, dict):
         dispatched.merge(report)
@@ -134,9 +159,16 @@ def _write_caller_file(environment: Any) -> None:
     path = option(environment.parsed_options, "dispatch_caller_file")
     if not path or not _aggregates(environment):
         return
+    if not isinstance(environment.runner, MasterRunner):
+        latency.offer("local", latency.report())
     try:
         write_caller_file(
-            path, checked, started_at=_state["started_at"], stopping_at=_state["stopping_at"], now=time.time()
+            path,
+            checked,
+            started_at=_state["started_at"],
+            stopping_at=_state["stopping_at"],
+            now=time.time(),
+            latency=latency.reports,
         )
     except OSError as exc:
         logger.warning("cannot write the caller file %s: %s", path, exc)
@@ -171,11 +203,18 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
     _state["started_at"], _state["stopping_at"] = time.time(), None
     runner = environment.runner
     if isinstance(runner, MasterRunner):
+        test = latency.reports.test + 1
+        latency.reports.start(test)
         workers = sorted(runner.clients.ready + runner.clients.running + runner.clients.spawning, key=lambda w: w.id)
+        _state["workers"] = [worker.id for worker in workers]
         for index, worker in enumerate(workers):
-            runner.send_message(OPEN_MODEL_MESSAGE, {"index": index, "count": len(workers)}, client_id=worker.id)
+            share = {"index": index, "count": len(workers), "test": test}
+            runner.send_message(OPEN_MODEL_MESSAGE, share, client_id=worker.id)
     elif not isinstance(runner, WorkerRunner):
         set_share(0, 1)
+        test = latency.reports.test + 1
+        latency.reports.start(test)
+        latency.start_process_test("locust", test)
     if not _aggregates(environment):
         return
     config = _bridge_config(environment)
@@ -244,6 +283,13 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
     stopping_at = _state["stopping_at"]
     left = float(environment.stop_timeout or 0.0) - (time.time() - stopping_at if stopping_at else 0.0)
     close_links(max(1.0, left))  # the users are gone: every Session ends cleanly, within the stop timeout
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        latency.stop_process_test()
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(latency.FINAL_MESSAGE, latency.report())
+    elif isinstance(runner, MasterRunner):
+        latency.collect_finals(runner, list(_state["workers"]))
     stopper = _state["stopper"]
     if stopper is not None and stopper is not gevent.getcurrent():
         stopper.kill(block=False)

@@ -82,6 +82,8 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.core.caller import WrongSample
+from loadgen.core.stats.caller import outcome_of
+from loadgen.locust import latency
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
@@ -197,6 +199,18 @@ class DispatchUser(User):
         """Whether this user's calls ride the process's Session stream (else unary RPCs)."""
         self.failed_waits = 0
         """Waits of this user recorded as failures so far (failed, expired or wrong calls)."""
+        self.intended_start: float | None = None
+        """``time.monotonic()`` of the current arrival's intended start (open model), else None: each
+        call's caller-side latency counts from it (closed model: from the moment the call was issued)."""
+        self._due: float | None = None
+        planned = self.wait_time
+
+        def wait_time() -> float:  # when the next task is due: the closed model's scheduling lag
+            value = float(planned())
+            self._due = time.monotonic() + value
+            return value
+
+        self.wait_time = wait_time  # type: ignore[method-assign]
 
     # -------------------------------------------------------------------- tasks' API
 
@@ -230,11 +244,18 @@ class DispatchUser(User):
         Their results are kept for :meth:`wait_for`. Once Locust stops this user it raises
         ``StopUser`` instead: no new calls after the load stopped.
         """
+        issued = self._issued()
         call = self._new_call(function, input, batch, args, kwargs, expiration)
-        if not self.session:
-            return self._dispatch_unary(function, call, batch)
-        ids = self._dispatch_session(call, batch, f"Dispatch {function}")
-        dispatched.add(function, len(ids))
+        try:
+            if not self.session:
+                ids = self._dispatch_unary(function, call, batch)
+            else:
+                ids = self._dispatch_session(call, batch, f"Dispatch {function}")
+                dispatched.add(function, len(ids))
+        except DispatchFailed:
+            latency.record_latency(function, "rejected", time.monotonic() - issued, batch)
+            raise
+        latency.record_latency(function, "accepted", time.monotonic() - issued, len(ids))
         return ids
 
     def call(
@@ -277,11 +298,16 @@ class DispatchUser(User):
 
         Returns their results in order; one entry per call, as :meth:`call` records it.
         """
+        issued = self._issued()
         call = self._new_call(function, input, batch, args, kwargs, expiration)
         limit = self.wait_timeout if timeout is None else timeout
         if not self.session:
-            ids = self._dispatch_unary(function, call, batch)
-            return [self.wait_for(i, function=function, timeout=limit, expect=expect)[0] for i in ids]
+            try:
+                ids = self._dispatch_unary(function, call, batch)
+            except DispatchFailed:
+                latency.record_latency(function, "rejected", time.monotonic() - issued, batch)
+                raise
+            return [self._wait_for(i, function, limit, expect, issued)[0] for i in ids]
         started_wall = time.time()
         session = link(self.address, self._metadata)
         group = session.submit(
@@ -290,6 +316,7 @@ class DispatchUser(User):
         name = f"call {function}"
         try:
             group.done.wait()
+            received = time.monotonic()  # this user runs again: the caller has its results now
         except GreenletExit:
             session.abandon(group)
             if group.sent:  # dispatched, its end not seen: one failed entry per call, counted in the checks
@@ -302,6 +329,7 @@ class DispatchUser(User):
         if group.failure is not None:
             code, details = group.failure
             failure = DispatchFailed("call", code, details)
+            latency.record_latency(function, "rejected", received - issued, batch)
             for _ in range(batch):
                 self._fire(name, group.started, started_wall, None, failure, kind="call")
             raise failure
@@ -310,7 +338,9 @@ class DispatchUser(User):
         for ended, arrived in zip(group.ended, group.arrived, strict=True):
             assert ended is not None
             result = ended.result
-            exception = self._judge(function, result, _SHORT_STATUS.get(ended.status, str(ended.status)), expect)
+            short = _SHORT_STATUS.get(ended.status, str(ended.status))
+            latency.record_latency(function, outcome_of(short), received - issued)
+            exception = self._judge(function, result, short, expect)
             self._fire(name, group.started, started_wall, result, exception, kind="call", ended_at=arrived)
             results.append(result)
         return results
@@ -326,7 +356,22 @@ class DispatchUser(User):
         this user's codec and compared by :func:`loadgen.protocol.codecs.matches`. The result is counted in
         the run's checks under *function*.
         """
-        limit = self.wait_timeout if timeout is None else timeout
+        return self._wait_for(dispatch_id, function, self.wait_timeout if timeout is None else timeout, expect, None)
+
+    def decode(self, result: call_pb2.CallResult) -> Any:
+        """The output of *result* as plain data, decoded by this user's codec (never unpickled blindly)."""
+        return self.codec.decode(result.output if result.HasField("output") else None)
+
+    # -------------------------------------------------------------------- plumbing
+
+    def _issued(self) -> float:
+        """The intended start of a call issued now: the arrival's (open model), else now."""
+        return time.monotonic() if self.intended_start is None else self.intended_start
+
+    def _wait_for(
+        self, dispatch_id: str, function: str, limit: float, expect: Any, issued: float | None
+    ) -> tuple[call_pb2.CallResult, str]:
+        """:meth:`wait_for`; with *issued* (the call's intended start), its caller-side latency is recorded."""
         request = dispatch_pb2.WaitRequest(dispatch_id=dispatch_id)
         request.timeout.FromNanoseconds(int(limit * 1e9))
         name = f"Wait {function}" if function else "Wait"
@@ -350,15 +395,12 @@ class DispatchUser(User):
         for key, value in future.trailing_metadata() or ():
             if key == "loadgen-status":
                 status = value if isinstance(value, str) else value.decode()
-        exception = self._judge(checks_name, result, status.removeprefix("STATUS_") or "UNSPECIFIED", expect)
+        short = status.removeprefix("STATUS_") or "UNSPECIFIED"
+        if issued is not None:
+            latency.record_latency(checks_name, outcome_of(short), time.monotonic() - issued)
+        exception = self._judge(checks_name, result, short, expect)
         self._fire(name, started, started_wall, result, exception)
         return result, status
-
-    def decode(self, result: call_pb2.CallResult) -> Any:
-        """The output of *result* as plain data, decoded by this user's codec (never unpickled blindly)."""
-        return self.codec.decode(result.output if result.HasField("output") else None)
-
-    # -------------------------------------------------------------------- plumbing
 
     def _decoded(self, result: call_pb2.CallResult) -> Any:
         try:
@@ -379,6 +421,9 @@ class DispatchUser(User):
             raise ValueError("batch must be >= 1")
         if self._state == LOCUST_STATE_STOPPING:  # asked to stop: it finishes its waits, starts nothing
             raise StopUser()
+        if self._due is not None:  # the first call of a task: how late after its wait it started
+            latency.record_lag(type(self).__name__, "task", time.monotonic() - self._due)
+            self._due = None
         call = call_pb2.Call(function=function, input=self.encode(input, args=args, kwargs=kwargs))
         if expiration is not None:
             call.expiration.FromNanoseconds(int(expiration * 1e9))

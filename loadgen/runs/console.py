@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from loadgen.core.caller import CallerFile
-from loadgen.core.counters import COMPLETED, CounterKind
+from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKind
 from loadgen.core.counters import total as counter_total
-from loadgen.core.stats import Snapshot
+from loadgen.core.stats import Family, Snapshot
+from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.core.units import format_latency
 from loadgen.runs.results import errors_table
 
-__all__ = ["failure_text", "print_checks", "print_failures", "progress_line"]
+__all__ = ["LAG_SHOWN_US", "failure_text", "print_caller_latency", "print_checks", "print_failures", "progress_line"]
+
+LAG_SHOWN_US = 100_000  # the progress line shows the generator's lag from 100 ms on
 
 
 def failure_text(interval: Snapshot) -> str:
@@ -25,6 +28,28 @@ def failure_text(interval: Snapshot) -> str:
     return f"  failing: {function} {status} x{tally.count} {what}" + (f": {sample}" if sample else "")
 
 
+def _worst_p99(interval: Snapshot, family: Family) -> float | None:
+    values = [interval.percentiles(family, key, (99,))[99] for key in interval.keys(family)]
+    return max(values) if values else None
+
+
+def _lag_text(callers: Snapshot | None, interval: Snapshot | None) -> str:
+    """Lag and late/dropped arrivals, when there are any: the load generator fell behind."""
+    if callers is None:
+        return ""
+    parts = []
+    late, dropped = callers.counters.get(LATE, 0), callers.counters.get(DROPPED, 0)
+    if late or dropped:
+        parts.append(f"late {late}  dropped {dropped}")
+    if interval is not None:
+        loop = [interval.histogram("loop_lag", key).max for key in interval.keys("loop_lag")]
+        lag = [interval.histogram("lag", key).max for key in interval.keys("lag")]
+        worst = max(loop + lag, default=0)
+        if worst >= LAG_SHOWN_US:
+            parts.append(f"generator lag max {format_latency(worst, 'ms', 1)} ms")
+    return "".join(f"  {part}" for part in parts)
+
+
 def progress_line(
     elapsed: float,
     planned: float | None,
@@ -32,17 +57,21 @@ def progress_line(
     seconds: float,
     total: Snapshot,
     caller: CallerFile | None = None,
+    caller_interval: Snapshot | None = None,
 ) -> str:
+    """One line of progress: the callers' latency p99 (worst function) of what they reported since the
+    last line, the engine's e2e p99 beside it, rates, lag, accounting, the most frequent failure."""
     counters = interval.counters
     done = counters.get(COMPLETED, 0) + counter_total(counters, CounterKind.FAILED)
     p99 = ""
-    values = [
-        interval.percentiles("e2e", key, (99,))[99]
-        for key in interval.keys("e2e")
-        if interval.histogram("e2e", key).count
-    ]
-    if values:
-        p99 = f"  e2e p99 {format_latency(max(values), 'ms', 1)} ms (worst function)"
+    caller_p99 = _worst_p99(caller_interval, "latency") if caller_interval is not None else None
+    if caller_p99 is not None:
+        p99 = f"  latency p99 {format_latency(caller_p99, 'ms', 1)} ms"
+    engine_p99 = _worst_p99(interval, "e2e")
+    if engine_p99 is not None:
+        p99 += f"  engine e2e p99 {format_latency(engine_p99, 'ms', 1)} ms"
+    if p99:
+        p99 += " (worst function)"
     attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
     retries = counter_total(counters, CounterKind.RETRIES)
     ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
@@ -51,8 +80,9 @@ def progress_line(
     bad = accounting.failed + accounting.expired
     ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
     wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
+    lag = _lag_text(caller.latency if caller is not None else None, caller_interval)
     return (
-        f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"
+        f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}{lag}  in flight {accounting.in_flight}"
         f"  accepted {accounting.accepted}{ended_badly}{wrong}  lost {accounting.lost}{failure_text(interval)}"
     )
 
@@ -69,6 +99,22 @@ def print_failures(final: Snapshot, limit: int = 8) -> None:
         print(f"  {row['kind']:8} {row['function']}  {row['status']}  x{row['count']}: {sample}")
     if len(rows) > limit:
         print(f"  ... {len(rows) - limit} more in summary.json and report.html")
+
+
+def print_caller_latency(callers: Snapshot | None, qs: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)) -> None:
+    """The callers' latency (from the intended start), lag and arrivals, as the Locust processes reported them."""
+    if callers is None:
+        return
+    print(f"callers ({len(callers.per_shard)} Locust process(es)), latency from the intended start, in ms:")
+    for family in CALLER_FAMILIES:
+        for a, b in callers.keys(family):
+            s = callers.histograms[(family, a, b)].summary(qs)
+            values = " ".join(f"p{q:g} {format_latency(s.percentiles[q], 'ms')}" for q in qs)
+            print(f"  {family:8} {a}  {b}  n {s.count}  {values}  max {format_latency(float(s.max), 'ms')}")
+    counters = callers.counters
+    arrivals = counters.get(ARRIVALS, 0)
+    if arrivals:
+        print(f"  arrivals {arrivals}: late {counters.get(LATE, 0)}, dropped {counters.get(DROPPED, 0)}")
 
 
 def print_checks(caller: CallerFile | None) -> None:

@@ -1,4 +1,4 @@
-"""Pass/fail gates on a run's statistics, k6 style: ``"e2e.p99" = "< 250ms"``.
+"""Pass/fail gates on a run's statistics, k6 style: ``"latency.p99" = "< 250ms"``.
 
 A pure module, except for the two writers at the end (:func:`write_gates_json`,
 :func:`write_junit`), which write the one file they are given.
@@ -17,7 +17,13 @@ Implicit gates
 --------------
 A scenario without ``[gates]`` is judged by :func:`implicit_gates`: no root call failed,
 expired, was lost, was wrong or was still in flight when the run ended, and Locust saw no
-failed request. Their results say they are implicit (``GateResult.implicit``).
+failed request; with the callers' statistics, also that no open-model arrival was dropped.
+Their results say they are implicit (``GateResult.implicit``).
+
+Old names
+---------
+``e2e.*`` is read as ``engine.e2e.*`` (accepted → end, in the engine); its messages say so
+and name ``latency.*``, what callers saw.
 
 Conditions
 ----------
@@ -45,6 +51,7 @@ from typing import Any, Final, Literal
 from loadgen.core.caller import FunctionChecks
 from loadgen.core.stats import Snapshot
 from loadgen.runs.metrics import (
+    ALIASES,
     GateSyntaxError,
     LocustTotals,
     Metric,
@@ -173,14 +180,30 @@ IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
-def implicit_gates(with_locust: bool = True) -> tuple[Gate, ...]:
+CALLER_IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (("dropped", "== 0"),)
+
+
+def implicit_gates(with_locust: bool = True, with_caller: bool = False) -> tuple[Gate, ...]:
     """The gates of a scenario without ``[gates]``: nothing failed, expired, was lost or wrong, nothing
-    was left in flight, and (*with_locust*) Locust counted no failed request."""
+    was left in flight, (*with_locust*) Locust counted no failed request and (*with_caller*, the
+    callers' statistics are there) no arrival was dropped."""
     return tuple(
         Gate(parsed.metric, parsed.condition, implicit=True)
-        for metric, condition in IMPLICIT_GATES
+        for metric, condition in IMPLICIT_GATES + (CALLER_IMPLICIT_GATES if with_caller else ())
         if with_locust or not metric.startswith("locust.")
         for parsed in (parse_gate(metric, condition),)
+    )
+
+
+def _alias_note(metric: Metric) -> str:
+    """For an old family name: what it is read as, and what to gate on instead."""
+    new = ALIASES.get(metric.family)
+    if new is None:
+        return ""
+    read_as = new + str(metric).removeprefix(metric.family)
+    return (
+        f" [{metric.family}.{metric.stat} is the engine's view (accepted → end, excludes time before"
+        f" acceptance); read as {read_as}; gate on latency.{metric.stat} for what callers see]"
     )
 
 
@@ -250,17 +273,18 @@ def _judge(gate: Gate, metrics: Metrics) -> GateResult:
     kind = gate.metric.kind
     tag = "implicit gate (the scenario has no [gates]): " if gate.implicit else ""
     implicit = gate.implicit
+    note = _alias_note(gate.metric)
     if math.isnan(value):
-        message = f"{tag}{gate.metric}: no data (nothing was recorded in its scope), expected {gate.condition}"
+        message = f"{tag}{gate.metric}: no data (nothing was recorded in its scope), expected {gate.condition}{note}"
         return GateResult(
             str(gate.metric), str(gate.condition), None, False, message, kind, gate.abort_on_fail, implicit=implicit
         )
     passed = gate.condition.holds(value)
     shown = _shown(kind, value, gate.condition.text)
     message = (
-        f"{tag}{gate.metric} = {shown} ({gate.condition}): passed"
+        f"{tag}{gate.metric} = {shown} ({gate.condition}): passed{note}"
         if passed
-        else f"{tag}{gate.metric} = {shown}, expected {gate.condition}"
+        else f"{tag}{gate.metric} = {shown}, expected {gate.condition}{note}"
     )
     return GateResult(
         str(gate.metric), str(gate.condition), value, passed, message, kind, gate.abort_on_fail, implicit=gate.implicit
@@ -273,9 +297,11 @@ def evaluate(
     duration_s: float,
     locust: LocustTotals | None = None,
     checks: Mapping[str, FunctionChecks] | None = None,
+    caller: Snapshot | None = None,
 ) -> list[GateResult]:
-    """Judge every gate against *snapshot* (the run's final statistics, *duration_s* long) and *checks*."""
-    metrics = Metrics(snapshot, duration_s, locust, checks)
+    """Judge every gate against *snapshot* (the engine's final statistics, *duration_s* long), *checks*
+    and *caller* (the callers' statistics)."""
+    metrics = Metrics(snapshot, duration_s, locust, checks, caller)
     return [_judge(gate, metrics) for gate in gates]
 
 
@@ -285,13 +311,14 @@ def abort_check(
     elapsed_s: float,
     locust: LocustTotals | None = None,
     checks: Mapping[str, FunctionChecks] | None = None,
+    caller: Snapshot | None = None,
 ) -> list[GateResult]:
     """During a run: the ``abort_on_fail`` gates, past their ``delay``, that fail on the data so far.
 
     *snapshot* is cumulative since the start, *elapsed_s* the time since then. A gate
     without data yet does not abort. A non-empty result means: stop the run.
     """
-    metrics = Metrics(snapshot, elapsed_s, locust, checks)
+    metrics = Metrics(snapshot, elapsed_s, locust, checks, caller)
     failing = []
     for gate in gates:
         if gate.abort_on_fail and elapsed_s >= gate.delay:

@@ -1,16 +1,34 @@
 """The metrics a gate can judge, and their values from a run's statistics (pure).
 
-A metric is a name with an optional scope in braces: ``e2e.p99``,
-``e2e.p99{function=echo}``, ``attempts{function=fail,status=TEMPORARY_ERROR}``.
+A metric is a name with an optional scope in braces: ``latency.p99``,
+``latency.p99{function=echo}``, ``attempts{function=fail,status=TEMPORARY_ERROR}``.
 Latencies are in µs internally; ratios are fractions; rates are per second of
 the run (the *duration_s* given to :func:`evaluate`).
 
 ========================================  =======  ==================================================
 metric                                    kind     value
 ========================================  =======  ==================================================
-``e2e.STAT``                              latency  root calls, accepted → end (all outcomes unless
-                                                   scoped); scope ``function``, ``outcome``
-                                                   (``completed``/``failed``/``expired``)
+``latency.STAT``                          latency  calls as their callers saw them: from the
+                                                   intended start (open model: the scheduled
+                                                   arrival; closed: the moment the user issued
+                                                   the call) to the result as the caller received
+                                                   it, recorded by every Locust process; scope
+                                                   ``function``, ``outcome`` (``completed``/
+                                                   ``failed``/``expired``/``cancelled``, ``rejected``:
+                                                   the dispatch failed, ``accepted``: not waited for)
+``engine.e2e.STAT``                       latency  root calls in the engine, accepted → end (all
+                                                   outcomes unless scoped): leaves out any time
+                                                   before a shard accepted the call; scope
+                                                   ``function``, ``outcome`` (``completed``/
+                                                   ``failed``/``expired``)
+``e2e.STAT``                              latency  the same as ``engine.e2e.STAT`` (its old name; its
+                                                   gate messages say so)
+``lag.STAT``                              latency  how far behind schedule the load generator ran:
+                                                   an arrival's start - its intended time (open), a
+                                                   task's first call - its due time (closed); scope
+                                                   ``user``, ``kind`` (``arrival``/``task``)
+``loop_lag.STAT``                         latency  how late each Locust process's event loop ran a
+                                                   50 ms timer (a busy CPU); scope ``process``
 ``attempt.STAT``                          latency  endpoint attempts; scope ``function``, ``status``
 ``rpc.STAT``                              latency  ingress RPCs; unless scoped, how batches were
                                                    accepted: ``Dispatch`` RPCs and ``Session``
@@ -39,12 +57,24 @@ metric                                    kind     value
 ``wrong.ratio``                           ratio    wrong / completed calls checked; scope ``function``
 ``unfinished``                            count    waits cut short by the end of the run; scope
                                                    ``function``
+``arrivals``, ``late``, ``dropped``       count    open-model arrivals started or dropped, late
+                                                   ones (``late_after``), dropped ones
+                                                   (``max_lateness``), over the Locust processes
+``late_per_s``, ``dropped_per_s``         rate     late / dropped arrivals per second
+``dropped.ratio``                         ratio    dropped / arrivals
 ``locust.requests``, ``locust.failures``  count    Locust's request totals
 ``locust.fail_ratio``                     ratio    Locust's failures / requests
 ``locust.rps``                            rate     Locust's requests per second
 ========================================  =======  ==================================================
 
-Without caller checks (no ``caller.json``), ``wrong``, ``wrong.ratio`` and ``unfinished`` have no data.
+Without caller checks (no ``caller.json``), ``wrong``, ``wrong.ratio`` and ``unfinished`` have no data;
+without the callers' statistics (:mod:`loadgen.core.stats.caller`), neither have ``latency``, ``lag``,
+``loop_lag``, ``arrivals``, ``late``, ``dropped`` and their rates.
+
+Which to gate on: ``latency.*`` is what a caller waits; ``engine.e2e.*`` cannot see a stalled or
+saturated shard before it accepts a call, a full queue in front of it, or a load generator that
+fell behind (coordinated omission), so it reads low exactly when things go wrong. The difference
+of the two says where the time went.
 
 ``STAT`` is ``pNN`` (any percentile 0..100: ``p50``, ``p90``, ``p95``, ``p99``,
 ``p99.9``, ``p99.99``), ``mean``, ``min``, ``max`` (latencies) or ``count`` (a count).
@@ -65,13 +95,15 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from loadgen.core.caller import FunctionChecks
-from loadgen.core.counters import CounterKind, failed
+from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind, failed
 from loadgen.core.counters import retries as retries_of
-from loadgen.core.stats import HistKey, HistogramSnapshot, Snapshot, merge_snapshots
+from loadgen.core.stats import Family, HistKey, HistogramSnapshot, Snapshot, merge_snapshots
+from loadgen.core.stats.caller import CALLER_OUTCOMES
 from loadgen.core.text import suggest
 from loadgen.core.units import format_latency
 
 __all__ = [
+    "ALIASES",
     "DISPATCHING_RPCS",
     "METRIC_NAMES",
     "GateSyntaxError",
@@ -88,14 +120,32 @@ MetricKind = Literal["latency", "ratio", "rate", "count"]
 
 # Latency families: the scope labels each takes, and what they select in the histogram key.
 _FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
+    "latency": ("function", "outcome"),
+    "engine.e2e": ("function", "outcome"),
     "e2e": ("function", "outcome"),
     "attempt": ("function", "status"),
     "rpc": ("rpc", "status"),
+    "lag": ("user", "kind"),
+    "loop_lag": ("process", "kind"),
 }
+# The histogram family each metric family reads, and whether it is the callers' (else the engine's).
+_SOURCES: Final[dict[str, tuple[Family, bool]]] = {
+    "latency": ("latency", True),
+    "engine.e2e": ("e2e", False),
+    "e2e": ("e2e", False),
+    "attempt": ("attempt", False),
+    "rpc": ("rpc", False),
+    "lag": ("lag", True),
+    "loop_lag": ("loop_lag", True),
+}
+_BY_LENGTH: Final = sorted(_FAMILY_LABELS, key=len, reverse=True)
+ALIASES: Final[dict[str, str]] = {"e2e": "engine.e2e"}
+"""Old family names, and the name of what they measure."""
 DISPATCHING_RPCS: Final = frozenset(("Dispatch", "Session"))
 """The ``rpc`` keys an unscoped ``rpc.*`` metric covers: a batch accepted by a Dispatch RPC or as a Session group."""
 _LATENCY_STATS: Final = ("mean", "min", "max", "count")
 _OUTCOMES: Final = ("completed", "failed", "expired")
+_CALLER_OUTCOMES: Final = CALLER_OUTCOMES
 
 # Every other metric: kind and the scope labels it takes.
 _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
@@ -116,6 +166,12 @@ _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "wrong": ("count", ("function",)),
     "wrong.ratio": ("ratio", ("function",)),
     "unfinished": ("count", ("function",)),
+    "arrivals": ("count", ()),
+    "late": ("count", ()),
+    "dropped": ("count", ()),
+    "late_per_s": ("rate", ()),
+    "dropped_per_s": ("rate", ()),
+    "dropped.ratio": ("ratio", ()),
     "locust.requests": ("count", ()),
     "locust.failures": ("count", ()),
     "locust.fail_ratio": ("ratio", ()),
@@ -144,8 +200,9 @@ class GateSyntaxError(ValueError):
 class Metric:
     """A parsed metric: ``name`` (``"e2e.p99"``), ``kind`` and its scope ``labels`` (sorted pairs).
 
-    For latency metrics ``family`` is ``"e2e"``/``"attempt"``/``"rpc"`` and ``stat`` the part
-    after the dot (``"p99"``, ``"mean"``, ...); both are ``""`` for other metrics.
+    For latency metrics ``family`` is ``"latency"``, ``"engine.e2e"``, ``"e2e"``, ``"attempt"``,
+    ``"rpc"``, ``"lag"`` or ``"loop_lag"`` and ``stat`` the part after it (``"p99"``, ``"mean"``,
+    ...); both are ``""`` for other metrics.
     """
 
     name: str
@@ -183,9 +240,10 @@ def _normalize_label(name: str, value: str, family: str) -> str:
         return value.upper().removeprefix("STATUS_")
     if name == "outcome":
         value = value.lower()
-        if value not in _OUTCOMES:
+        allowed = _CALLER_OUTCOMES if family == "latency" else _OUTCOMES
+        if value not in allowed:
             raise GateSyntaxError(
-                f"outcome must be one of {', '.join(_OUTCOMES)}, got {value!r}{suggest(value, _OUTCOMES)}"
+                f"outcome must be one of {', '.join(allowed)}, got {value!r}{suggest(value, allowed)}"
             )
     return value
 
@@ -222,8 +280,9 @@ def parse_metric(text: str) -> Metric:
             raise GateSyntaxError(f"{text!r}: a scope is written {{label=value,...}} at the end of the metric")
         scope = rest[:-1]
         stripped = stripped.strip()
-    family, dot, stat = stripped.partition(".")
-    if dot and family in _FAMILY_LABELS and stripped not in _SIMPLE:
+    family = next((f for f in _BY_LENGTH if stripped.startswith(f + ".")), "")
+    stat = stripped[len(family) + 1 :] if family else ""
+    if family and stripped not in _SIMPLE:
         match = _PERCENTILE.fullmatch(stat)
         if match:
             if not 0.0 <= float(match.group(1)) <= 100.0:
@@ -264,7 +323,8 @@ class Metrics:
     """Metric values of one snapshot: ``metrics("e2e.p99")`` → µs, fraction, count or rate (NaN: no data).
 
     *duration_s* is the run's length for the ``*_per_s`` rates; *locust* Locust's totals, if any;
-    *checks* the callers' checked results per function (:mod:`loadgen.core.caller`), if any.
+    *checks* the callers' checked results per function (:mod:`loadgen.core.caller`), if any;
+    *caller* the callers' merged statistics (:mod:`loadgen.core.stats.caller`), if any.
     """
 
     def __init__(
@@ -273,11 +333,13 @@ class Metrics:
         duration_s: float,
         locust: LocustTotals | None = None,
         checks: Mapping[str, FunctionChecks] | None = None,
+        caller: Snapshot | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.duration_s = duration_s
         self.locust = locust
         self.checks = checks
+        self.caller = caller
         self._merged: dict[tuple[str, tuple[tuple[str, str], ...]], HistogramSnapshot | None] = {}
 
     def __call__(self, metric: str | Metric) -> float:
@@ -296,6 +358,11 @@ class Metrics:
         """The merge of *family*'s histograms within scope *labels* (None: nothing recorded there)."""
         cache_key = (family, labels)
         if cache_key not in self._merged:
+            source, from_caller = _SOURCES[family]
+            snapshot = self.caller if from_caller else self.snapshot
+            if snapshot is None:
+                self._merged[cache_key] = None
+                return None
             first, second = _FAMILY_LABELS[family]
             wanted = dict(labels)
             a_want, b_want = wanted.get(first), wanted.get(second)
@@ -304,8 +371,8 @@ class Metrics:
                 a_allowed = DISPATCHING_RPCS
             parts = [
                 hist
-                for (f, a, b), hist in self.snapshot.histograms.items()
-                if f == family and (a_allowed is None or a in a_allowed) and b_want in (None, b) and hist.count
+                for (f, a, b), hist in snapshot.histograms.items()
+                if f == source and (a_allowed is None or a in a_allowed) and b_want in (None, b) and hist.count
             ]
             self._merged[cache_key] = _combine(parts)
         return self._merged[cache_key]
@@ -334,6 +401,8 @@ class Metrics:
             return self._locust(name)
         if name in ("wrong", "wrong.ratio", "unfinished"):
             return self._checked(name, function)
+        if name in ("arrivals", "late", "dropped", "late_per_s", "dropped_per_s", "dropped.ratio"):
+            return self._arrivals(name)
         if name == "accepted":
             return snap.counter(CounterKind.ACCEPTED)
         if name == "lost":
@@ -392,6 +461,17 @@ class Metrics:
         if name == "wrong.ratio":
             return _ratio(sum(p.wrong for p in parts), sum(p.checked for p in parts))
         return sum(p.wrong if name == "wrong" else p.unfinished for p in parts)
+
+    def _arrivals(self, name: str) -> float:
+        if self.caller is None:
+            return math.nan
+        counters = self.caller.counters
+        arrivals, late, dropped = (counters.get(c, 0) for c in (ARRIVALS, LATE, DROPPED))
+        if name == "dropped.ratio":
+            return _ratio(dropped, arrivals)
+        if name.endswith("_per_s"):
+            return self._rate(late if name.startswith("late") else dropped)
+        return {"arrivals": arrivals, "late": late, "dropped": dropped}[name]
 
     def _rate(self, count: float) -> float:
         return count / self.duration_s if self.duration_s > 0 else math.nan

@@ -8,9 +8,10 @@
    UI on 127.0.0.1, its output in ``locust.log``, its CSVs and the callers' checked results
    (``caller.json``, :mod:`loadgen.core.caller`) in the run folder; inputs are encoded by the
    target's SDK codec (:mod:`loadgen.protocol.codecs`);
-4. every ~2 s a merged snapshot of the shards: a progress line (naming the most frequent
-   failure), the time series of the report, gates with ``abort_on_fail``, and the shards'
-   health (a dead one is restarted);
+4. every ~2 s a merged snapshot of the shards and a read of ``caller.json`` (the callers'
+   latency, lag and arrivals, merged over the Locust processes): a progress line (the callers'
+   latency first, naming the most frequent failure), the time series of the report, gates
+   with ``abort_on_fail``, and the shards' health (a dead one is restarted);
 5. at the end: the load stops at the scenario's duration; calls in flight get
    ``stop_timeout`` in all (Locust's users finish their waits, then the shards drain for what
    is left of it); calls still running then are reported as in flight, not expired; final
@@ -58,7 +59,7 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
-from loadgen.runs.console import print_checks, print_failures, progress_line
+from loadgen.runs.console import print_caller_latency, print_checks, print_failures, progress_line
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -211,13 +212,12 @@ def _shards(scenario: Scenario, endpoint_url: str, signing_key: str, stack: Exit
     return shards
 
 
-
-
 @dataclass
 class _Watch:
     """What the monitoring loop saw: the time series, abort results, Ctrl-C, a late Locust."""
 
     series: list[tuple[float, Snapshot]]
+    caller_series: list[tuple[float, Snapshot]]
     aborted: list[GateResult]
     interrupted: bool
     late: bool
@@ -234,6 +234,7 @@ def _monitor(
     started = time.monotonic()
     deadline = None if planned is None else started + STARTUP_ALLOWANCE + planned + scenario.load.stop_timeout
     series: list[tuple[float, Snapshot]] = []
+    caller_series: list[tuple[float, Snapshot]] = []
     previous: Snapshot | None = None
     aborted: list[GateResult] = []
     interrupted = late = False
@@ -250,21 +251,23 @@ def _monitor(
             series.append((elapsed, snapshot))
             previous = snapshot
             caller = caller_file(run_dir)
+            callers = caller.latency if caller is not None else None
+            caller_interval = _caller_interval(callers, caller_series)
+            if callers is not None:
+                caller_series.append((elapsed, callers))
             if seconds > 0:
-                line = progress_line(elapsed, planned, interval, seconds, snapshot, caller)
+                line = progress_line(elapsed, planned, interval, seconds, snapshot, caller, caller_interval)
                 print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
                 checks = caller.checks if caller is not None else None
-                aborted = abort_check(scenario.gates, snapshot, elapsed, checks=checks)
+                aborted = abort_check(scenario.gates, snapshot, elapsed, checks=checks, caller=callers)
                 if aborted:
                     names = ", ".join(f"{r.metric} {r.condition}" for r in aborted)
                     print(f"loadgen run: aborting, gate failed: {names}", file=sys.stderr)
                     locust.send_signal(signal.SIGTERM)
             if deadline is not None and time.monotonic() > deadline and locust.poll() is None and not late:
                 late = True
-                print(
-                    "loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr
-                )
+                print("loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr)
                 locust.send_signal(signal.SIGTERM)
     except KeyboardInterrupt:
         interrupted = True
@@ -277,7 +280,19 @@ def _monitor(
     except subprocess.TimeoutExpired:
         locust.kill()
         locust.wait()
-    return _Watch(series, aborted, interrupted, late)
+    return _Watch(series, caller_series, aborted, interrupted, late)
+
+
+def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
+    """What the callers reported since the last read that differs (None: nothing new, or a new test)."""
+    if callers is None:
+        return None
+    if not earlier:
+        return callers
+    try:
+        return callers.minus(earlier[-1][1])
+    except ValueError:
+        return None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -367,7 +382,6 @@ def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bo
     return max(0.0, min(stop, load_ended + stop - time.time()))
 
 
-
 def _finish(
     run_dir: Path,
     scenario: Scenario,
@@ -380,8 +394,9 @@ def _finish(
 ) -> int:
     totals = locust_totals(run_dir)
     checks = caller.checks if caller is not None else None
-    gates = scenario.gates or implicit_gates(with_locust=totals is not None)
-    results = evaluate(gates, final, duration, totals, checks)
+    callers = caller.latency if caller is not None else None
+    gates = scenario.gates or implicit_gates(with_locust=totals is not None, with_caller=callers is not None)
+    results = evaluate(gates, final, duration, totals, checks, callers)
     accounting = final.accounting()
     problems = []
     if locust_code not in (0, 1, None) and not watch.aborted and not watch.interrupted:
@@ -403,6 +418,8 @@ def _finish(
         scenario=scenario,
         gates=results,
         series=watch.series,
+        caller=callers,
+        caller_series=watch.caller_series,
         locust=totals,
         duration_s=duration,
         exit_code=code,
@@ -417,6 +434,7 @@ def _finish(
     report = write_html_report(run_dir, summary)
     print()
     print(final.table())
+    print_caller_latency(callers)
     print_failures(final)
     print_checks(caller)
     print()
@@ -439,5 +457,3 @@ def _finish(
         print(f"loadgen run: {problem}", file=sys.stderr)
     print(f"results: {run_dir}  (report: {report.name}, summary.json, gates.json, junit.xml, Locust CSVs)")
     return code if code != EXIT_OK or not watch.interrupted else EXIT_OK
-
-

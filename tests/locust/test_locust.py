@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import os
 import re
 import socket
@@ -113,6 +114,7 @@ def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], e
     """*exact*: the CSV holds every Dispatch. With worker processes, Locust's master writes its last
     CSV without waiting for the workers' final reports, so on a loaded machine the CSV can fall
     short of what the shards accepted; the engine's own accounting must balance either way."""
+
     def count(kind: str, name: str) -> int:
         return int(rows[(kind, name)]["Request Count"])
 
@@ -286,3 +288,59 @@ def test_addresses_and_keys_resolve_in_order(monkeypatch: pytest.MonkeyPatch) ->
         "host-a": ["host-a:1", "host-a:2"],
         "host-b": ["host-b:1"],
     }
+
+
+HOG_LOCUSTFILE = """
+import time
+
+import gevent
+from locust import events
+
+from loadgen.locust import OpenModelUser, Stage
+
+
+class Arrivals(OpenModelUser):
+    stages = (Stage(4, 50),)
+    grace = 2.0
+
+    def arrival(self) -> None:
+        self.call("echo", {"message": "hi"}, timeout=10)
+
+
+def _hog() -> None:  # the process's CPU is busy 0.3 s of every 0.4 s: the generator cannot keep up
+    while True:
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            pass
+        gevent.sleep(0.1)
+
+
+@events.test_start.add_listener
+def _start(**_kwargs: object) -> None:
+    gevent.spawn(_hog)
+"""
+
+
+def test_an_overloaded_generator_shows_in_lag_and_caller_latency_not_in_the_engines(
+    engine: Supervisor, tmp_path: Path
+) -> None:
+    from loadgen.core.caller import parse_caller_document
+    from loadgen.core.counters import ARRIVALS, LATE
+    from loadgen.runs.metrics import Metrics
+
+    locustfile = tmp_path / "hog.py"
+    locustfile.write_text(HOG_LOCUSTFILE)
+    caller_file = tmp_path / "caller.json"
+    command = [LOCUST, "-f", str(locustfile), "--headless", "-u", "20", "-r", "20", "-t", "20s", "--only-summary"]
+    command += ["--dispatch-caller-file", str(caller_file)]
+    with (tmp_path / "locust.log").open("w") as out:
+        subprocess.run(command, env=locust_env(engine), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=60)
+    caller = parse_caller_document(json.loads(caller_file.read_text()), "caller.json")
+    assert caller.latency is not None and caller.processes["locust"]["final"]  # a local runner: one process
+    engine_stats = merged_snapshot(engine.shard_addresses[0])
+    metrics = Metrics(engine_stats, 4.0, caller=caller.latency)
+    assert caller.latency.counters[ARRIVALS] == 200 and caller.latency.counters[LATE] > 0
+    assert metrics("loop_lag.p90") >= 200_000 and metrics("lag.p99{kind=arrival}") >= 200_000
+    assert metrics("latency.p99{function=echo,outcome=completed}") >= 200_000
+    assert metrics("latency.count") == 200 == metrics("engine.e2e.count")
+    assert metrics("engine.e2e.p99") < 100_000

@@ -251,20 +251,20 @@ def test_format_value() -> None:
 # ---------------------------------------------------------------------------------------------
 
 GATES = [
-    parse_gate("e2e.p99{function=echo}", "< 1ms"),
-    parse_gate("e2e.p99{function=echo}", "< 500us"),
+    parse_gate("engine.e2e.p99{function=echo}", "< 1ms"),
+    parse_gate("engine.e2e.p99{function=echo}", "< 500us"),
     parse_gate("retries.ratio", "< 0.2"),
     parse_gate("failed.ratio", "< 0.5%"),
     parse_gate("lost", "== 0"),
-    parse_gate("e2e.p99{function=nope}", "< 1s"),
+    parse_gate("engine.e2e.p99{function=nope}", "< 1s"),
 ]
 
 
 def test_evaluate() -> None:
     results = evaluate(GATES, SNAP, DURATION)
     assert [r.passed for r in results] == [True, False, True, False, True, False]
-    assert results[0].message == "e2e.p99{function=echo} = 990µs (< 1ms): passed"
-    assert results[1].message == "e2e.p99{function=echo} = 990µs, expected < 500us"
+    assert results[0].message == "engine.e2e.p99{function=echo} = 990µs (< 1ms): passed"
+    assert results[1].message == "engine.e2e.p99{function=echo} = 990µs, expected < 500us"
     assert results[1].observed == 990 and results[1].kind == "latency"
     assert results[2].observed_text == "0.01466"  # a ratio as its condition writes it
     assert results[3].observed_text == "0.792%" and results[3].message == "failed.ratio = 0.792%, expected < 0.5%"
@@ -298,7 +298,7 @@ def test_write_gates_json(tmp_path: Path) -> None:
     data = orjson.loads(path.read_bytes())
     assert data["passed"] is False and data["failed"] == 3 and len(data["gates"]) == 6
     assert data["gates"][0] == {
-        "metric": "e2e.p99{function=echo}",
+        "metric": "engine.e2e.p99{function=echo}",
         "condition": "< 1ms",
         "observed": 990.0,
         "observed_text": "990µs",
@@ -306,7 +306,7 @@ def test_write_gates_json(tmp_path: Path) -> None:
         "passed": True,
         "abort_on_fail": False,
         "implicit": False,
-        "message": "e2e.p99{function=echo} = 990µs (< 1ms): passed",
+        "message": "engine.e2e.p99{function=echo} = 990µs (< 1ms): passed",
     }
     assert data["gates"][5]["observed"] is None
 
@@ -327,12 +327,15 @@ def test_write_junit_is_valid_junit_xml(tmp_path: Path) -> None:
         "12.500",
     )
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases][:2] == ["e2e.p99{function=echo} < 1ms", "e2e.p99{function=echo} < 500us"]
+    assert [c.get("name") for c in cases][:2] == [
+        "engine.e2e.p99{function=echo} < 1ms",
+        "engine.e2e.p99{function=echo} < 500us",
+    ]
     assert all(c.get("classname") == "quick & <dirty>" for c in cases)
     assert cases[0].find("failure") is None
     failure = cases[1].find("failure")
     assert failure is not None and failure.get("type") == "GateFailed"
-    assert failure.get("message") == "e2e.p99{function=echo} = 990µs, expected < 500us"
+    assert failure.get("message") == "engine.e2e.p99{function=echo} = 990µs, expected < 500us"
     no_data = cases[5].find("failure")
     assert no_data is not None and no_data.get("type") == "NoData"
 
@@ -423,3 +426,47 @@ def test_unscoped_rpc_metrics_cover_dispatch_rpcs_and_session_groups() -> None:
     assert metrics("rpc.fail_ratio") == pytest.approx(0.1)
     assert metrics("rpc.count{rpc=Session}") == 8 and metrics("rpc.fail_ratio{rpc=Session}") == pytest.approx(1 / 8)
     assert metrics("rpc.count{rpc=*}") == 11
+
+
+def test_caller_metrics_read_the_callers_statistics_and_e2e_is_the_engines_with_a_note() -> None:
+    from loadgen.core.counters import ARRIVALS, DROPPED, LATE
+    from loadgen.core.stats.caller import caller_recorder
+
+    engine = ShardStats("s")
+    engine.count_accepted(2)
+    engine.record_call("echo", "completed", "OK", 0.010)
+    engine.record_call("echo", "completed", "OK", 0.020)
+    callers = caller_recorder("locust-0")
+    callers.record("latency", "echo", "completed", 2.0)  # waited 2 s before a shard accepted it
+    callers.record("latency", "echo", "completed", 0.030)
+    callers.record("lag", "Arrivals", "arrival", 0.4)
+    callers.record("loop_lag", "locust-0", "loop", 0.25)
+    callers.count(ARRIVALS, 10)
+    callers.count(LATE, 3)
+    callers.count(DROPPED, 1)
+    gates = [
+        parse_gate("latency.p99", "< 250ms"),
+        parse_gate("engine.e2e.p99", "< 250ms"),
+        parse_gate("e2e.p99", "< 250ms"),
+        parse_gate("latency.max{function=echo,outcome=completed}", "< 1s"),
+        parse_gate("lag.max{kind=arrival}", "< 100ms"),
+        parse_gate("loop_lag.p50{process=locust-0}", "< 100ms"),
+        parse_gate("late", "== 0"),
+        parse_gate("dropped.ratio", "< 5%"),
+        parse_gate("dropped_per_s", "< 1"),
+    ]
+    results = evaluate(gates, engine.snapshot(), 2.0, caller=callers.snapshot())
+    assert [r.passed for r in results] == [False, True, True, False, False, False, False, False, True]
+    assert results[0].observed == 2_000_000.0 and results[1].observed == 20_000.0 == results[2].observed
+    assert "note" not in results[1].message and "[" not in results[1].message
+    assert "e2e.p99 is the engine's view (accepted → end" in results[2].message
+    assert "read as engine.e2e.p99; gate on latency.p99 for what callers see" in results[2].message
+    assert results[7].observed == 0.1 and results[8].observed == 0.5
+    no_callers = evaluate(gates[:1] + gates[6:7], engine.snapshot(), 2.0)
+    assert [r.observed for r in no_callers] == [None, None] and "no data" in no_callers[0].message
+    assert str(parse_gate("latency.p99{outcome=rejected}", "< 1s").metric) == "latency.p99{outcome=rejected}"
+    with pytest.raises(GateSyntaxError, match="outcome must be one of completed, failed, expired"):
+        parse_gate("engine.e2e.p99{outcome=rejected}", "< 1s")
+    from loadgen.runs.gates import implicit_gates
+
+    assert [str(g) for g in implicit_gates(with_caller=True)][-1] == "dropped == 0"

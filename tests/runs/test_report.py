@@ -233,7 +233,11 @@ def test_html_report(tmp_path: Path) -> None:
     assert len(svgs) == 4  # latency, throughput, retries, in flight
     for svg in svgs:
         ET.fromstring(svg)
-    for title in ("End-to-end latency per interval", "Throughput: calls per second", "Retries per second, by status"):
+    for title in (
+        "Engine end-to-end latency per interval",
+        "Throughput: calls per second",
+        "Retries per second, by status",
+    ):
         assert title in page
     assert ">p50<" in page and ">p99<" in page and ">TEMPORARY_ERROR<" in page and ">THROTTLED<" in page
     # The gates, coloured by verdict.

@@ -217,6 +217,7 @@ def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_p
         "wrong": False,
         "in_flight": False,
         "locust.failures": False,
+        "dropped": True,
     }
     assert all(gate["implicit"] for gate in gates)
     assert summary["functions"]["echo"]["wrong"] == summary["functions"]["echo"]["checked"] > 0

@@ -6,7 +6,7 @@ the nearest µs and clamped to 0 .. :data:`~loadgen.core.stats.hdr.HIGHEST_US`.
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from loadgen.core.counters import (
     ACCEPTED,
@@ -96,15 +96,35 @@ class ShardStats:
     0 .. :data:`HIGHEST_US`.
     """
 
-    def __init__(self, shard: str) -> None:
+    def __init__(
+        self,
+        shard: str,
+        counters: tuple[Counter, ...] = (ACCEPTED, COMPLETED, EXPIRED, LOST),
+        gauges: tuple[str, ...] = (GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS),
+    ) -> None:
         self.shard = shard
-        self._rpc: dict[Key, _Series] = {}
-        self._attempt: dict[Key, _Series] = {}
-        self._e2e: dict[Key, _Series] = {}
-        self._counters: dict[Counter, int] = {ACCEPTED: 0, COMPLETED: 0, EXPIRED: 0, LOST: 0}
-        self._gauges: dict[str, int] = {GAUGE_IN_FLIGHT: 0, GAUGE_OPEN_CONNECTIONS: 0}
+        self._tables: dict[Family, dict[Key, _Series]] = {"rpc": {}, "attempt": {}, "e2e": {}}
+        self._rpc = self._tables["rpc"]
+        self._attempt = self._tables["attempt"]
+        self._e2e = self._tables["e2e"]
+        self._counters: dict[Counter, int] = dict.fromkeys(counters, 0)
+        self._gauges: dict[str, int] = dict.fromkeys(gauges, 0)
         self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
         self._seq = 0
+
+    def record(self, family: Family, a: str, b: str, seconds: float) -> None:
+        """A value of *seconds* in *family* under key (*a*, *b*) (any family, such as the callers' ``latency``)."""
+        table = self._tables.get(family)
+        if table is None:
+            table = self._tables[family] = {}
+        series = table.get((a, b))
+        if series is None:
+            series = table[(a, b)] = _Series()
+        series.record(seconds)
+
+    def count(self, counter: Counter, n: int = 1) -> None:
+        """Add *n* to *counter*."""
+        self._counters[counter] = self._counters.get(counter, 0) + n
 
     def record_rpc(self, name: str, ok: bool, seconds: float) -> None:
         """An ingress RPC (``"Dispatch"``, ``"Wait"``, ...) took *seconds*."""
@@ -150,7 +170,7 @@ class ShardStats:
         """*n* root calls were accepted."""
         if n < 0:
             raise ValueError("count must be >= 0")
-        self._counters[ACCEPTED] += n
+        self._counters[ACCEPTED] = self._counters.get(ACCEPTED, 0) + n
 
     def count_retry(self, status: str) -> None:
         """An attempt that ended with *status* will be retried."""
@@ -161,7 +181,7 @@ class ShardStats:
         """*n* accepted root calls will never end here (for instance, lost with a crashed peer)."""
         if n < 0:
             raise ValueError("count must be >= 0")
-        self._counters[LOST] += n
+        self._counters[LOST] = self._counters.get(LOST, 0) + n
 
     def set_gauge(self, name: str, value: int) -> None:
         """Set gauge *name* (:data:`GAUGE_IN_FLIGHT`, :data:`GAUGE_OPEN_CONNECTIONS`, ...)."""
@@ -172,15 +192,16 @@ class ShardStats:
         histograms: dict[HistKey, HistogramSnapshot] = {}
         counters = dict(self._counters)
         attempts = clamped = 0
-        for family, table in (("rpc", self._rpc), ("attempt", self._attempt), ("e2e", self._e2e)):
+        for family, table in self._tables.items():
             for (a, b), series in table.items():
                 if not series.count:
                     continue  # its first value was rejected (NaN)
-                histograms[(cast(Family, family), a, b)] = series.snapshot()
+                histograms[(family, a, b)] = series.snapshot()
                 clamped += series.clamped
                 if family == "attempt":
                     attempts += series.count
-        counters[ATTEMPTS] = attempts
+        if attempts or ACCEPTED in counters:  # an engine's snapshot, not a caller's
+            counters[ATTEMPTS] = attempts
         if clamped:
             counters[CLAMPED] = clamped
         failures = {key: FailureTally(count, sample) for key, (count, sample) in self._failures.items()}

@@ -36,6 +36,8 @@ from loadgen.core.stats.hdr import (
 )
 
 __all__ = [
+    "CALLER_FAMILIES",
+    "ENGINE_FAMILIES",
     "FAILURE_KINDS",
     "FAMILIES",
     "FORMAT",
@@ -53,8 +55,11 @@ __all__ = [
     "merge_snapshots",
 ]
 
-Family = Literal["rpc", "attempt", "e2e"]
-FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e")
+Family = Literal["rpc", "attempt", "e2e", "latency", "lag", "loop_lag"]
+FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e", "latency", "lag", "loop_lag")
+ENGINE_FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e")
+"""What shards record; the others are the callers' (:mod:`loadgen.core.stats.caller`)."""
+CALLER_FAMILIES: Final[tuple[Family, ...]] = ("latency", "lag", "loop_lag")
 Key = tuple[str, str]
 HistKey = tuple[Family, str, str]
 FailureKey = tuple[str, str, str]  # (kind, function, status)

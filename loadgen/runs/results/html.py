@@ -129,10 +129,17 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
     if not functions:
         return '<p class="muted">No calls were recorded.</p>'
     head = ["function", "calls", "completed", "failed", "expired", "wrong", "calls/s", "attempts", "retried"]
-    head += ["e2e p50", "p90", "p99", "p99.9", "max"]
+    callers = any("latency_us" in f for f in functions.values())
+    if callers:
+        head += ["latency p50", "p99", "max"]
+    head += ["engine e2e p50" if callers else "e2e p50", "p90", "p99", "p99.9", "max"]
     rows, classes = [], []
     for name, f in functions.items():
         e2e = f.get("e2e_us", {})
+        seen = f.get("latency_us", {})
+        caller_cells = (
+            [_lat(seen.get(k)) if seen.get("count") else "—" for k in ("p50", "p99", "max")] if callers else []
+        )
         rate = f.get("calls_per_s")
         by_status = f.get("attempts_by_status", {})
         not_ok = sum(n for status, n in by_status.items() if status != "OK")
@@ -147,6 +154,7 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
                 "—" if rate is None else f"{rate:.1f}",
                 _e(f.get("attempts", 0)),
                 _e(not_ok),
+                *caller_cells,
                 *(_lat(e2e.get(k)) if e2e.get("count") else "—" for k in ("p50", "p90", "p99", "p99.9", "max")),
             ]
         )
@@ -184,9 +192,7 @@ def _wrong_section(checks: Mapping[str, Any] | None) -> str:
     head = f"<p>{wrong:,} of {checked:,} checked results were wrong.</p>"
     if not samples:
         return head
-    rows = [
-        [f"<code>{_e(s.get(key))}</code>" for key in ("function", "expected", "got")] for s in samples
-    ]
+    rows = [[f"<code>{_e(s.get(key))}</code>" for key in ("function", "expected", "got")] for s in samples]
     return head + _table(["function", "expected", "got"], rows, numeric_from=3)
 
 
@@ -262,11 +268,25 @@ def _tiles(summary: Mapping[str, Any]) -> str:
     acc = summary.get("accounting", {})
     rates = summary.get("rates", {})
     e2e_all = _overall_e2e(summary)
+    callers = summary.get("callers") or {}
+    caller_all = callers.get("latency_us") or {}
     tiles = [
         ("completed calls", f"{acc.get('completed', 0):,}"),
         ("calls/s", "—" if rates.get("calls_per_s") is None else f"{rates['calls_per_s']:.1f}"),
-        ("e2e p50", _lat(e2e_all.get("p50")) if e2e_all else "—"),
-        ("e2e p99", _lat(e2e_all.get("p99")) if e2e_all else "—"),
+    ]
+    if callers:
+        tiles += [
+            ("latency p50 (callers)", _lat(caller_all.get("p50")) if caller_all.get("count") else "—"),
+            ("latency p99 (callers)", _lat(caller_all.get("p99")) if caller_all.get("count") else "—"),
+            ("engine e2e p99", _lat(e2e_all.get("p99")) if e2e_all else "—"),
+            ("late / dropped arrivals", f"{callers.get('late', 0):,} / {callers.get('dropped', 0):,}"),
+        ]
+    else:
+        tiles += [
+            ("e2e p50", _lat(e2e_all.get("p50")) if e2e_all else "—"),
+            ("e2e p99", _lat(e2e_all.get("p99")) if e2e_all else "—"),
+        ]
+    tiles += [
         ("failed", "—" if rates.get("failed.ratio") is None else format_value("ratio", rates["failed.ratio"])),
         ("wrong", "—" if summary.get("checks") is None else f"{summary.get('counters', {}).get('wrong', 0):,}"),
         (

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from loadgen.core.counters import CounterKind
-from loadgen.core.stats import Snapshot
+from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind
+from loadgen.core.stats import HistogramSnapshot, Snapshot
 from loadgen.runs.metrics import Metrics
 
 __all__ = ["SERIES_PERCENTILES", "time_series"]
@@ -50,7 +50,45 @@ def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, A
     }
 
 
-def time_series(points: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]]:
+def _hist_json(hist: HistogramSnapshot | None) -> dict[str, Any]:
+    values = hist.percentiles(SERIES_PERCENTILES) if hist else {}
+    return {
+        "count": hist.count if hist else 0,
+        **{_pkey(q): values.get(q) for q in SERIES_PERCENTILES},
+        "max": hist.max if hist else None,
+    }
+
+
+def _caller_interval(dt: float, diff: Snapshot) -> dict[str, Any]:
+    metrics = Metrics(Snapshot.empty(), dt, caller=diff)
+    counters = diff.counters
+    return {
+        "latency_us": _hist_json(metrics.histogram("latency")),
+        "lag_us": _hist_json(metrics.histogram("lag")),
+        "loop_lag_us": _hist_json(metrics.histogram("loop_lag")),
+        "arrivals_per_s": counters.get(ARRIVALS, 0) / dt,
+        "late_per_s": counters.get(LATE, 0) / dt,
+        "dropped_per_s": counters.get(DROPPED, 0) / dt,
+    }
+
+
+def _caller_records(points: Sequence[tuple[float, Snapshot]]) -> dict[float, dict[str, Any]]:
+    """The callers' part of each interval, by its end *t* (what the callers had reported between reads)."""
+    out: dict[float, dict[str, Any]] = {}
+    previous_t, previous = 0.0, Snapshot.empty()
+    for t, snapshot in sorted(points, key=lambda point: point[0]):
+        try:
+            diff = snapshot.minus(previous)
+        except ValueError:  # a new test, or a process that restarted: start over from it
+            diff = snapshot
+        out[t] = _caller_interval(t - previous_t, diff) if t > previous_t else {}
+        previous_t, previous = t, snapshot
+    return out
+
+
+def time_series(
+    points: Sequence[tuple[float, Snapshot]], caller: Sequence[tuple[float, Snapshot]] = ()
+) -> list[dict[str, Any]]:
     """Per-interval statistics from cumulative snapshots taken at *t* seconds into the run.
 
     Each record covers ``(t - dt, t]``: rates per second (``completed_per_s``,
@@ -61,7 +99,13 @@ def time_series(points: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]
     0 with an empty snapshot (snapshots are cumulative from the start). A snapshot that is not
     a later state of the one before (:meth:`Snapshot.minus` refuses it) gives a record with an
     ``error`` and starts over from it.
+
+    *caller*: the callers' cumulative statistics read at the same moments (``caller.json``); each
+    record then also has what they reported in between: ``latency_us`` (from the intended start,
+    count, p50, p90, p99, max), ``lag_us``, ``loop_lag_us``, ``arrivals_per_s``, ``late_per_s`` and
+    ``dropped_per_s``. Callers report every few seconds, so their part lags the engine's by as much.
     """
+    callers = _caller_records(caller)
     records: list[dict[str, Any]] = []
     previous_t, previous = 0.0, Snapshot.empty()
     for t, snapshot in sorted(points, key=lambda point: point[0]):
@@ -74,6 +118,6 @@ def time_series(points: Sequence[tuple[float, Snapshot]]) -> list[dict[str, Any]
         except ValueError as exc:
             records.append({"t": t, "dt": dt, "error": str(exc)})
         else:
-            records.append(_interval(t, dt, diff, snapshot))
+            records.append(_interval(t, dt, diff, snapshot) | callers.get(t, {}))
         previous_t, previous = t, snapshot
     return records

@@ -14,6 +14,7 @@ import orjson
 from loadgen.core.caller import FunctionChecks
 from loadgen.core.counters import CounterKind, total
 from loadgen.core.stats import FAMILIES, HistogramSnapshot, Snapshot
+from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.runs.gates import GateResult
 from loadgen.runs.metrics import LocustTotals, Metrics
 from loadgen.runs.results.folder import utc, versions
@@ -74,9 +75,12 @@ def _rate(count: float, seconds: float) -> float | None:
 
 
 def _functions(
-    snapshot: Snapshot, duration_s: float, checks: Mapping[str, FunctionChecks] | None = None
+    snapshot: Snapshot,
+    duration_s: float,
+    checks: Mapping[str, FunctionChecks] | None = None,
+    caller: Snapshot | None = None,
 ) -> dict[str, Any]:
-    metrics = Metrics(snapshot, duration_s)
+    metrics = Metrics(snapshot, duration_s, caller=caller)
     names = sorted({a for f, a, _ in snapshot.histograms if f in ("e2e", "attempt")} | set(checks or {}))
     out: dict[str, Any] = {}
     for name in names:
@@ -95,6 +99,8 @@ def _functions(
             "e2e_us": histogram_summary(metrics.histogram("e2e", scope)),
             "attempt_us": histogram_summary(metrics.histogram("attempt", scope)),
         }
+        if caller is not None:
+            out[name]["latency_us"] = histogram_summary(metrics.histogram("latency", scope))
         if checks is not None:
             checked = checks.get(name, FunctionChecks())
             out[name].update(
@@ -146,21 +152,28 @@ def build_summary(
     locust_csv: Sequence[str] = (),
     extra: Mapping[str, Any] | None = None,
     checks: Mapping[str, FunctionChecks] | None = None,
+    caller: Snapshot | None = None,
+    caller_series: Sequence[tuple[float, Snapshot]] = (),
 ) -> dict[str, Any]:
     """The ``summary.json`` document (see the module docstring); no IO.
 
     *snapshot* is the final merged snapshot, *series* the cumulative snapshots taken during
     the run as ``(seconds since start, snapshot)``, *duration_s* the measured length of the run
     (default: *ended* - *started*), *exit_code* what the run exits with, *checks* the callers'
-    checked results per function (None: none were collected).
+    checked results per function (None: none were collected), *caller* the callers' final statistics
+    (latency from the intended start, lag, arrivals: :mod:`loadgen.core.stats.caller`) and
+    *caller_series* the cumulative reads of them during the run.
     """
     duration = (ended - started).total_seconds() if duration_s is None else duration_s
     latency: dict[str, Any] = {}
     for family in FAMILIES:
-        for a, b in snapshot.keys(family):
-            hist = snapshot.histograms[(family, a, b)]
+        source = caller if family in CALLER_FAMILIES else snapshot
+        if source is None:
+            continue
+        for a, b in source.keys(family):
+            hist = source.histograms[(family, a, b)]
             latency.setdefault(family, {}).setdefault(a, {})[b] = histogram_summary(hist)
-    metrics = Metrics(snapshot, duration, locust, checks)
+    metrics = Metrics(snapshot, duration, locust, checks, caller)
     counters: dict[str, int] = {str(key): value for key, value in snapshot.counters.items()}
     if checks is not None:
         counters["wrong"] = sum(c.wrong for c in checks.values())
@@ -179,7 +192,20 @@ def build_summary(
     rates = {
         name: (None if math.isnan(value := metrics(name)) else value)
         for name in ("calls_per_s", "accepted_per_s", "attempts_per_s", "retries.ratio", "failed.ratio", "wrong.ratio")
+        + (("late_per_s", "dropped_per_s", "dropped.ratio") if caller is not None else ())
     }
+    callers = None
+    if caller is not None:
+        callers = {
+            "latency_us": histogram_summary(metrics.histogram("latency")),
+            "lag_us": histogram_summary(metrics.histogram("lag")),
+            "loop_lag_us": histogram_summary(metrics.histogram("loop_lag")),
+            "arrivals": int(metrics("arrivals")),
+            "late": int(metrics("late")),
+            "dropped": int(metrics("dropped")),
+            "processes": caller.shards,
+            "snapshot": caller.to_json(),
+        }
     return {
         "format": SUMMARY_FORMAT,
         "scenario": scenario_to_dict(scenario) if scenario is not None else None,
@@ -190,7 +216,8 @@ def build_summary(
         "exit_code": exit_code,
         "rates": rates,
         "latency_us": latency,
-        "functions": _functions(snapshot, duration, checks),
+        "functions": _functions(snapshot, duration, checks, caller),
+        "callers": callers,
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(snapshot.gauges.items())),
         "errors": errors_table(snapshot),
@@ -203,7 +230,7 @@ def build_summary(
         },
         "locust": locust.to_json() if locust is not None else None,
         "locust_csv": list(locust_csv),
-        "series": time_series(series),
+        "series": time_series(series, caller_series),
         "snapshot": snapshot.to_json(),
         "extra": dict(extra or {}),
     }
@@ -227,6 +254,8 @@ def write_summary(
     exit_code: int | None = None,
     extra: Mapping[str, Any] | None = None,
     checks: Mapping[str, FunctionChecks] | None = None,
+    caller: Snapshot | None = None,
+    caller_series: Sequence[tuple[float, Snapshot]] = (),
 ) -> dict[str, Any]:
     """Write ``run_dir/summary.json`` (:func:`build_summary`, listing the CSVs found in *run_dir*); return it."""
     folder = Path(run_dir)
@@ -243,6 +272,8 @@ def write_summary(
         locust_csv=csv_files(folder),
         extra=extra,
         checks=checks,
+        caller=caller,
+        caller_series=caller_series,
     )
     data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
     (folder / SUMMARY_FILE).write_bytes(data)

@@ -182,19 +182,39 @@ def run_charts(series: Sequence[Mapping[str, Any]]) -> list[str]:
     def pts(values: Iterable[float | None]) -> list[tuple[float, float | None]]:
         return list(zip(t, values, strict=True))
 
+    charts = []
+    callers = any("latency_us" in r for r in records)
+    if callers:
+        caller_lines = [
+            Line(name, color, pts(r.get("latency_us", {}).get(name) for r in records))
+            for name, color in (("p50", _PALETTE[2]), ("p90", _PALETTE[1]), ("p99", _PALETTE[3]), ("max", _PALETTE[5]))
+        ]
+        caller_lines.append(
+            Line("engine e2e p99", _PALETTE[7], pts(r["e2e_us"].get("p99") for r in records), dashed=True)
+        )
+        charts.append(
+            svg_chart(
+                "Latency as callers saw it, from the intended start (calls whose result came in the interval);"
+                " dashed: the engine's e2e p99 (accepted → end)",
+                caller_lines,
+                y_label="ms",
+                y_text=_ms_tick,
+                hover_text=lambda us: format_value("latency", us),
+            )
+        )
     latency_lines = [
         Line(name, color, pts(r["e2e_us"].get(name) for r in records))
         for name, color in (("p50", _PALETTE[2]), ("p90", _PALETTE[1]), ("p99", _PALETTE[3]))
     ]
-    charts = [
+    charts.append(
         svg_chart(
-            "End-to-end latency per interval (root calls that ended in it)",
+            "Engine end-to-end latency per interval (root calls that ended in it, from their acceptance)",
             latency_lines,
             y_label="ms",
             y_text=_ms_tick,
             hover_text=lambda us: format_value("latency", us),
         )
-    ]
+    )
     throughput = [Line("completed/s", _PALETTE[0], pts(r["completed_per_s"] for r in records))]
     if any(r["failed_per_s"] for r in records):
         throughput.append(Line("failed/s", _PALETTE[3], pts(r["failed_per_s"] for r in records)))
@@ -210,6 +230,36 @@ def run_charts(series: Sequence[Mapping[str, Any]]) -> list[str]:
     charts.append(
         svg_chart("Retries per second, by status", retry_lines, y_label="retries/s", hover_text=lambda v: f"{v:.1f}/s")
     )
+    if callers:
+        lag_lines = [
+            Line("arrival/task lag p99", _PALETTE[3], pts(r.get("lag_us", {}).get("p99") for r in records)),
+            Line("event loop lag p99", _PALETTE[1], pts(r.get("loop_lag_us", {}).get("p99") for r in records)),
+            Line(
+                "event loop lag max",
+                _PALETTE[5],
+                pts(r.get("loop_lag_us", {}).get("max") for r in records),
+                dashed=True,
+            ),
+        ]
+        charts.append(
+            svg_chart(
+                "Load generator lag: how far behind schedule the Locust processes ran",
+                lag_lines,
+                y_label="ms",
+                y_text=_ms_tick,
+                hover_text=lambda us: format_value("latency", us),
+            )
+        )
+        if any(r.get("late_per_s") or r.get("dropped_per_s") for r in records):
+            arrivals = [
+                Line("late/s", _PALETTE[1], pts(r.get("late_per_s") for r in records)),
+                Line("dropped/s", _PALETTE[3], pts(r.get("dropped_per_s") for r in records)),
+            ]
+            charts.append(
+                svg_chart(
+                    "Late and dropped arrivals per second", arrivals, y_label="/s", hover_text=lambda v: f"{v:.1f}/s"
+                )
+            )
     if any(r["in_flight"] for r in records):
         flight = [Line("in flight", _PALETTE[4], pts(float(r["in_flight"]) for r in records))]
         charts.append(

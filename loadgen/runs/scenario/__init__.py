@@ -68,9 +68,9 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     #                                   # end; those still running then are reported in flight
 
     [gates]                             # metric = condition (see loadgen.runs.metrics for the metrics)
-    "e2e.p99" = "< 250ms"
+    "latency.p99" = "< 250ms"
     "rpc.fail_ratio" = "< 1%"
-    "e2e.p99{function=echo}" = { condition = "< 50ms", abort_on_fail = true, delay = "10s" }
+    "latency.p99{function=echo}" = { condition = "< 50ms", abort_on_fail = true, delay = "10s" }
     "retries.ratio" = ["> 0.2", "< 0.4"]    # several conditions on one metric
 
 Durations are strings with units ``us``/``µs``, ``ms``, ``s``, ``m``, ``h`` (``"1m30s"``,

@@ -211,8 +211,8 @@ def default_scenario() -> Scenario:
         parse_gate("failed.ratio", "< 1%"),
         parse_gate("rpc.fail_ratio", "< 1%"),
         parse_gate("retries.ratio", "< 0.2"),
-        parse_gate("e2e.p99", "< 1s"),
-        parse_gate("e2e.p99{function=echo}", "< 500ms"),
+        parse_gate("latency.p99", "< 1s"),
+        parse_gate("latency.p99{function=echo}", "< 500ms"),
         parse_gate("calls_per_s", "> 50"),
     )
     return Scenario(
