@@ -233,8 +233,14 @@ class SessionLink:
         waiting = list(self._groups.values()) + self._queue
         self._groups.clear()
         self._queue.clear()
+        unserved = code is grpc.StatusCode.UNIMPLEMENTED and self.shard is None
         for group in waiting:
-            if group.sent:
+            if unserved:  # nothing was accepted: the server has no Session stream
+                message = (
+                    f"{self.address} does not serve the Session stream ({details}): an older loadgen serve?"
+                    " use --dispatch-rpc unary"
+                )
+            elif group.sent:
                 message = f"lost: the session with {where} broke ({details}); the results cannot arrive"
             else:
                 message = f"the session with {where} broke ({details}) before the calls were sent"

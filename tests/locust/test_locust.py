@@ -182,6 +182,23 @@ def test_two_worker_processes(engine: Supervisor, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_unary_rpcs_as_an_sdk_client_makes_them(engine: Supervisor, tmp_path: Path) -> None:
+    """``--dispatch-rpc unary``: a Dispatch RPC per dispatch and a Wait RPC per waited call, each an entry."""
+    rows = run_locust(engine, tmp_path, "--dispatch-rpc", "unary", "-u", "4", "-t", "3s")
+    assert not [name for kind, name in rows if kind == "call"]
+    for function in ("sleep", "fanout"):
+        dispatched, waited = rows[("grpc", f"Dispatch {function}")], rows[("grpc", f"Wait {function}")]
+        assert int(dispatched["Request Count"]) == int(waited["Request Count"]) > 0
+        assert dispatched["Failure Count"] == waited["Failure Count"] == "0"
+    batch = {"echo": echo_batch()}
+    dispatches = {f: int(rows[("grpc", f"Dispatch {f}")]["Request Count"]) for f in FUNCTIONS}
+    live = merged_snapshot(engine.url)
+    assert live.counters["accepted"] == sum(n * batch.get(f, 1) for f, n in dispatches.items())
+    assert live.histogram("rpc", ("Dispatch", "ok")).count == sum(dispatches.values())
+    assert ("rpc", "Session", "ok") not in live.histograms
+
+
+@pytest.mark.timeout(60)
 def test_open_model_arrivals_follow_the_schedule(engine: Supervisor, tmp_path: Path) -> None:
     """2 s at 40/s then a ramp to 80/s over 2 s: 200 arrivals over 2 workers, then the test stops by itself."""
     command = [LOCUST, "-f", str(SCENARIOS / "open_model_locustfile.py"), "--headless", "-u", "20", "-r", "20"]
