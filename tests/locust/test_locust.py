@@ -188,7 +188,8 @@ def test_unary_rpcs_as_an_sdk_client_makes_them(engine: Supervisor, tmp_path: Pa
     assert not [name for kind, name in rows if kind == "call"]
     for function in ("sleep", "fanout"):
         dispatched, waited = rows[("grpc", f"Dispatch {function}")], rows[("grpc", f"Wait {function}")]
-        assert int(dispatched["Request Count"]) == int(waited["Request Count"]) > 0
+        # A user stopped between its Dispatch and its Wait records the Dispatch only (a Wait cut short has no entry).
+        assert 0 < int(waited["Request Count"]) <= int(dispatched["Request Count"])
         assert dispatched["Failure Count"] == waited["Failure Count"] == "0"
     batch = {"echo": echo_batch()}
     dispatches = {f: int(rows[("grpc", f"Dispatch {f}")]["Request Count"]) for f in FUNCTIONS}
