@@ -26,10 +26,10 @@ calls (32 Dispatch RPCs of 1 call in flight, and 4 of 20; it has no Wait, so its
 never waited for, which favours it); the quickstart mix has no old-mock baseline.
 
 Ratios: calls/s and tool CPU per call against the ``unary`` variant, and the old mock's
-service CPU per call against the shards + supervisor (the service loadgen plays). The issue's
+service CPU per call against the shards + supervisor (the service loadgen plays). The cost
 targets (waited echo: tool <= 300 µs per call, shards <= 120 µs) are checked and shown.
-Writes ``results/bench/system.json``. Linux only; a full run takes about 3 minutes,
-``--quick`` about 1.5.
+Writes ``results/bench/system.json``. Linux only; a full run takes about 5 minutes,
+``--quick`` about 2.
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadgen.bench.system", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="10 s per run, 500 old-mock calls (about 1.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="8 s per run, 500 old-mock calls (about 2 minutes)")
     parser.add_argument("--duration", type=int, default=20, help="seconds of load per run (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=4, help="seconds left out at the start (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds, in rotated order; medians are reported")
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench" / "system.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.oldmock_calls = 10, 3, 500
+        args.duration, args.warmup, args.oldmock_calls = 8, 3, 500
     if args.duration < args.warmup + 4 or args.repeat < 1:
         parser.error("need --duration >= --warmup + 4 and --repeat >= 1")
     chosen = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
