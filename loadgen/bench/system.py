@@ -12,7 +12,8 @@ to the end of the load), the tool's total (Locust + shards + supervisor) and cal
 Workloads (echo is the reference endpoint's cheapest function):
 
 * ``waited``: echo, closed loop, 32 users, each call dispatched and waited for;
-* ``batched``: echo, 4 users, batches of 20, not waited for;
+* ``batched``: echo, 4 users, batches of 20, not waited for (the users dispatch faster than the
+  calls end, so the backlog grows; the CPU per *accepted* call is printed too);
 * ``quickstart``: ``scenarios/quickstart.toml``'s mix (16 users).
 
 Variants, side by side in one run: ``session`` (the default: a Locust process's calls over
@@ -25,10 +26,10 @@ calls (32 Dispatch RPCs of 1 call in flight, and 4 of 20; it has no Wait, so its
 never waited for, which favours it); the quickstart mix has no old-mock baseline.
 
 Ratios: calls/s and tool CPU per call against the ``unary`` variant, and the old mock's
-service CPU per call against the shards + supervisor (the service loadgen plays). The issue's
+service CPU per call against the shards + supervisor (the service loadgen plays). The cost
 targets (waited echo: tool <= 300 µs per call, shards <= 120 µs) are checked and shown.
-Writes ``results/bench/system.json``. Linux only; a full run takes about 3 minutes,
-``--quick`` about 1.5.
+Writes ``results/bench/system.json``. Linux only; a full run takes about 5 minutes,
+``--quick`` about 2.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class Mark:
     elapsed: int
     at: float
     ended: int
+    accepted: int
     cpu: dict[int, tuple[str, float]]
 
 
@@ -154,8 +156,11 @@ class SystemRun:
     exit_code: int
     window_s: float = 0.0
     ended: int = 0
+    accepted: int = 0
     calls_per_s: float = 0.0
+    accepted_per_s: float = 0.0
     us_per_call: dict[str, float] = field(default_factory=dict)
+    us_per_accepted_call: dict[str, float] = field(default_factory=dict)
     tool_us_per_call: float = 0.0
     processes: dict[str, int] = field(default_factory=dict)
     accounting: dict[str, Any] = field(default_factory=dict)
@@ -258,7 +263,7 @@ def run_system(
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=ROOT,
+            cwd=scratch,  # not this checkout: a --variant's Locust must import its own loadgen
         )
         output: list[str] = []
         reader = threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True)
@@ -273,7 +278,8 @@ def run_system(
             lost = _LOST.search(line[found.end() :]) if found else None
             if found is not None:
                 ended = int(found["accepted"]) - int(found["in_flight"]) - (int(lost[1]) if lost else 0)
-                marks.append(Mark(int(found["elapsed"]), time.monotonic(), ended, _cpu(_tree(process.pid))))
+                accepted = int(found["accepted"])
+                marks.append(Mark(int(found["elapsed"]), time.monotonic(), ended, accepted, _cpu(_tree(process.pid))))
             if time.monotonic() > deadline:
                 process.kill()
                 break
@@ -294,6 +300,7 @@ def run_system(
     last = steady[-1]
     run.window_s = round(last.at - first.at, 2)
     run.ended = last.ended - first.ended
+    run.accepted = last.accepted - first.accepted
     cpu: dict[str, float] = {}
     for pid, (role, seconds) in last.cpu.items():
         if pid in first.cpu:
@@ -303,6 +310,9 @@ def run_system(
         run.us_per_call = {role: round(cpu.get(role, 0.0) * 1e6 / run.ended, 1) for role in ROLES}
         run.tool_us_per_call = round(sum(run.us_per_call[role] for role in TOOL_ROLES), 1)
         run.calls_per_s = round(run.ended / run.window_s, 1)
+    if run.accepted > 0:
+        run.us_per_accepted_call = {role: round(cpu.get(role, 0.0) * 1e6 / run.accepted, 1) for role in ROLES}
+        run.accepted_per_s = round(run.accepted / run.window_s, 1)
     return run
 
 
@@ -353,6 +363,11 @@ def summarize(runs: list[SystemRun], mocks: list[MockRun], variants: list[str]) 
                 continue
             row: dict[str, Any] = {"workload": workload.name, "variant": variant, "runs": len(runs_here)}
             row["calls_per_s"] = round(median(r.calls_per_s for r in runs_here), 1)
+            row["accepted_per_s"] = round(median(r.accepted_per_s for r in runs_here), 1)
+            for role in TOOL_ROLES:
+                row[f"{role}_us_per_accepted"] = round(
+                    median(r.us_per_accepted_call.get(role, 0.0) for r in runs_here), 1
+                )
             for role in ROLES:
                 row[f"{role}_us"] = round(median(r.us_per_call.get(role, 0.0) for r in runs_here), 1)
             row["tool_us"] = round(median(r.tool_us_per_call for r in runs_here), 1)
@@ -387,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadgen.bench.system", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="10 s per run, 500 old-mock calls (about 1.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="8 s per run, 500 old-mock calls (about 2 minutes)")
     parser.add_argument("--duration", type=int, default=20, help="seconds of load per run (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=4, help="seconds left out at the start (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds, in rotated order; medians are reported")
@@ -405,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench" / "system.json")
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup, args.oldmock_calls = 10, 3, 500
+        args.duration, args.warmup, args.oldmock_calls = 8, 3, 500
     if args.duration < args.warmup + 4 or args.repeat < 1:
         parser.error("need --duration >= --warmup + 4 and --repeat >= 1")
     chosen = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
@@ -479,6 +494,14 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
+    flooded = [r for r in rows if r["accepted_per_s"] > 1.5 * r["calls_per_s"]]
+    for r in flooded:
+        print(
+            f"{r['workload']} ({r['variant']}): the users dispatch faster than the calls end"
+            f" ({r['accepted_per_s']:.0f} accepted/s, {r['calls_per_s']:.0f} ended/s), so per accepted call:"
+            f" Locust {r['Locust_us_per_accepted']:.0f},"
+            f" shards {r['shards_us_per_accepted']:.0f}, supervisor {r['supervisor_us_per_accepted']:.1f} µs"
+        )
     for workload in chosen:
         found = [m for m in mocks if m.workload == workload.name]
         if found:

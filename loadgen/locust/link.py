@@ -23,7 +23,7 @@ Links are made lazily, on first use in a process, and never cross a fork (like
 
 from __future__ import annotations
 
-import heapq
+import collections
 import itertools
 import os
 import time
@@ -112,7 +112,9 @@ class SessionLink:
         self._numbers = itertools.count(1)
         self._wake = gevent.event.Event()
         self._over = gevent.event.Event()
-        self._deadlines: list[tuple[float, int, PendingGroup]] = []
+        # Per timeout, (deadline, group number) in submission order, so in deadline order: the sweeper
+        # looks only at the oldest entries, and drops those of groups already done as it goes.
+        self._deadlines: dict[float, collections.deque[tuple[float, int]]] = {}
         stub = session_pb2_grpc.CallsStub(channel(address))
         self._call: Any = stub.Session(self._requests(), metadata=metadata)
         self._reader = gevent.spawn(self._read)
@@ -133,7 +135,10 @@ class SessionLink:
         group.number = number = next(self._numbers)
         self._groups[number] = group
         self._queue.append(group)
-        heapq.heappush(self._deadlines, (group.deadline, number, group))
+        queue = self._deadlines.get(group.timeout)
+        if queue is None:
+            queue = self._deadlines[group.timeout] = collections.deque()
+        queue.append((group.deadline, number))
         self._wake.set()
         return group
 
@@ -233,30 +238,43 @@ class SessionLink:
         waiting = list(self._groups.values()) + self._queue
         self._groups.clear()
         self._queue.clear()
+        unserved = code is grpc.StatusCode.UNIMPLEMENTED and self.shard is None
         for group in waiting:
-            if group.sent:
+            if unserved:  # nothing was accepted: the server has no Session stream
+                message = (
+                    f"{self.address} does not serve the Session stream ({details}): an older loadgen serve?"
+                    " use --dispatch-rpc unary"
+                )
+            elif group.sent:
                 message = f"lost: the session with {where} broke ({details}); the results cannot arrive"
             else:
                 message = f"the session with {where} broke ({details}) before the calls were sent"
             group.fail(code, message)
         self._wake.set()  # the request generator returns
         self._over.set()
+        if self._sweeper is not gevent.getcurrent():
+            self._sweeper.kill(block=False)
 
     def _sweep(self) -> None:
         """Fail the groups whose deadline passed (one timer for the link, not one per call)."""
-        heap = self._deadlines
+        groups = self._groups
         while True:
             gevent.sleep(SWEEP_SECONDS)
             now = time.monotonic()
-            while heap and heap[0][0] <= now:
-                _, number, group = heapq.heappop(heap)
-                if self._groups.pop(number, None) is not None:
+            for queue in self._deadlines.values():
+                while queue:
+                    deadline, number = queue[0]
+                    group = groups.get(number)
+                    if group is not None and deadline > now:
+                        break  # the oldest group still waiting is not due: neither is any later one
+                    queue.popleft()
+                    if group is None:
+                        continue  # done already
+                    del groups[number]
                     if not group.sent:
                         self.abandon(group)
                     what = "result" if group.ended else "answer"
                     group.fail(grpc.StatusCode.DEADLINE_EXCEEDED, f"no {what} within {group.timeout:g} s")
-            while heap and heap[0][2].done.is_set():
-                heapq.heappop(heap)
 
 
 _pid = os.getpid()

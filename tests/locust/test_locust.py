@@ -184,6 +184,62 @@ def test_two_worker_processes(engine: Supervisor, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_unary_rpcs_as_an_sdk_client_makes_them(engine: Supervisor, tmp_path: Path) -> None:
+    """``--dispatch-rpc unary``: a Dispatch RPC per dispatch and a Wait RPC per waited call, each an entry."""
+    rows = run_locust(engine, tmp_path, "--dispatch-rpc", "unary", "-u", "4", "-t", "3s")
+    assert not [name for kind, name in rows if kind == "call"]
+    for function in ("sleep", "fanout"):
+        dispatched, waited = rows[("grpc", f"Dispatch {function}")], rows[("grpc", f"Wait {function}")]
+        # A user stopped between its Dispatch and its Wait records the Dispatch only (a Wait cut short has no entry).
+        assert 0 < int(waited["Request Count"]) <= int(dispatched["Request Count"])
+        assert dispatched["Failure Count"] == waited["Failure Count"] == "0"
+    batch = {"echo": echo_batch()}
+    dispatches = {f: int(rows[("grpc", f"Dispatch {f}")]["Request Count"]) for f in FUNCTIONS}
+    live = merged_snapshot(engine.url)
+    assert live.counters["accepted"] == sum(n * batch.get(f, 1) for f, n in dispatches.items())
+    assert live.histogram("rpc", ("Dispatch", "ok")).count == sum(dispatches.values())
+    assert ("rpc", "Session", "ok") not in live.histograms
+
+
+LATE_LOCUSTFILE = """
+from locust import constant, task
+from locust.exception import StopUser
+from loadgen.locust import DispatchFailed, DispatchUser
+
+class Late(DispatchUser):
+    wait_time = constant(0)
+
+    @task
+    def late(self):
+        try:
+            self.call("sleep", {"ms": 3000}, timeout=0.5)  # its deadline passes first
+        except DispatchFailed:
+            pass
+        self.call("fail", {"status": "PERMANENT_ERROR", "times": 9})  # fails, with the endpoint's message
+        raise StopUser()
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_call_past_its_timeout_and_a_failed_call_are_failed_call_entries(engine: Supervisor, tmp_path: Path) -> None:
+    locustfile = tmp_path / "late_locustfile.py"
+    locustfile.write_text(LATE_LOCUSTFILE)
+    command = [LOCUST, "-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "5s", "--stop-timeout", "5"]
+    command += ["--csv", str(tmp_path / "late"), "--only-summary"]
+    done = subprocess.run(
+        command, env=locust_env(engine), cwd=tmp_path, capture_output=True, text=True, timeout=45, check=False
+    )
+    assert done.returncode == 1, done.stderr[-4000:]  # Locust's verdict: requests failed
+    rows = read_stats_csv(tmp_path / "late_stats.csv")
+    for function in ("sleep", "fail"):
+        row = rows[("call", f"call {function}")]
+        assert row["Request Count"] == row["Failure Count"] == "2"
+    failures = (tmp_path / "late_failures.csv").read_text()
+    assert "DEADLINE_EXCEEDED: no result within 0.5 s" in failures
+    assert "PERMANENT_ERROR: InjectedFailure: injected PERMANENT_ERROR" in failures, failures
+
+
+@pytest.mark.timeout(60)
 def test_open_model_arrivals_follow_the_schedule(engine: Supervisor, tmp_path: Path) -> None:
     """2 s at 40/s then a ramp to 80/s over 2 s: 200 arrivals over 2 workers, then the test stops by itself."""
     command = [LOCUST, "-f", str(SCENARIOS / "open_model_locustfile.py"), "--headless", "-u", "20", "-r", "20"]
