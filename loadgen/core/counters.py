@@ -7,7 +7,7 @@ and :class:`Counter` is a ``str`` so readers of those documents keep working. Co
 with :func:`failed` / :func:`retries` and the constants, and reads them with :attr:`Counter.kind`
 and :attr:`Counter.status`, :func:`total` and :func:`by_status`; nothing else splits the text.
 
-Root calls balance: ``accepted == completed + failed + expired + in_flight + lost``.
+Root calls balance: ``accepted == completed + failed + expired + cancelled + in_flight + lost``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Final
 __all__ = [
     "ACCEPTED",
     "ATTEMPTS",
+    "CANCELLED",
     "CLAMPED",
     "COMPLETED",
+    "EVICTED",
     "EXPIRED",
     "LOST",
     "Counter",
@@ -39,11 +41,13 @@ class CounterKind(enum.Enum):
     ACCEPTED = "accepted"  # root calls accepted
     COMPLETED = "completed"  # root calls that completed
     FAILED = "failed"  # root calls that failed, by final status
-    EXPIRED = "expired"  # root calls that expired
+    EXPIRED = "expired"  # root calls that reached their expiration
+    CANCELLED = "cancelled"  # root calls ended by a drain (the run or the service stopped first)
     LOST = "lost"  # root calls lost with a crashed shard
     ATTEMPTS = "attempts"  # endpoint attempts (all calls)
     RETRIES = "retries"  # attempts that will be retried, by status
     CLAMPED = "clamped"  # values recorded at a histogram's edge
+    EVICTED = "evicted"  # results dropped from a shard's store for Wait (retention by count or bytes)
 
 
 _BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES})
@@ -75,9 +79,11 @@ class Counter(str):
 ACCEPTED: Final = Counter.of(CounterKind.ACCEPTED)
 COMPLETED: Final = Counter.of(CounterKind.COMPLETED)
 EXPIRED: Final = Counter.of(CounterKind.EXPIRED)
+CANCELLED: Final = Counter.of(CounterKind.CANCELLED)
 LOST: Final = Counter.of(CounterKind.LOST)
 ATTEMPTS: Final = Counter.of(CounterKind.ATTEMPTS)
 CLAMPED: Final = Counter.of(CounterKind.CLAMPED)
+EVICTED: Final = Counter.of(CounterKind.EVICTED)
 
 _failed: dict[str, Counter] = {}
 _retries: dict[str, Counter] = {}

@@ -24,21 +24,25 @@ from google.protobuf.message import DecodeError
 
 from loadgen.engine.frontend import ApiError, ShardFrontend
 from loadgen.pb import dispatch_pb2
-from loadgen.protocol.constants import DISPATCH_SERVICE, PROTO_CONTENT_TYPE, STATUS_TRAILER
+from loadgen.protocol.constants import DISPATCH_SERVICE, PROTO_CONTENT_TYPE
 from loadgen.serving.h1 import H1Protocol, Headers, Limits, Reply, error_reply
 
 __all__ = ["start_connect_ingress"]
 
-_MAX_BODY = 64 * 1024 * 1024
 _RAW_ID = re.compile(rb"^[0-9a-f]{32}\s*$")
 _PROTO: Final = PROTO_CONTENT_TYPE.encode()
 _TEXT: Final = b"text/plain; charset=utf-8"
-_LIMITS: Final = Limits(
-    max_body=_MAX_BODY,
-    too_large=error_reply("invalid_argument", "request body too large"),
-    bad_request=error_reply("invalid_argument", "malformed HTTP request"),
-    max_head=64 * 1024,
-)
+
+
+def _limits(max_body: int) -> Limits:
+    return Limits(
+        max_body=max_body,
+        too_large=error_reply(
+            "invalid_argument", f"request body too large: at most {max_body} bytes (max_message_bytes)"
+        ),
+        bad_request=error_reply("invalid_argument", "malformed HTTP request"),
+        max_head=64 * 1024,
+    )
 
 
 class _ConnectIngress:
@@ -106,12 +110,16 @@ class _ConnectIngress:
             limit = int(budget) / 1000
             timeout = limit if timeout is None else min(timeout, limit)
         answer = await self.frontend.wait(dispatch_id, timeout)
-        trailer = ((STATUS_TRAILER.encode(), answer.status.encode()),)
+        trailer = tuple((key.encode(), value.encode()) for key, value in answer.trailers())
         return Reply(200, _PROTO, answer.result.SerializeToString(), headers=trailer)
 
 
-async def start_connect_ingress(frontend: ShardFrontend, host: str, port: int) -> asyncio.Server:
-    """Serve the Connect ingress on ``host:port``, shared with the other shards (``SO_REUSEPORT``)."""
+async def start_connect_ingress(
+    frontend: ShardFrontend, host: str, port: int, max_body: int = 16 * 1024 * 1024
+) -> asyncio.Server:
+    """Serve the Connect ingress on ``host:port``, shared with the other shards (``SO_REUSEPORT``);
+    bodies up to *max_body* bytes."""
     ingress = _ConnectIngress(frontend)
+    limits = _limits(max_body)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: H1Protocol(ingress, _LIMITS), host, port, reuse_port=True)
+    return await loop.create_server(lambda: H1Protocol(ingress, limits), host, port, reuse_port=True)

@@ -1,14 +1,14 @@
 """The gRPC ingress of a shard: ``DispatchService`` (Dispatch, Wait) and ``loadgen.v1.Shard/Stats`` on grpc.aio.
 
 Thin: each RPC is the :class:`ShardFrontend`'s answer in gRPC's form (an :class:`ApiError`
-becomes the status of the same name; the final status of a ``Wait`` travels in the trailing
-metadata), timed into the shard's ``rpc`` statistics.
+becomes the status of the same name; the final status and outcome of a ``Wait`` travel in the
+trailing metadata), timed into the shard's ``rpc`` statistics.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -16,15 +16,17 @@ import grpc.aio
 from loadgen.core.stats import Snapshot
 from loadgen.engine.frontend import ApiError, ShardFrontend, deadline_of
 from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
-from loadgen.protocol.constants import STATUS_TRAILER
 
-__all__ = ["GRPC_OPTIONS", "StatsSource", "add_servicers", "grpc_code"]
+__all__ = ["StatsSource", "add_servicers", "grpc_code", "grpc_options"]
 
-GRPC_OPTIONS: Final[list[tuple[str, Any]]] = [
-    ("grpc.so_reuseport", 1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+
+def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    """A shard's gRPC server options: the shared port, and messages up to *max_message_bytes* each way."""
+    return [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
 
 
 def grpc_code(code: str) -> grpc.StatusCode:
@@ -66,7 +68,7 @@ class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         except ApiError as exc:
             self.stats.record_rpc("Wait", False, time.perf_counter() - started)
             await context.abort(grpc_code(exc.code), exc.message)
-        context.set_trailing_metadata(((STATUS_TRAILER, answer.status),))
+        context.set_trailing_metadata(answer.trailers())
         self.stats.record_rpc("Wait", True, time.perf_counter() - started)
         return answer.result
 

@@ -1,9 +1,9 @@
 """A shared-memory ledger of root calls per shard, so a crashed shard's calls are counted exactly.
 
 Each shard process writes its own row (single writer, no lock) as calls are
-accepted and end (completed, failed or expired); the supervisor reads every
+accepted and end (completed, failed, expired or cancelled); the supervisor reads every
 row. When a shard dies, the calls it had accepted but not finished are
-*lost*: ``accepted - completed - failed - expired``.
+*lost*: ``accepted - completed - failed - expired - cancelled``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import tempfile
 
 __all__ = ["Ledger"]
 
-_ACCEPTED, _COMPLETED, _FAILED, _EXPIRED = 0, 1, 2, 3
-_FIELDS = 4
-_OUTCOME_FIELD = {"completed": _COMPLETED, "failed": _FAILED, "expired": _EXPIRED}
+_ACCEPTED, _COMPLETED, _FAILED, _EXPIRED, _CANCELLED = 0, 1, 2, 3, 4
+_FIELDS = 5
+_OUTCOME_FIELD = {"completed": _COMPLETED, "failed": _FAILED, "expired": _EXPIRED, "cancelled": _CANCELLED}
 
 
 class Ledger:
-    """Rows of ``(accepted, completed, failed, expired)`` int64 counters in a memory-mapped file
+    """Rows of ``(accepted, completed, failed, expired, cancelled)`` int64 counters in a memory-mapped file
     (``/dev/shm`` when present).
 
     The supervisor creates it (``path=None``) and removes it on :meth:`close`;
@@ -49,19 +49,20 @@ class Ledger:
         self._cells[shard * _FIELDS + _ACCEPTED] += count
 
     def add_ended(self, shard: int, outcome: str = "completed", count: int = 1) -> None:
-        """*count* root calls ended as *outcome*: ``completed``, ``failed`` or ``expired``."""
+        """*count* root calls ended as *outcome*: ``completed``, ``failed``, ``expired`` or ``cancelled``."""
         self._cells[shard * _FIELDS + _OUTCOME_FIELD[outcome]] += count
 
-    def outcomes(self, shard: int) -> tuple[int, int, int, int]:
-        """``(accepted, completed, failed, expired)`` of one shard's current incarnation."""
+    def outcomes(self, shard: int) -> tuple[int, tuple[int, int, int, int]]:
+        """``(accepted, (completed, failed, expired, cancelled))`` of one shard's current incarnation."""
         base = shard * _FIELDS
         cells = self._cells
-        return cells[base + _ACCEPTED], cells[base + _COMPLETED], cells[base + _FAILED], cells[base + _EXPIRED]
+        ended = (cells[base + _COMPLETED], cells[base + _FAILED], cells[base + _EXPIRED], cells[base + _CANCELLED])
+        return cells[base + _ACCEPTED], ended
 
     def row(self, shard: int) -> tuple[int, int]:
         """``(accepted, ended)`` of one shard's current incarnation."""
-        accepted, completed, failed, expired = self.outcomes(shard)
-        return accepted, completed + failed + expired
+        accepted, ended = self.outcomes(shard)
+        return accepted, sum(ended)
 
     def reset(self, shard: int) -> None:
         """Zero a row before a new incarnation of the shard starts."""

@@ -7,9 +7,9 @@
   time is killed and restarted under a new incarnation; the calls it had
   accepted and not reported finished are counted as *lost* (exactly, from the
   shared-memory ledger), never dropped silently.
-* **Drain**: ``drain(timeout)`` stops intake, lets in-flight calls finish up to
-  *timeout*, expires the rest (or, with ``expire_rest=False``, reports them as still in
-  flight), and returns the final merged snapshot.
+* **Drain**: ``drain(timeout, reason)`` stops intake, lets in-flight calls finish up to
+  *timeout*, cancels the rest (outcome ``cancelled``, *reason* their error message), and
+  returns the final merged snapshot.
 * **No orphans**: shards die with the supervisor (``PR_SET_PDEATHSIG`` and the
   pipe closing), and ``close()`` kills whatever is left.
 """
@@ -226,9 +226,9 @@ class Supervisor:
         """Account for a dead incarnation: what its last snapshot saw, plus the calls it lost."""
         assert self._ledger is not None
         index = slot.config.index
-        accepted, completed, failed, expired = self._ledger.outcomes(index)
+        accepted, ended = self._ledger.outcomes(index)
         last = slot.last or ShardStats(f"shard-{index}").snapshot()
-        retired = last.retired(accepted, ended=(completed, failed, expired))
+        retired = last.retired(accepted, ended=ended)
         self.lost += retired.counters.get(LOST, 0)
         self._retired.append(retired)
         self._ledger.reset(index)
@@ -252,15 +252,14 @@ class Supervisor:
                 parts.append(current)
         return merge_snapshots(parts)
 
-    def drain(self, timeout: float, expire_rest: bool = True) -> Snapshot:
+    def drain(self, timeout: float, reason: str = "the service stopped before the call finished") -> Snapshot:
         """Stop intake, let in-flight calls finish for up to *timeout* seconds, return the final merged snapshot.
 
-        The calls still in flight then expire, or with *expire_rest* false stay in the
-        snapshot's ``in_flight`` gauge (a run that ended before they did reports them).
+        The calls still in flight then end as ``cancelled``, *reason* their error message.
         """
         for slot in self._slots.values():
             with contextlib.suppress(OSError):
-                slot.conn.send(Drain(max(0.0, timeout), expire_rest))
+                slot.conn.send(Drain(max(0.0, timeout), reason))
         finals = []
         for slot in self._slots.values():
             message = self._receive(slot, timeout + 10)

@@ -68,6 +68,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.core.caller import WrongSample
+from loadgen.engine.client import wait_answer
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
@@ -94,7 +95,8 @@ class DispatchFailed(RescheduleTask):
 
 class CallFailed(Exception):
     """The call ended in failure: :attr:`status` (``PERMANENT_ERROR``, ``TIMEOUT`` for an expired call,
-    ...) and the error it ended with (the endpoint's own ``Error.type`` and ``message`` when it sent one)."""
+    ``CANCELLED`` for one the engine's drain ended, ...) and the error it ended with (the endpoint's own
+    ``Error.type`` and ``message`` when it sent one)."""
 
     def __init__(self, status: str, error_type: str, message: str) -> None:
         self.status = status
@@ -217,7 +219,7 @@ class DispatchUser(User):
 
         The status is the ``loadgen-status`` trailer (``"STATUS_OK"``, ``"STATUS_PERMANENT_ERROR"``, ...).
         The RPC is recorded as ``"Wait <function>"`` (``User.wait`` is Locust's own pause), a failure
-        when the call failed, expired, or (with *expect*) completed with another output, decoded by
+        when the call failed, expired, was cancelled, or (with *expect*) completed with another output, decoded by
         this user's codec and compared by :func:`loadgen.protocol.codecs.matches`. The result is counted in
         the run's checks under *function*.
         """
@@ -241,11 +243,8 @@ class DispatchUser(User):
             failure = _rpc_failure(name, exc)
             self._fire(name, started, started_wall, None, failure)
             raise failure from None
-        status = ""
-        for key, value in future.trailing_metadata() or ():
-            if key == "loadgen-status":
-                status = value if isinstance(value, str) else value.decode()
-        short = status.removeprefix("STATUS_") or "UNSPECIFIED"
+        answer = wait_answer(result, future.trailing_metadata())
+        status, short = answer.status, answer.short_status
         exception: Exception | None = None
         wrong: WrongSample | None = None
         if short != "OK":

@@ -18,7 +18,7 @@ def failure_text(interval: Snapshot) -> str:
     if top is None:
         return ""
     (kind, function, status), tally = top
-    what = {"failed": "calls failed", "expired": "calls expired"}.get(kind, "attempts")
+    what = {"failed": "calls failed", "expired": "calls expired", "cancelled": "calls cancelled"}.get(kind, "attempts")
     sample = " ".join(tally.sample.split())
     if len(sample) > 90:
         sample = sample[:87] + "..."
@@ -50,6 +50,8 @@ def progress_line(
     accounting = total.accounting()
     bad = accounting.failed + accounting.expired
     ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
+    if accounting.cancelled:
+        ended_badly += f"  cancelled {accounting.cancelled}"
     wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
     return (
         f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}  in flight {accounting.in_flight}"

@@ -10,7 +10,8 @@ metric                                    kind     value
 ========================================  =======  ==================================================
 ``e2e.STAT``                              latency  root calls, accepted → end (all outcomes unless
                                                    scoped); scope ``function``, ``outcome``
-                                                   (``completed``/``failed``/``expired``)
+                                                   (``completed``/``failed``/``expired``/
+                                                   ``cancelled``)
 ``attempt.STAT``                          latency  endpoint attempts; scope ``function``, ``status``
 ``rpc.STAT``                              latency  ingress RPCs, the ``Dispatch`` RPC unless scoped;
                                                    scope ``rpc`` (``Dispatch``, ``Wait``, ``*`` for
@@ -18,6 +19,8 @@ metric                                    kind     value
 ``accepted``, ``lost``, ``in_flight``     count    root calls accepted / lost with a dead shard /
                                                    still in flight (gauge)
 ``completed``, ``expired``                count    root calls; scope ``function``
+``cancelled``                             count    root calls ended by the end of the run (or a
+                                                   drain) before they finished; scope ``function``
 ``failed``                                count    root calls; scope ``function`` or ``status``
 ``attempts``                              count    endpoint attempts; scope ``function``, ``status``
 ``retries``                               count    attempts that were retried; scope ``status``
@@ -90,7 +93,7 @@ _FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
     "rpc": ("rpc", "status"),
 }
 _LATENCY_STATS: Final = ("mean", "min", "max", "count")
-_OUTCOMES: Final = ("completed", "failed", "expired")
+_OUTCOMES: Final = ("completed", "failed", "expired", "cancelled")
 
 # Every other metric: kind and the scope labels it takes.
 _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
@@ -98,6 +101,7 @@ _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "completed": ("count", ("function",)),
     "failed": ("count", ("function", "status")),
     "expired": ("count", ("function",)),
+    "cancelled": ("count", ("function",)),
     "lost": ("count", ()),
     "in_flight": ("count", ()),
     "attempts": ("count", ("function", "status")),
@@ -336,7 +340,7 @@ class Metrics:
             return snap.counter(CounterKind.LOST)
         if name == "in_flight":
             return snap.gauges.get("in_flight", 0)
-        if name in ("completed", "expired"):
+        if name in ("completed", "expired", "cancelled"):
             return self._count("e2e", function=function, outcome=name) if function else snap.counter(name)
         if name == "failed":
             if function:

@@ -13,9 +13,10 @@
    health (a dead one is restarted);
 5. at the end: the load stops at the scenario's duration; calls in flight get
    ``stop_timeout`` in all (Locust's users finish their waits, then the shards drain for what
-   is left of it); calls still running then are reported as in flight, not expired; final
-   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, lost,
-   wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
+   is left of it); calls still running then end as ``cancelled`` (not expired: their deadline
+   had not come; shards run elsewhere keep them and report them in flight); final
+   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, cancelled,
+   lost, wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
    ``report.html``, a printed summary.
 
 A run never outlasts duration + stop_timeout by more than its start-up and teardown: a
@@ -113,10 +114,11 @@ class _Shards:
     def check(self) -> list[int]:
         return self.supervisor.check() if self.supervisor is not None else []
 
-    def finish(self, drain_timeout: float) -> Snapshot:
-        """The final snapshot, once the calls in flight ended or *drain_timeout* passed (they stay in flight)."""
+    def finish(self, drain_timeout: float, reason: str) -> Snapshot:
+        """The final snapshot, once the calls in flight ended or *drain_timeout* passed: local shards
+        cancel what is left (*reason* its message); shards run elsewhere keep it (in flight)."""
         if self.supervisor is not None:
-            return self.supervisor.drain(drain_timeout, expire_rest=False)
+            return self.supervisor.drain(drain_timeout, reason)
         deadline = time.monotonic() + drain_timeout
         snapshot = self.snapshot()
         while snapshot.accounting().in_flight and time.monotonic() < deadline:
@@ -347,9 +349,19 @@ def run(options: RunOptions) -> int:
         caller = caller_file(run_dir)
         if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
             duration = min(duration, max(time.time() - caller.started_at, 0.001))
-        final = engine.finish(drain_timeout=_drain_budget(scenario, caller, watch.interrupted))
+        final = engine.finish(_drain_budget(scenario, caller, watch.interrupted), _end_reason(scenario, watch))
         locust_code = locust.returncode
     return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, caller_file(run_dir))
+
+
+def _end_reason(scenario: Scenario, watch: _Watch) -> str:
+    """Why the calls still running when a run ends are cancelled (their error message)."""
+    if watch.interrupted:
+        return "the run was interrupted before the call finished"
+    if watch.aborted:
+        return "the run was aborted by a failed gate before the call finished"
+    stop = scenario.load.stop_timeout
+    return f"the run ended before the call finished (stop_timeout {stop:g}s after the load stopped)"
 
 
 def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bool) -> float:
@@ -380,7 +392,7 @@ def _finish(
 ) -> int:
     totals = locust_totals(run_dir)
     checks = caller.checks if caller is not None else None
-    gates = scenario.gates or implicit_gates(with_locust=totals is not None)
+    gates = scenario.gates or implicit_gates(with_locust=totals is not None, remote=scenario.remote is not None)
     results = evaluate(gates, final, duration, totals, checks)
     accounting = final.accounting()
     problems = []
@@ -422,6 +434,11 @@ def _finish(
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    if accounting.cancelled:
+        print(
+            f"cancelled at the end: {accounting.cancelled} call(s) had not ended {scenario.load.stop_timeout:g}s"
+            " after the load stopped (stop_timeout)"
+        )
     if accounting.in_flight:
         print(
             f"in flight at the end: {accounting.in_flight} call(s) had not ended {scenario.load.stop_timeout:g}s"
@@ -430,8 +447,8 @@ def _finish(
     if totals is not None:
         print(f"Locust: {totals.requests} requests, {totals.failures} failures")
     if not scenario.gates:
-        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired, lost,")
-        print("       wrong or left in flight, no failed request)")
+        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired,")
+        print("       cancelled, lost, wrong or left in flight, no failed request)")
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         print(f"gate {mark}  {result.message}")

@@ -27,6 +27,10 @@ OTHER = {
     "request_timeout": ('"5s"', "5", 5.0),
     "http": ('"h2"', "h2", "h2"),
     "result_retention": ("1000", "1000", 1000),
+    "result_retention_bytes": ('"8MiB"', "8MiB", 8 << 20),
+    "max_message_bytes": ('"4MB"', "4000000", 4_000_000),
+    "max_response_bytes": ("1048576", "1MiB", 1 << 20),
+    "max_poll_calls": ("500", "500", 500),
 }
 
 

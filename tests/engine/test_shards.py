@@ -140,38 +140,50 @@ def test_crashed_shard_is_restarted_and_its_calls_counted_lost(
     assert (accounting.accepted, accounting.completed, accounting.lost) == (5, 2, 3)
 
 
-def test_drain_finishes_short_calls_and_expires_long_ones(endpoint_url: str, signing_key: Ed25519PrivateKey) -> None:
+def test_drain_finishes_short_calls_and_cancels_long_ones(endpoint_url: str, signing_key: Ed25519PrivateKey) -> None:
     with Supervisor(options(endpoint_url, signing_key, shards=1)) as supervisor:
         target = stub(supervisor.url)
         for _ in range(3):
             dispatch(target, "sleep", {"ms": 200})
         for _ in range(2):
             dispatch(target, "sleep", {"ms": 30_000})
-        final = supervisor.drain(1.5)
+        final = supervisor.drain(1.5, "the test stopped the engine")
     accounting = final.accounting()
     assert accounting.balanced, str(accounting)
-    assert (accounting.completed, accounting.expired, accounting.in_flight) == (3, 2, 0)
+    assert (accounting.completed, accounting.cancelled, accounting.expired, accounting.in_flight) == (3, 2, 0, 0)
+    assert final.failures[("cancelled", "sleep", "TIMEOUT")].sample == "CANCELLED: the test stopped the engine"
 
 
 def test_serve_command_prints_exports_and_exits_cleanly(endpoint_url: str, signing_key: Ed25519PrivateKey) -> None:
+    """It serves; on SIGTERM it drains, and a call still running is cancelled (not expired), its
+    pending Wait answered with that outcome and the reason."""
     command = [sys.executable, "-m", "loadgen.cli", "serve", endpoint_url, "--port", "0", "--shards", "2"]
-    command += ["--api-key", API_KEY, "--signing-key", private_key_base64(signing_key)]
+    command += ["--api-key", API_KEY, "--signing-key", private_key_base64(signing_key), "--drain-timeout", "0.5"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = read_line(process, "DISPATCH_API_URL")
         url = line.split('"')[1]
-        dispatch_id = dispatch(stub(url), "echo", {})
-        _, status = wait(stub(url), dispatch_id)
+        target = stub(url)  # one channel, one connection: one shard gets the Dispatch and the Wait
+        dispatch_id = dispatch(target, "echo", {})
+        _, status = wait(target, dispatch_id)
         assert status == "STATUS_OK"
+        sleeping = dispatch(target, "sleep", {"ms": 30_000})
+        pending = target.Wait.future(dispatch_pb2.WaitRequest(dispatch_id=sleeping), metadata=AUTH, timeout=30)
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 2
         process.send_signal(signal.SIGTERM)
+        result = pending.result(timeout=30)
+        trailers = dict(pending.trailing_metadata())
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0
-    assert "accounting: accepted 1 = completed 1" in stderr and "balanced" in stderr
+    assert (trailers["loadgen-status"], trailers["loadgen-outcome"]) == ("STATUS_TIMEOUT", "cancelled")
+    assert result.error.type == "CANCELLED"
+    assert result.error.message == "loadgen serve stopped (SIGTERM) before the call finished (drain timeout 0.5s)"
+    assert "accounting: accepted 2 = completed 1 + failed 0 + expired 0 + cancelled 1" in stderr
+    assert "balanced" in stderr
     assert API_KEY not in stderr
     deadline = time.monotonic() + 10  # multiprocessing's resource tracker leaves a moment after its parent
     while alive := [pid for pid in children if _running(pid)]:

@@ -156,8 +156,9 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
 
 
 def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_path: Path) -> None:
-    """Calls that never end (60 s sleeps) are reported in flight after stop_timeout; failed and wrong
-    calls fail the implicit gates; the run lasts duration + stop_timeout + start-up and teardown."""
+    """Calls that never end (60 s sleeps) are cancelled after stop_timeout, saying why (not expired: their
+    deadline had not come); failed and wrong calls fail the implicit gates; the run lasts
+    duration + stop_timeout + start-up and teardown."""
     scenario = tmp_path / "bad.toml"
     scenario.write_text(
         'name = "bad"\n[engine]\nshards = 1\n'
@@ -176,24 +177,30 @@ def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_p
     run_dir = only_run_dir(results)
     summary = json.loads((run_dir / "summary.json").read_text())
     accounting = summary["accounting"]
-    assert accounting["balanced"] and accounting["in_flight"] > 0 and accounting["expired"] == 0
+    assert accounting["balanced"] and accounting["cancelled"] > 0 and accounting["expired"] == 0
+    assert accounting["in_flight"] == 0
     gates = json.loads((run_dir / "gates.json").read_text())["gates"]
     verdict = {gate["metric"]: gate["passed"] for gate in gates}
     assert verdict == {
         "failed": False,
         "expired": True,
+        "cancelled": False,
         "lost": True,
         "wrong": False,
-        "in_flight": False,
         "locust.failures": False,
     }
+    assert summary["functions"]["sleep"]["cancelled"] == accounting["cancelled"]
+    cancelled = [e for e in summary["errors"] if e["kind"] == "cancelled"]
+    assert cancelled and cancelled[0]["sample"] == (
+        "CANCELLED: the run ended before the call finished (stop_timeout 1s after the load stopped)"
+    )
     assert all(gate["implicit"] for gate in gates)
     assert summary["functions"]["echo"]["wrong"] == summary["functions"]["echo"]["checked"] > 0
     failed = summary["functions"]["fail"]
     assert failed["failed"] == failed["attempts"] > 0  # PERMANENT_ERROR: one attempt, not retried
-    assert "in flight at the end" in done.stdout and "implicit gate" in done.stdout
+    assert "cancelled at the end" in done.stdout and "implicit gate" in done.stdout
     suite = ET.parse(run_dir / "junit.xml").getroot()
-    assert any(case.get("name") == "implicit: in_flight == 0" for case in suite.iter("testcase"))
+    assert any(case.get("name") == "implicit: cancelled == 0" for case in suite.iter("testcase"))
 
 
 def test_keygen_lines_export_both_keys_when_evaluated() -> None:
