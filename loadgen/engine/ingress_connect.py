@@ -68,16 +68,24 @@ class _ConnectIngress:
         try:
             self.frontend.authenticate(metadata)
         except ApiError:
-            self.stats.record_rpc(rpc, False, time.perf_counter() - started)
             text = "missing authentication token" if not metadata else "invalid authentication token"
+            self._failed(rpc, started, "UNAUTHENTICATED", text)
             return Reply(401, _TEXT, text.encode())
         try:
             reply = self._dispatch(headers, body) if rpc == "Dispatch" else await self._wait(headers, body)
         except ApiError as exc:
-            self.stats.record_rpc(rpc, False, time.perf_counter() - started)
+            self._failed(rpc, started, exc.code.upper(), exc.message)
             return error_reply(exc.code, exc.message)
+        except asyncio.CancelledError:  # the connection closed before the answer
+            self._failed(rpc, started, "CANCELLED", "the client closed the connection before it was answered")
+            raise
         self.stats.record_rpc(rpc, True, time.perf_counter() - started)
         return reply
+
+    def _failed(self, rpc: str, started: float, code: str, message: str) -> None:
+        """An answer other than OK: timed as an error, and counted under its code with the first message."""
+        self.stats.record_rpc(rpc, False, time.perf_counter() - started)
+        self.stats.record_failure("rpc", rpc, code, message)
 
     def _dispatch(self, headers: dict[str, str], body: bytes) -> Reply:
         content_type = headers.get("content-type", "").split(";")[0].strip()

@@ -2,13 +2,23 @@
 
 Thin: each RPC is the :class:`ShardFrontend`'s answer in gRPC's form (an :class:`ApiError`
 becomes the status of the same name; the final status and outcome of a ``Wait`` travel in the
-trailing metadata), timed into the shard's ``rpc`` statistics.
+trailing metadata), timed into the shard's ``rpc`` statistics. Every answer is recorded, whatever
+ends it: an RPC that did not answer OK is also a failure of kind ``rpc`` under its gRPC code
+(``NOT_FOUND``, ``UNAUTHENTICATED``, ``CANCELLED`` when the client went away or
+``DEADLINE_EXCEEDED`` when its deadline passed first), with the first message seen.
+
+gRPC core keeps the RPCs that arrived before Python asked for them in a queue; past
+``grpc.server.max_pending_requests`` (1,000 by default) it drops new ones at random, and all past
+the hard limit (3,000), as CANCELLED without a word and before any handler runs: a burst of
+``Wait`` RPCs on one connection lost 6-30% so. Both limits are :data:`PENDING_REQUESTS` here,
+so a shard takes a burst as large as a client sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import grpc
 import grpc.aio
@@ -17,7 +27,10 @@ from loadgen.core.stats import Snapshot
 from loadgen.engine.frontend import ApiError, ShardFrontend, deadline_of
 from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
 
-__all__ = ["StatsSource", "add_servicers", "grpc_code", "grpc_options"]
+__all__ = ["PENDING_REQUESTS", "StatsSource", "add_servicers", "grpc_code", "grpc_options"]
+
+PENDING_REQUESTS: Final = 20_000
+"""RPCs gRPC core may hold before Python picks them up (both its soft and its hard limit)."""
 
 
 def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
@@ -26,6 +39,8 @@ def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
+        ("grpc.server.max_pending_requests_hard_limit", PENDING_REQUESTS),
     ]
 
 
@@ -42,35 +57,72 @@ class StatsSource(Protocol):
     async def merged_snapshot(self) -> Snapshot: ...
 
 
+class _Answer:
+    """How one RPC ended, recorded when its handler leaves, however it leaves."""
+
+    __slots__ = ("code", "message", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.code = "UNKNOWN"
+        self.message = "the handler failed"
+
+    def failed(self, exc: ApiError) -> None:
+        self.code, self.message = exc.code.upper(), exc.message
+
+    def cut_short(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            self.code, self.message = "DEADLINE_EXCEEDED", "the RPC's deadline passed before it was answered"
+        else:
+            self.code, self.message = "CANCELLED", "the client cancelled the RPC before it was answered"
+
+
 class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     def __init__(self, frontend: ShardFrontend) -> None:
         self.frontend = frontend
         self.stats = frontend.stats
 
+    def _record(self, rpc: str, answer: _Answer) -> None:
+        ok = answer.code == "OK"
+        self.stats.record_rpc(rpc, ok, time.perf_counter() - answer.started)
+        if not ok:
+            self.stats.record_failure("rpc", rpc, answer.code, answer.message)
+
     async def Dispatch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
+        answer = _Answer()
         try:
             self.frontend.authenticate(context.invocation_metadata())
             ids = self.frontend.dispatch(request.calls)
+            answer.code = "OK"
         except ApiError as exc:
-            self.stats.record_rpc("Dispatch", False, time.perf_counter() - started)
+            answer.failed(exc)
             await context.abort(grpc_code(exc.code), exc.message)
-        self.stats.record_rpc("Dispatch", True, time.perf_counter() - started)
+        except asyncio.CancelledError:
+            answer.cut_short(context)
+            raise
+        finally:
+            self._record("Dispatch", answer)
         return dispatch_pb2.DispatchResponse(dispatch_ids=ids)
 
     async def Wait(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
+        answer = _Answer()
         timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
         try:
             self.frontend.authenticate(context.invocation_metadata())
             timeout = deadline_of(timeout, context.time_remaining())
-            answer = await self.frontend.wait(request.dispatch_id, timeout)
+            waited = await self.frontend.wait(request.dispatch_id, timeout)
+            context.set_trailing_metadata(waited.trailers())
+            answer.code = "OK"
         except ApiError as exc:
-            self.stats.record_rpc("Wait", False, time.perf_counter() - started)
+            answer.failed(exc)
             await context.abort(grpc_code(exc.code), exc.message)
-        context.set_trailing_metadata(answer.trailers())
-        self.stats.record_rpc("Wait", True, time.perf_counter() - started)
-        return answer.result
+        except asyncio.CancelledError:
+            answer.cut_short(context)
+            raise
+        finally:
+            self._record("Wait", answer)
+        return waited.result
 
 
 class _StatsServicer(shard_pb2_grpc.ShardServicer):

@@ -18,7 +18,12 @@ def failure_text(interval: Snapshot) -> str:
     if top is None:
         return ""
     (kind, function, status), tally = top
-    what = {"failed": "calls failed", "expired": "calls expired", "cancelled": "calls cancelled"}.get(kind, "attempts")
+    what = {
+        "failed": "calls failed",
+        "expired": "calls expired",
+        "cancelled": "calls cancelled",
+        "poll": "polls refused",
+    }.get(kind, "attempts")
     sample = " ".join(tally.sample.split())
     if len(sample) > 90:
         sample = sample[:87] + "..."

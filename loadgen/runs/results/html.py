@@ -160,7 +160,14 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
 def _errors_section(errors: Sequence[Mapping[str, Any]]) -> str:
     if not errors:
         return '<p class="muted">No failures: every endpoint attempt answered OK.</p>'
-    kinds = {"attempt": "attempt", "failed": "call failed", "expired": "call expired", "cancelled": "call cancelled"}
+    kinds = {
+        "attempt": "attempt",
+        "failed": "call failed",
+        "expired": "call expired",
+        "cancelled": "call cancelled",
+        "poll": "poll refused",
+        "rpc": "RPC not OK",
+    }
     rows = [
         [
             _e(kinds.get(str(row.get("kind")), row.get("kind"))),
