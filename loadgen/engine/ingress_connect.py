@@ -11,11 +11,18 @@ application/proto``, ``Authorization: Bearer <key>`` and the raw
 Authentication failures are HTTP 401 with a text body, as the 0.8 mock
 answered; other errors use the Connect JSON shape ``{"code", "message"}``
 (:mod:`loadgen.protocol.connect`). The HTTP/1.1 loop is :mod:`loadgen.serving.h1`'s.
+
+Bounds: a body above ``max_message_bytes`` is answered ``resource_exhausted`` (429) on its
+``Content-Length``, before it is read, and the client reads that answer (no reset); a head
+slower than :data:`HEADER_TIMEOUT` or a body slower than :data:`BODY_TIMEOUT` is answered 408;
+an idle keep-alive connection closes after :data:`IDLE_TIMEOUT`; past :data:`MAX_CONNECTIONS`
+open connections a new one is answered 503 and closed, with a log line when the cap is reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import Final
@@ -23,11 +30,23 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from loadgen.engine.frontend import ApiError, ShardFrontend
+from loadgen.engine.limits import CONNECT_CONNECTIONS
 from loadgen.pb import dispatch_pb2
+from loadgen.protocol.connect import error_body
 from loadgen.protocol.constants import DISPATCH_SERVICE, PROTO_CONTENT_TYPE
-from loadgen.serving.h1 import H1Protocol, Headers, Limits, Reply, error_reply
+from loadgen.serving.h1 import ConnectionGate, H1Protocol, Headers, Limits, Reply, error_reply
 
-__all__ = ["start_connect_ingress"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "start_connect_ingress"]
+
+HEADER_TIMEOUT: Final = 10.0
+"""Seconds a request's head may take to arrive (from its first byte, or from the connection's start)."""
+BODY_TIMEOUT: Final = 30.0
+"""Seconds a request's body may take to arrive after its head."""
+IDLE_TIMEOUT: Final = 60.0
+"""Seconds a keep-alive connection may stay idle between requests."""
+MAX_CONNECTIONS: Final = CONNECT_CONNECTIONS
+
+log = logging.getLogger("loadgen.shard")
 
 _RAW_ID = re.compile(rb"^[0-9a-f]{32}\s*$")
 _PROTO: Final = PROTO_CONTENT_TYPE.encode()
@@ -38,11 +57,29 @@ def _limits(max_body: int) -> Limits:
     return Limits(
         max_body=max_body,
         too_large=error_reply(
-            "invalid_argument", f"request body too large: at most {max_body} bytes (max_message_bytes)"
+            "resource_exhausted", f"request body too large: at most {max_body} bytes (max_message_bytes)"
         ),
         bad_request=error_reply("invalid_argument", "malformed HTTP request"),
         max_head=64 * 1024,
+        header_timeout=HEADER_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+        idle_timeout=IDLE_TIMEOUT,
+        timed_out=error_reply(
+            "deadline_exceeded",
+            f"request not received in time (its head within {HEADER_TIMEOUT:g}s, its body within {BODY_TIMEOUT:g}s)",
+            408,
+        ),
     )
+
+
+def _full_reply(index: int) -> bytes:
+    """The raw answer of a connection over the cap (sent before any request is read)."""
+    body = error_body("unavailable", f"shard {index} has {MAX_CONNECTIONS} Connect connections open, its cap")
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 class _ConnectIngress:
@@ -129,5 +166,11 @@ async def start_connect_ingress(
     bodies up to *max_body* bytes."""
     ingress = _ConnectIngress(frontend)
     limits = _limits(max_body)
+    index = frontend.index
+
+    def full(count: int) -> None:
+        log.warning("shard %d: %d Connect connections, at its cap; new ones are answered 503", index, count)
+
+    gate = ConnectionGate(MAX_CONNECTIONS, _full_reply(index), full)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: H1Protocol(ingress, limits), host, port, reuse_port=True)
+    return await loop.create_server(lambda: H1Protocol(ingress, limits, gate), host, port, reuse_port=True)

@@ -33,15 +33,31 @@ PENDING_REQUESTS: Final = 20_000
 """RPCs gRPC core may hold before Python picks them up (both its soft and its hard limit)."""
 
 
-def grpc_options(max_message_bytes: int) -> list[tuple[str, Any]]:
-    """A shard's gRPC server options: the shared port, and messages up to *max_message_bytes* each way."""
-    return [
+HANDSHAKE_TIMEOUT_MS: Final = 10_000
+"""A new connection's HTTP/2 handshake, at most (an idle TCP connection is closed after it)."""
+IDLE_TIMEOUT_MS: Final = 300_000
+"""A connection without an RPC for this long is closed (GOAWAY)."""
+KEEPALIVE_MS: Final = (60_000, 20_000)
+"""The shard pings a quiet connection after the first, and closes it when no answer comes within the second."""
+
+
+def grpc_options(max_message_bytes: int, max_connections: int | None = None) -> list[tuple[str, Any]]:
+    """A shard's gRPC server options: the shared port, messages up to *max_message_bytes* each way,
+    room for bursts (:data:`PENDING_REQUESTS`), timeouts and keepalive, at most *max_connections*."""
+    options: list[tuple[str, Any]] = [
         ("grpc.so_reuseport", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.server.max_pending_requests", PENDING_REQUESTS),
         ("grpc.server.max_pending_requests_hard_limit", PENDING_REQUESTS),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", IDLE_TIMEOUT_MS),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS[0]),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_MS[1]),
     ]
+    if max_connections is not None:
+        options.append(("grpc.max_allowed_incoming_connections", max_connections))
+    return options
 
 
 def grpc_code(code: str) -> grpc.StatusCode:

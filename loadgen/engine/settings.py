@@ -48,6 +48,7 @@ class EngineSettings:
     max_message_bytes: int = 16 * MIB
     max_response_bytes: int = 32 * MIB
     max_poll_calls: int = 10_000
+    max_connections: int = 2048
 
     @property
     def max_result_bytes(self) -> int:
@@ -201,6 +202,15 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "max_poll_calls",
         "count",
         "child calls one poll may ask for; a poll asking for more is resumed with an error, none started",
+        1,
+        1_000_000,
+    ),
+    Setting(
+        "max_connections",
+        "count",
+        "gRPC connections each shard takes on each of its addresses (shared and private), never above "
+        "its descriptor limit less what it needs itself; a client over it is refused at once "
+        "(UNAVAILABLE) and the shard logs it",
         1,
         1_000_000,
     ),

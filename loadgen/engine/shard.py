@@ -12,6 +12,7 @@ When the pipe closes (the supervisor died) or the parent exits, the shard exits.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from dataclasses import dataclass
@@ -29,12 +30,21 @@ from loadgen.engine.dispatcher import AsyncDispatcher
 from loadgen.engine.frontend import Peer, ShardFrontend, id_prefix
 from loadgen.engine.ingress_grpc import add_servicers, grpc_options
 from loadgen.engine.ledger import Ledger
+from loadgen.engine.limits import (
+    CONNECT_CONNECTIONS,
+    DescriptorWatch,
+    grpc_cap_supported,
+    raise_fd_limit,
+    shard_cap,
+)
 from loadgen.engine.settings import EngineSetup
 from loadgen.protocol.keys import load_private_key
 from loadgen.protocol.signing import Signer
 from loadgen.transport import EndpointPool
 
 __all__ = ["ShardConfig", "run_shard"]
+
+log = logging.getLogger("loadgen.shard")
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,11 @@ class ShardProcess:
         )
         self._done = asyncio.Event()
         self._draining: asyncio.Future[None] | None = None
+        self.descriptors: DescriptorWatch | None = None
 
     def snapshot(self) -> Snapshot:
+        if self.descriptors is not None:
+            self.stats.set_gauge("open_descriptors", self.descriptors.check())
         self.stats.set_gauge("in_flight", self.dispatcher.in_flight)
         self.stats.set_gauge("open_connections", self.pool.open_connections)
         self.stats.set_gauge("retained_results", self.dispatcher.retained_results[0])
@@ -117,7 +130,13 @@ class ShardProcess:
     async def run(self) -> None:
         config = self.config
         host = config.setup.host
-        server = grpc.aio.server(options=grpc_options(config.setup.settings.max_message_bytes))
+        settings = config.setup.settings
+        fd_limit = raise_fd_limit()
+        own = settings.connections + settings.shard_count + (CONNECT_CONNECTIONS if config.connect_port else 0)
+        cap = shard_cap(settings.max_connections, fd_limit, own)
+        if not grpc_cap_supported():
+            log.warning("shard %d: grpcio %s does not enforce max_connections", config.index, grpc.__version__)
+        server = grpc.aio.server(options=grpc_options(settings.max_message_bytes, cap))
         add_servicers(server, self.frontend, self)
         bracketed = f"[{host}]" if ":" in host else host
         if server.add_insecure_port(f"{bracketed}:{config.port}") == 0:
@@ -131,6 +150,7 @@ class ShardProcess:
             connect_server = await start_connect_ingress(
                 self.frontend, host, config.connect_port, config.setup.settings.max_message_bytes
             )
+        self.descriptors = DescriptorWatch(config.index, cap, fd_limit)
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_control)
         self.conn.send(Ready(f"127.0.0.1:{private_port}"))

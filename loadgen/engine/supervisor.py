@@ -3,7 +3,10 @@
 * **Readiness**: every shard reports its private address; peers are then
   broadcast, and only then is the engine ready (``start()`` returns).
 * **Health**: ``check()`` (call it about once a second) asks each shard for
-  a stats snapshot over its pipe. A shard that exited or does not answer in
+  a stats snapshot over its pipe, and every :data:`PROBE_SECONDS` connects to each
+  shard's private address afresh, as a new client would: a shard that answers its pipe
+  but accepts no connection (at its connection cap, out of descriptors) is logged, with
+  its open descriptors, once per episode. A shard that exited or does not answer in
   time is killed and restarted under a new incarnation; the calls it had
   accepted and not reported finished are counted as *lost* (exactly, from the
   shared-memory ledger), never dropped silently.
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -31,6 +35,7 @@ from loadgen.core.counters import LOST
 from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
 from loadgen.engine.control import Drain, Drained, Peers, Ready, SnapshotReply, SnapshotRequest, ToSupervisor
 from loadgen.engine.ledger import Ledger
+from loadgen.engine.limits import probe
 from loadgen.engine.settings import EngineSetup
 from loadgen.engine.shard import ShardConfig, run_shard
 
@@ -43,6 +48,12 @@ class ShardFailed(RuntimeError):
     """A shard could not start (the message says why)."""
 
 
+PROBE_SECONDS = 5.0
+"""How often ``check()`` connects to each shard afresh."""
+
+log = logging.getLogger("loadgen.supervisor")
+
+
 @dataclass
 class _Slot:
     config: ShardConfig
@@ -50,6 +61,7 @@ class _Slot:
     conn: Connection
     address: str = ""
     last: Snapshot | None = None
+    refusing: bool = False  # the last probe found no new connection accepted
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -88,6 +100,7 @@ class Supervisor:
         self._incarnations: dict[int, int] = {}
         self.lost = 0
         self.restarts = 0
+        self._probed_at = time.monotonic()
         self.port = setup.port
         self.connect_port = 0
 
@@ -198,9 +211,29 @@ class Supervisor:
                 restarted.append(index)
             else:
                 slot.last = snapshot
+        if time.monotonic() - self._probed_at >= PROBE_SECONDS:
+            self._probed_at = time.monotonic()
+            for index, slot in self._slots.items():
+                if index not in restarted:
+                    self._probe(slot)
         if restarted:
             self._broadcast_peers()
         return restarted
+
+    def _probe(self, slot: _Slot) -> None:
+        problem = probe(slot.address)
+        if problem is not None and not slot.refusing:
+            descriptors = slot.last.gauges.get("open_descriptors", 0) if slot.last is not None else 0
+            log.warning(
+                "loadgen: shard %d serves, but %s on %s (%d descriptors open): new clients cannot connect",
+                slot.config.index,
+                problem,
+                slot.address,
+                descriptors,
+            )
+        elif problem is None and slot.refusing:
+            log.warning("loadgen: shard %d accepts new connections again", slot.config.index)
+        slot.refusing = problem is not None
 
     def _ask_snapshot(self, slot: _Slot) -> Snapshot | None:
         if not slot.process.is_alive():

@@ -31,6 +31,7 @@ OTHER = {
     "max_message_bytes": ('"4MB"', "4000000", 4_000_000),
     "max_response_bytes": ("1048576", "1MiB", 1 << 20),
     "max_poll_calls": ("500", "500", 500),
+    "max_connections": ("100", "100", 100),
 }
 
 

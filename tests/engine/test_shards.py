@@ -5,8 +5,10 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +232,57 @@ def test_a_burst_of_waits_on_one_connection_is_answered_in_full_and_every_answer
     with pytest.raises(grpc.RpcError):
         wait(target, "0" * 32)  # answered NOT_FOUND: counted under its code, with the message
     assert client.stats(address, local=True).failures[("rpc", "Wait", "NOT_FOUND")].count >= 1
+
+
+def test_over_its_connection_cap_a_shard_refuses_new_clients_at_once_says_so_and_recovers(
+    endpoint_url: str, signing_key: Ed25519PrivateKey
+) -> None:
+    """Idle connections up to the cap: a new client is refused at once (UNAVAILABLE, not a timeout),
+    the shard logs it, the supervisor's probe of the shard notices it, and once they go a new client
+    is served again."""
+    command = [sys.executable, "-m", "loadgen.cli", "serve", endpoint_url, "--port", "0", "--shards", "1"]
+    command += ["--api-key", API_KEY, "--signing-key", private_key_base64(signing_key), "--max-connections", "20"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logged: list[str] = []
+    reader = threading.Thread(target=lambda: logged.extend(process.stderr or ()), daemon=True)
+    reader.start()
+    idle: list[socket.socket] = []
+    try:
+        address = read_line(process, "DISPATCH_API_URL").split('"')[1].removeprefix("http://")
+        while not any("shard addresses" in line for line in logged):
+            assert process.poll() is None
+            time.sleep(0.05)
+        address = next(line for line in logged if "shard addresses" in line).split()[-1]  # the shard's own
+        host, port = address.rsplit(":", 1)
+        idle = [socket.create_connection((host, int(port))) for _ in range(30)]
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as info:
+            fresh = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            dispatch(dispatch_pb2_grpc.DispatchServiceStub(fresh), "echo", {})
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE and time.monotonic() - started < 5
+        deadline = time.monotonic() + 15  # the shard looks about once a second, the supervisor every 5 s
+        for said in ("at its cap of 20 gRPC connections (max_connections;", "new clients cannot connect"):
+            while not any(said in line for line in logged):
+                assert time.monotonic() < deadline, f"no log line {said!r}: {logged}"
+                time.sleep(0.1)
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 15
+        while True:
+            fresh = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            try:
+                dispatch(dispatch_pb2_grpc.DispatchServiceStub(fresh), "echo", {})
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "still refused after the idle connections closed"
+                time.sleep(0.2)
+            finally:
+                fresh.close()
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    finally:
+        for sock in idle:
+            sock.close()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
