@@ -29,7 +29,7 @@ from loadgen.engine.control import Drain, Drained, Peers, Ready, SnapshotReply, 
 from loadgen.engine.dispatcher import AsyncDispatcher
 from loadgen.engine.frontend import Peer, ShardFrontend, id_prefix
 from loadgen.engine.ingress_grpc import add_servicers, grpc_options
-from loadgen.engine.ledger import Ledger
+from loadgen.engine.ledger import Ledger, LedgerHandle
 from loadgen.engine.limits import (
     CONNECT_CONNECTIONS,
     DescriptorWatch,
@@ -56,7 +56,7 @@ class ShardConfig:
     setup: EngineSetup
     port: int  # the shared gRPC port, bound by the supervisor
     connect_port: int  # the shared Connect port (0: no Connect ingress)
-    ledger_path: str
+    ledger: LedgerHandle  # the supervisor's ledger, handed over as the shard process is spawned
     ledger_rows: int
 
 
@@ -92,7 +92,7 @@ class ShardProcess:
         )
         self.frontend = ShardFrontend(
             self.dispatcher,
-            Ledger(config.ledger_rows, config.ledger_path),
+            Ledger(config.ledger_rows, config.ledger),
             index=config.index,
             epoch=config.epoch,
             api_key=setup.api_key,

@@ -154,7 +154,7 @@ class Supervisor:
             setup=self.setup,
             port=self.port,
             connect_port=self.connect_port,
-            ledger_path=self._ledger.path,
+            ledger=self._ledger.handle,
             ledger_rows=self.shards,
         )
 

@@ -175,6 +175,9 @@ def test_serve_command_prints_exports_and_exits_cleanly(endpoint_url: str, signi
         pending = target.Wait.future(dispatch_pb2.WaitRequest(dispatch_id=sleeping), metadata=AUTH, timeout=30)
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 2
+        mapped = [Path(f"/proc/{pid}/maps").read_text() for pid in children]
+        assert sum("/memfd:loadgen-ledger" in maps for maps in mapped) == 2  # both shards, and no file:
+        assert not any("/dev/shm/loadgen-ledger" in maps for maps in mapped)  # nothing left after a SIGKILL
         process.send_signal(signal.SIGTERM)
         result = pending.result(timeout=30)
         trailers = dict(pending.trailing_metadata())
