@@ -14,6 +14,7 @@ from types import FrameType
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from loadgen.children import stop_resource_tracker
 from loadgen.core.units import format_size
 from loadgen.engine.settings import SETTINGS, EngineSetup, Setting, SettingError, settings_from
 from loadgen.protocol.keys import (
@@ -128,6 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         supervisor.close()
+        stop_resource_tracker()  # the shards are joined: nothing of serve outlives it
     print(final.table(), file=sys.stderr)
     return EXIT_OK
 
@@ -168,20 +170,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``loadgen run``: a scenario end to end (see :mod:`loadgen.runs.run`)."""
     from loadgen.runs.run import RunOptions, run
 
-    return run(
-        RunOptions(
-            scenario=args.scenario,
-            web=args.web,
-            web_port=args.web_port,
-            users=args.users,
-            spawn_rate=args.spawn_rate,
-            duration=args.duration,
-            shards=args.shards,
-            processes=args.processes,
-            stop_timeout=args.stop_timeout,
-            results=args.results,
-        )
+    options = RunOptions(
+        scenario=args.scenario,
+        web=args.web,
+        web_port=args.web_port,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+        shards=args.shards,
+        processes=args.processes,
+        stop_timeout=args.stop_timeout,
+        results=args.results,
     )
+    try:
+        return run(options)
+    finally:
+        stop_resource_tracker()  # its shards are joined: nothing of the run outlives it
 
 
 def _duration(text: str) -> float:

@@ -72,6 +72,7 @@ from loadgen.runs.gates import (
 )
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
+from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 
@@ -310,8 +311,11 @@ def run(options: RunOptions) -> int:
     except (OSError, ValueError) as exc:
         print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for folder, what in notice_incomplete(options.results):
+        print(f"loadgen run: {folder} is incomplete ({what}); its summary is missing", file=sys.stderr)
     started_at = datetime.now(UTC)
     run_dir = new_run_dir(options.results, scenario.name, started_at)
+    mark_incomplete(run_dir, started_at)
     (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario), option=orjson.OPT_INDENT_2))
     print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
     with ExitStack() as stack:
@@ -320,6 +324,11 @@ def run(options: RunOptions) -> int:
             engine = _shards(scenario, endpoint_url, signing_key, stack)
         except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
             print(f"loadgen run: could not start: {exc}", file=sys.stderr)
+            mark_incomplete(run_dir, started_at, f"it could not start: {exc}")
+            return EXIT_RUN_FAILED
+        except KeyboardInterrupt:
+            print("loadgen run: interrupted while starting; nothing ran", file=sys.stderr)
+            mark_incomplete(run_dir, started_at, "it was interrupted while starting")
             return EXIT_RUN_FAILED
         where = "the reference endpoint" if scenario.target.reference else endpoint_url
         shards = len(engine.addresses)
@@ -426,6 +435,7 @@ def _finish(
         },
         checks=checks,
     )
+    mark_complete(run_dir)
     report = write_html_report(run_dir, summary)
     print()
     print(final.table())

@@ -143,6 +143,7 @@ def test_sigterm_ends_the_run_cleanly_with_results(tmp_path: Path) -> None:
     assert process.returncode == 0, stdout + stderr
     summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["accounting"]["balanced"] and summary["accounting"]["in_flight"] == 0
+    assert not (only_run_dir(tmp_path) / "incomplete").exists()
     assert not _wait_gone(children), "children outlived the run"
 
 
@@ -153,6 +154,13 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert not _wait_gone(children), "orphans left behind"
+    run_dir = only_run_dir(tmp_path)  # no summary, and marked so: the next run says it (test_results_folder)
+    marker = json.loads((run_dir / "incomplete").read_text())
+    assert marker["pid"] == process.pid and not (run_dir / "summary.json").exists()
+    from loadgen.runs.results.folder import notice_incomplete
+
+    ((folder, what),) = notice_incomplete(tmp_path)
+    assert folder == run_dir and f"pid {process.pid}" in what and "before it wrote summary.json" in what
 
 
 def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_path: Path) -> None:
