@@ -1,4 +1,5 @@
-"""Child processes that never outlive their parent (Linux ``PR_SET_PDEATHSIG``)."""
+"""Child processes that never outlive their parent (Linux ``PR_SET_PDEATHSIG``), and the one helper
+process multiprocessing starts on its own: its resource tracker, reaped before a command exits."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import contextlib
 import ctypes
 import signal
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "die_with_parent_term", "stop_resource_tracker"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -25,3 +26,19 @@ def die_with_parent(signum: int = signal.SIGKILL) -> None:
 def die_with_parent_term() -> None:
     """:func:`die_with_parent` with SIGTERM, so the child can still stop cleanly."""
     die_with_parent(signal.SIGTERM)
+
+
+def stop_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker (started with the first spawned process) and wait for it.
+
+    Left alone it notices its parent is gone only after the parent exited, and lingers for a second
+    or more in the parent's process group (a process manager sees a straggler). Only for a command's
+    own end, once every child it spawned is joined: a program that embeds loadgen keeps its tracker.
+    """
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    stop = getattr(tracker, "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(OSError, ChildProcessError):
+            stop()

@@ -14,6 +14,8 @@ from types import FrameType
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from loadgen.children import stop_resource_tracker
+from loadgen.core.units import format_size
 from loadgen.engine.settings import SETTINGS, EngineSetup, Setting, SettingError, settings_from
 from loadgen.protocol.keys import (
     KeyMaterialError,
@@ -120,9 +122,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     f"loadgen: shard {index} died and was restarted (lost so far: {supervisor.lost})", file=sys.stderr
                 )
         print(f"loadgen: {stop.signal_name}, draining (up to {args.drain_timeout:g}s)", file=sys.stderr)
-        final = supervisor.drain(args.drain_timeout)
+        final = supervisor.drain(
+            args.drain_timeout,
+            f"loadgen serve stopped ({stop.signal_name}) before the call finished"
+            f" (drain timeout {args.drain_timeout:g}s)",
+        )
     finally:
         supervisor.close()
+        stop_resource_tracker()  # the shards are joined: nothing of serve outlives it
     print(final.table(), file=sys.stderr)
     return EXIT_OK
 
@@ -163,20 +170,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``loadgen run``: a scenario end to end (see :mod:`loadgen.runs.run`)."""
     from loadgen.runs.run import RunOptions, run
 
-    return run(
-        RunOptions(
-            scenario=args.scenario,
-            web=args.web,
-            web_port=args.web_port,
-            users=args.users,
-            spawn_rate=args.spawn_rate,
-            duration=args.duration,
-            shards=args.shards,
-            processes=args.processes,
-            stop_timeout=args.stop_timeout,
-            results=args.results,
-        )
+    options = RunOptions(
+        scenario=args.scenario,
+        web=args.web,
+        web_port=args.web_port,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=args.duration,
+        shards=args.shards,
+        processes=args.processes,
+        stop_timeout=args.stop_timeout,
+        results=args.results,
     )
+    try:
+        return run(options)
+    finally:
+        stop_resource_tracker()  # its shards are joined: nothing of the run outlives it
 
 
 def _duration(text: str) -> float:
@@ -199,6 +208,8 @@ def _shown_default(setting: Setting) -> str:
         return "2s, at least --backoff"
     if setting.kind == "duration":
         return f"{setting.default:g}s"
+    if setting.kind == "size":
+        return format_size(setting.default)
     return str(setting.default)
 
 
@@ -216,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "headless with live progress (or with the Locust web UI on 127.0.0.1), tear everything down, and write "
         "results/<UTC time>-<scenario>/ (summary.json, report.html, gates.json, junit.xml, Locust CSVs). Without "
         "SCENARIO: the quickstart, about 20 s against the reference endpoint. A scenario without [gates] passes "
-        "only if no call failed, expired, was lost, was wrong or was still in flight at the end. Exit code: 0 every "
+        "only if no call failed, expired, was cancelled at the end, was lost or was wrong. Exit code: 0 every "
         "gate passed, 1 a gate failed, 2 usage or scenario error, 3 the run itself failed.",
     )
     run.add_argument("scenario", metavar="SCENARIO", nargs="?", help="a scenario file (scenarios/*.toml)")
@@ -284,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain-timeout",
         type=float,
         default=10.0,
-        help="on SIGINT/SIGTERM, seconds to let in-flight calls finish (default: %(default)s)",
+        help="on SIGINT/SIGTERM, seconds to let in-flight calls finish; the rest end as cancelled "
+        "(default: %(default)s)",
     )
     serve.set_defaults(handler=cmd_serve)
 

@@ -70,7 +70,8 @@ def _serve_bare(conn: Connection) -> None:
     import grpc.aio
     import uvloop
 
-    from loadgen.engine.ingress_grpc import GRPC_OPTIONS
+    from loadgen.engine.ingress_grpc import grpc_options
+    from loadgen.engine.settings import EngineSettings
     from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc
 
     class Bare(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -83,7 +84,8 @@ def _serve_bare(conn: Connection) -> None:
             return dispatch_pb2.DispatchResponse(dispatch_ids=[f"{i:032x}" for i in range(first, self.next)])
 
     async def main() -> None:
-        server = grpc.aio.server(options=[o for o in GRPC_OPTIONS if o[0] != "grpc.so_reuseport"])
+        options = grpc_options(EngineSettings().max_message_bytes)
+        server = grpc.aio.server(options=[o for o in options if o[0] != "grpc.so_reuseport"])
         dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(Bare(), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

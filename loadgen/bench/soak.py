@@ -195,7 +195,7 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
     ended = {}
     for shard in snapshot.shards:
         own = snapshot.accounting(shard)
-        ended[shard] = own.completed + own.failed + own.expired
+        ended[shard] = own.completed + own.failed + own.expired + own.cancelled
     return Sample(
         t=round(t, 2),
         rss_mb=rss,

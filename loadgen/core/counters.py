@@ -7,7 +7,7 @@ and :class:`Counter` is a ``str`` so readers of those documents keep working. Co
 with :func:`failed` / :func:`retries` and the constants, and reads them with :attr:`Counter.kind`
 and :attr:`Counter.status`, :func:`total` and :func:`by_status`; nothing else splits the text.
 
-Root calls balance: ``accepted == completed + failed + expired + in_flight + lost``.
+Root calls balance: ``accepted == completed + failed + expired + cancelled + in_flight + lost``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ __all__ = [
     "ACCEPTED",
     "ARRIVALS",
     "ATTEMPTS",
+    "CANCELLED",
     "CLAMPED",
     "COMPLETED",
     "DROPPED",
+    "EVICTED",
     "EXPIRED",
     "LATE",
     "LOST",
@@ -42,7 +44,8 @@ class CounterKind(enum.Enum):
     ACCEPTED = "accepted"  # root calls accepted
     COMPLETED = "completed"  # root calls that completed
     FAILED = "failed"  # root calls that failed, by final status
-    EXPIRED = "expired"  # root calls that expired
+    EXPIRED = "expired"  # root calls that reached their expiration
+    CANCELLED = "cancelled"  # root calls ended by a drain (the run or the service stopped first)
     LOST = "lost"  # root calls lost with a crashed shard
     ATTEMPTS = "attempts"  # endpoint attempts (all calls)
     RETRIES = "retries"  # attempts that will be retried, by status
@@ -50,6 +53,7 @@ class CounterKind(enum.Enum):
     ARRIVALS = "arrivals"  # open-model arrivals a Locust process started or dropped (caller side)
     LATE = "late"  # arrivals that started later than their process's late_after (caller side)
     DROPPED = "dropped"  # arrivals skipped for being more than max_lateness late (caller side)
+    EVICTED = "evicted"  # results dropped from a shard's store for Wait (retention by count or bytes)
 
 
 _BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES})
@@ -81,12 +85,14 @@ class Counter(str):
 ACCEPTED: Final = Counter.of(CounterKind.ACCEPTED)
 COMPLETED: Final = Counter.of(CounterKind.COMPLETED)
 EXPIRED: Final = Counter.of(CounterKind.EXPIRED)
+CANCELLED: Final = Counter.of(CounterKind.CANCELLED)
 LOST: Final = Counter.of(CounterKind.LOST)
 ATTEMPTS: Final = Counter.of(CounterKind.ATTEMPTS)
 CLAMPED: Final = Counter.of(CounterKind.CLAMPED)
 ARRIVALS: Final = Counter.of(CounterKind.ARRIVALS)
 LATE: Final = Counter.of(CounterKind.LATE)
 DROPPED: Final = Counter.of(CounterKind.DROPPED)
+EVICTED: Final = Counter.of(CounterKind.EVICTED)
 
 _failed: dict[str, Counter] = {}
 _retries: dict[str, Counter] = {}

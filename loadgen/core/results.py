@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from typing import Final
 
 from loadgen.core.scheduler import CallFinished, Outcome
 from loadgen.pb import call_pb2
 
-__all__ = ["CallOutcome", "ResultStore"]
+__all__ = ["RESULT_OVERHEAD_BYTES", "CallOutcome", "ResultStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,23 +38,46 @@ class CallOutcome:
         )
 
 
+RESULT_OVERHEAD_BYTES: Final = 1100
+"""What keeping one result costs beside its serialized size (the outcome, its id, the store's entry), measured."""
+
+
 class ResultStore:
-    """The last *retention* outcomes by dispatch id; adding one more evicts the oldest."""
+    """The last outcomes by dispatch id, at most *retention* of them and *max_bytes* in all (each counted
+    as its result's size plus :data:`RESULT_OVERHEAD_BYTES`); adding one more evicts the oldest first.
+    The newest one is always kept, however large (a ``Wait`` already pending got it anyway)."""
 
-    def __init__(self, retention: int) -> None:
+    def __init__(self, retention: int, max_bytes: int | None = None) -> None:
         self.retention = max(1, retention)
-        self._results: collections.OrderedDict[str, CallOutcome] = collections.OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        """Bytes held now, as counted above."""
+        self.evicted = 0
+        """Outcomes evicted so far."""
+        self._results: collections.OrderedDict[str, tuple[CallOutcome, int]] = collections.OrderedDict()
 
-    def add(self, dispatch_id: str, outcome: CallOutcome) -> str | None:
-        """Keep *outcome*; return the id evicted to make room, if any."""
-        self._results[dispatch_id] = outcome
-        if len(self._results) > self.retention:
-            evicted, _ = self._results.popitem(last=False)
-            return evicted
-        return None
+    def add(self, dispatch_id: str, outcome: CallOutcome, size: int | None = None) -> list[str]:
+        """Keep *outcome* (*size*: its result's serialized size, measured if not given); return the ids
+        evicted to make room, oldest first."""
+        cost = (outcome.result.ByteSize() if size is None else size) + RESULT_OVERHEAD_BYTES
+        results = self._results
+        previous = results.pop(dispatch_id, None)
+        if previous is not None:
+            self.bytes -= previous[1]
+        results[dispatch_id] = (outcome, cost)
+        self.bytes += cost
+        evicted: list[str] = []
+        limit = self.max_bytes
+        while len(results) > 1 and (len(results) > self.retention or (limit is not None and self.bytes > limit)):
+            old_id, (_, old_cost) = results.popitem(last=False)
+            self.bytes -= old_cost
+            evicted.append(old_id)
+        self.evicted += len(evicted)
+        return evicted
 
     def get(self, dispatch_id: str) -> CallOutcome | None:
-        return self._results.get(dispatch_id)
+        found = self._results.get(dispatch_id)
+        return found[0] if found is not None else None
 
     def __contains__(self, dispatch_id: object) -> bool:
         return dispatch_id in self._results

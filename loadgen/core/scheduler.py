@@ -20,7 +20,11 @@ Rules, in the order they are applied to a response:
    ``min_results`` results are ready (unset: once every child is done) or
    ``max_wait`` has passed, with at most ``max_results`` results (unset: all);
    the rest wait for its next poll.
-4. otherwise the call is terminal: completed (status OK or unset) or failed.
+   A poll asking for more than ``max_poll_calls`` children starts none: the caller is
+   resumed at once with ``poll_result.error`` (as Dispatch caps a batch).
+4. otherwise the call is terminal: completed (status OK or unset) or failed. A root call's
+   result larger than ``max_result_bytes`` (what a ``Wait`` answer can carry) is not kept:
+   the call fails with INVALID_RESPONSE and a small ``ResultTooLarge`` error saying its size.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import heapq
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from google.protobuf.any_pb2 import Any
 
@@ -42,11 +47,32 @@ __all__ = [
     "CallFinished",
     "Counters",
     "Outcome",
+    "PollRefused",
     "RetryPolicy",
     "RetryScheduled",
     "RunAttempt",
     "Scheduler",
 ]
+
+TOO_LARGE_STATUS: Final = status.STATUS_INVALID_RESPONSE
+"""The status of a call whose result is larger than a ``Wait`` answer can carry."""
+
+
+def _too_large(
+    result: call_pb2.CallResult, size: int, limit: int, outcome: Outcome, code: Status
+) -> call_pb2.CallResult:
+    """The small error result kept instead of a result of *size* bytes, above *limit*."""
+    ended = outcome.value if outcome is not Outcome.FAILED else f"failed with {status_name(code)}"
+    message = (
+        f"the call {ended} with a result of {size:,} bytes, above the {limit:,} bytes a Wait answer can carry"
+        " (max_message_bytes less 1 KiB); the result was not kept"
+    )
+    return call_pb2.CallResult(
+        correlation_id=result.correlation_id,
+        dispatch_id=result.dispatch_id,
+        error=error_pb2.Error(type="ResultTooLarge", message=message),
+    )
+
 
 class Outcome(enum.Enum):
     """How a call ended."""
@@ -54,6 +80,7 @@ class Outcome(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # ended by a drain (the run or the service stopped), not by its deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +136,25 @@ class CallFinished:
     finished_at: float
     attempts: int
     listener: object = None
+    result_bytes: int = 0
+    """The serialized size of ``result`` (root calls; 0 for children)."""
 
 
-Action = RunAttempt | RetryScheduled | CallFinished
+@dataclass(frozen=True, slots=True)
+class PollRefused:
+    """A poll asked for more children than allowed; the caller was resumed with *message* as its error."""
+
+    dispatch_id: str
+    function: str
+    message: str
+
+
+Action = RunAttempt | RetryScheduled | CallFinished | PollRefused
 
 
 @dataclass(slots=True)
 class Counters:
-    """Accounting of root calls (``accepted == completed + sum(failed) + expired + in_flight``),
+    """Accounting of root calls (``accepted == completed + sum(failed) + expired + cancelled + in_flight``),
     plus attempts and retries by status of every call, children included."""
 
     accepted: int = 0
@@ -125,10 +163,11 @@ class Counters:
     expired: int = 0
     attempts: int = 0
     retries: dict[str, int] = field(default_factory=dict)
+    cancelled: int = 0
 
     @property
     def in_flight(self) -> int:
-        return self.accepted - self.completed - sum(self.failed.values()) - self.expired
+        return self.accepted - self.completed - sum(self.failed.values()) - self.expired - self.cancelled
 
 
 class _State(enum.Enum):
@@ -206,6 +245,8 @@ class Scheduler:
         default_expiration: float = 60.0,
         id_prefix: str = "",
         rng: random.Random | None = None,
+        max_poll_calls: int = 10_000,
+        max_result_bytes: int | None = None,
     ) -> None:
         if default_expiration <= 0:
             raise ValueError("default_expiration must be positive")
@@ -214,6 +255,8 @@ class Scheduler:
         self.retry_on_status = frozenset(DEFAULT_RETRY_ON_STATUS if retry_on_status is None else retry_on_status)
         self.retry_policy = retry_policy or RetryPolicy()
         self.default_expiration = default_expiration
+        self.max_poll_calls = max_poll_calls
+        self.max_result_bytes = max_result_bytes
         self.counters = Counters()
         self._id_prefix = id_prefix
         self._id_width = 32 - len(id_prefix)
@@ -303,14 +346,29 @@ class Scheduler:
         return None
 
     def cancel_all(self, now: float, reason: str) -> list[Action]:
-        """End every live call as expired (used when a shard stops before its calls finish)."""
+        """End every live call as cancelled, *reason* its error message (a shard stops before they finish).
+
+        On the wire a cancelled call's status is ``STATUS_TIMEOUT`` (the SDKs have no other status
+        for it); its :class:`CallFinished` says :attr:`Outcome.CANCELLED` and its error type is ``CANCELLED``.
+        """
         actions: list[Action] = []
         for call in list(self._calls.values()):
             if call.state is not _State.DONE:
                 self._finish(
-                    call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason)
+                    call, Outcome.CANCELLED, status.STATUS_TIMEOUT, None, now, actions, error=("CANCELLED", reason)
                 )
         return actions
+
+    def issued(self, dispatch_id: str) -> bool:
+        """Whether *dispatch_id* is one this scheduler gave out (live, ended, or ended and forgotten)."""
+        prefix = self._id_prefix
+        if len(dispatch_id) != len(prefix) + self._id_width or not dispatch_id.startswith(prefix):
+            return False
+        try:
+            number = int(dispatch_id[len(prefix) :], 16)
+        except ValueError:
+            return False
+        return 0 < number < self._next_id
 
     def is_current(self, dispatch_id: str, attempt: int) -> bool:
         """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
@@ -430,6 +488,12 @@ class Scheduler:
         which = poll.WhichOneof("state")
         call.state_bytes = poll.coroutine_state if which == "coroutine_state" else None
         call.state_typed = poll.typed_coroutine_state if which == "typed_coroutine_state" else None
+        asked = len(poll.calls)
+        if asked > self.max_poll_calls:
+            message = f"asked for {asked} calls; at most {self.max_poll_calls} per poll (max_poll_calls)"
+            actions.append(PollRefused(call.dispatch_id, call.request.function, message))
+            self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), actions)
+            return
         call.min_results = max(0, poll.min_results)
         call.max_results = max(0, poll.max_results)
         call.poll_deadline = None
@@ -451,6 +515,11 @@ class Scheduler:
                 return
         limit = call.max_results or ready
         results, call.ready = call.ready[:limit], call.ready[limit:]
+        self._resume(call, results, None, actions)
+
+    def _resume(
+        self, call: _Call, results: list[call_pb2.CallResult], error: error_pb2.Error | None, actions: list[Action]
+    ) -> None:
         request = self._rebuild_request(call, call.request.function)
         poll_result = request.poll_result
         if call.state_typed is not None:
@@ -458,6 +527,8 @@ class Scheduler:
         else:
             poll_result.coroutine_state = call.state_bytes or b""
         poll_result.results.extend(results)
+        if error is not None:
+            poll_result.error.CopyFrom(error)
         call.retries_in_run = 0
         self._send(call, actions)
 
@@ -505,12 +576,20 @@ class Scheduler:
         final.correlation_id = call.correlation_id
         final.dispatch_id = call.dispatch_id
         parent = call.parent
+        size = 0
         if parent is None:
+            size = final.ByteSize()
+            limit = self.max_result_bytes
+            if limit is not None and size > limit:
+                final = _too_large(final, size, limit, outcome, code)
+                code, outcome, size = TOO_LARGE_STATUS, Outcome.FAILED, final.ByteSize()
             counters = self.counters
             if outcome is Outcome.COMPLETED:
                 counters.completed += 1
             elif outcome is Outcome.EXPIRED:
                 counters.expired += 1
+            elif outcome is Outcome.CANCELLED:
+                counters.cancelled += 1
             else:
                 name = status_name(code)
                 counters.failed[name] = counters.failed.get(name, 0) + 1
@@ -526,6 +605,7 @@ class Scheduler:
                 now,
                 call.attempts,
                 call.listener,
+                size,
             )
         )
         if parent is not None and parent.state is not _State.DONE:

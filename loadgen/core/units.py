@@ -8,7 +8,7 @@ from typing import Final
 
 from loadgen.core.text import describe
 
-__all__ = ["format_latency", "parse_duration", "parse_size"]
+__all__ = ["format_latency", "format_size", "parse_duration", "parse_size"]
 
 _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(us|µs|μs|ms|s|m|h)")
 _DURATION_UNITS: Final[dict[str, float]] = {
@@ -65,6 +65,15 @@ def parse_size(value: object) -> int:
     if not math.isfinite(number) or number < 0 or number != int(number):
         raise ValueError(f"expected {expected} (a whole, non-negative number of bytes), got {describe(value)}")
     return int(number)
+
+
+def format_size(size: float) -> str:
+    """A size as a flag or a scenario could write it: ``"16MiB"``, ``"64KiB"``, ``"1000B"`` (whole units only)."""
+    number = int(size)
+    for unit, factor in (("MiB", 1 << 20), ("KiB", 1024)):
+        if number >= factor and number % factor == 0:
+            return f"{number // factor}{unit}"
+    return f"{number}B"
 
 
 def format_latency(us: float, unit: str = "auto", digits: int = 3) -> str:

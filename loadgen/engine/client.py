@@ -20,9 +20,9 @@ import grpc.aio
 from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
 from loadgen.protocol.auth import bearer
-from loadgen.protocol.constants import STATUS_TRAILER
+from loadgen.protocol.constants import OUTCOME_TRAILER, STATUS_TRAILER
 
-__all__ = ["AsyncEngineClient", "EngineClient", "EngineUnavailable", "WaitAnswer", "final_status"]
+__all__ = ["AsyncEngineClient", "EngineClient", "EngineUnavailable", "WaitAnswer", "final_status", "wait_answer"]
 
 
 class EngineUnavailable(RuntimeError):
@@ -36,10 +36,25 @@ class EngineUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class WaitAnswer:
-    """A terminal call's result and final status name (``STATUS_…``)."""
+    """A terminal call's result, final status name (``STATUS_…``) and outcome (``completed``, ...; ``""``: not said)."""
 
     result: call_pb2.CallResult
     status: str
+    outcome: str = ""
+
+    @property
+    def short_status(self) -> str:
+        """The status without ``STATUS_`` (``OK``, ``PERMANENT_ERROR``, ...), ``CANCELLED`` for a call a
+        drain ended (on the wire ``STATUS_TIMEOUT``, the SDKs' only status for it: the outcome says so)."""
+        if self.outcome == "cancelled":
+            return "CANCELLED"
+        return self.status.removeprefix("STATUS_") or "UNSPECIFIED"
+
+    def trailers(self) -> tuple[tuple[str, str], ...]:
+        """The ``Wait`` answer's trailing metadata: :data:`STATUS_TRAILER` and :data:`OUTCOME_TRAILER`."""
+        if not self.outcome:
+            return ((STATUS_TRAILER, self.status),)
+        return ((STATUS_TRAILER, self.status), (OUTCOME_TRAILER, self.outcome))
 
 
 def final_status(trailing: Iterable[tuple[str, str | bytes]] | None) -> str:
@@ -51,6 +66,16 @@ def final_status(trailing: Iterable[tuple[str, str | bytes]] | None) -> str:
         if key == STATUS_TRAILER:
             return value if isinstance(value, str) else value.decode()
     return "STATUS_UNSPECIFIED"
+
+
+def wait_answer(result: call_pb2.CallResult, trailing: Iterable[tuple[str, str | bytes]] | None) -> WaitAnswer:
+    """A ``Wait`` answer read back: *result* with the status and outcome of its trailing metadata."""
+    pairs = list(trailing or ())
+    outcome = ""
+    for key, value in pairs:
+        if key == OUTCOME_TRAILER:
+            outcome = value if isinstance(value, str) else value.decode()
+    return WaitAnswer(result, final_status(pairs), outcome)
 
 
 def _wait_request(dispatch_id: str, timeout: float | None) -> dispatch_pb2.WaitRequest:
@@ -120,7 +145,7 @@ class EngineClient:
             )
         except grpc.RpcError as exc:
             raise _unavailable(exc) from None
-        return WaitAnswer(result, final_status(call.trailing_metadata()))
+        return wait_answer(result, call.trailing_metadata())
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -137,15 +162,21 @@ class EngineClient:
 class AsyncEngineClient:
     """Stats and Wait calls to shards on asyncio (grpc.aio), one channel per address until :meth:`close`."""
 
-    def __init__(self, api_key: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, api_key: str, *, timeout: float = 5.0, max_message_bytes: int | None = None) -> None:
         self.timeout = timeout
         self._metadata = bearer(api_key)
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._options: list[tuple[str, Any]] = []
+        if max_message_bytes is not None:  # a shard forwarding a Wait takes what its own server may send
+            self._options = [
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ]
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         found = self._channels.get(address)
         if found is None:
-            found = self._channels[address] = grpc.aio.insecure_channel(address)
+            found = self._channels[address] = grpc.aio.insecure_channel(address, options=self._options)
         return found
 
     async def stats(self, address: str, *, local: bool = True) -> Snapshot:
@@ -167,7 +198,7 @@ class AsyncEngineClient:
             trailing = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
             raise _unavailable(exc) from None
-        return WaitAnswer(result, final_status(trailing))
+        return wait_answer(result, trailing)
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -2,9 +2,9 @@
 
 * supervisor → shard: :class:`Peers` (every shard's private address and incarnation),
   :class:`SnapshotRequest`, :class:`Drain` (stop intake, let calls finish for ``seconds``, then
-  expire the rest, or with ``expire`` false leave them in flight, reported);
+  cancel the rest, saying why);
 * shard → supervisor: :class:`Ready` (its private address), :class:`SnapshotReply`,
-  :class:`Drained` (the final snapshot and how many calls were still in flight).
+  :class:`Drained` (the final snapshot and how many calls it cancelled).
 
 Snapshots travel as :meth:`loadgen.core.stats.Snapshot.to_bytes`.
 """
@@ -30,10 +30,10 @@ class SnapshotRequest:
 
 @dataclass(frozen=True, slots=True)
 class Drain:
-    """Stop intake; after *seconds*, the calls still in flight expire (or, without *expire*, stay in flight)."""
+    """Stop intake; after *seconds*, the calls still in flight end as cancelled, *reason* their error message."""
 
     seconds: float
-    expire: bool = True
+    reason: str = "the service stopped before the call finished"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +50,10 @@ class SnapshotReply:
 
 @dataclass(frozen=True, slots=True)
 class Drained:
-    """The shard drained: its final snapshot, and the calls that were still in flight."""
+    """The shard drained: its final snapshot, and how many calls it cancelled."""
 
     snapshot: bytes
-    expired: int
+    cancelled: int
 
 
 ToShard = Peers | SnapshotRequest | Drain

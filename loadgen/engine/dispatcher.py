@@ -27,6 +27,7 @@ from loadgen.core.scheduler import (
     CallFinished,
     Counters,
     Outcome,
+    PollRefused,
     RetryPolicy,
     RetryScheduled,
     RunAttempt,
@@ -66,7 +67,11 @@ class CallListener(Protocol):
 
 
 class UnknownCall(KeyError):
-    """No call with this id was ever accepted here, or its result was evicted."""
+    """No call with this id was ever accepted here, or (:attr:`evicted`) its result was evicted."""
+
+    def __init__(self, dispatch_id: str, evicted: bool = False) -> None:
+        super().__init__(dispatch_id)
+        self.evicted = evicted
 
 
 class AsyncDispatcher:
@@ -83,6 +88,9 @@ class AsyncDispatcher:
         retry_policy: RetryPolicy | None = None,
         default_expiration: float = 60.0,
         result_retention: int = 100_000,
+        result_retention_bytes: int | None = None,
+        max_poll_calls: int = 10_000,
+        max_result_bytes: int | None = None,
         on_root_finished: Callable[[Outcome], None] | None = None,
         max_attempts_in_flight: int = 1000,
     ) -> None:
@@ -91,13 +99,15 @@ class AsyncDispatcher:
             retry_policy=retry_policy,
             default_expiration=default_expiration,
             id_prefix=id_prefix,
+            max_poll_calls=max_poll_calls,
+            max_result_bytes=max_result_bytes,
         )
         self.stats = stats
         self.endpoint_url = endpoint_url
         self._transport = transport
         self.on_root_finished = on_root_finished
         """Called with each root call's outcome as it ends (the shard's frontend keeps its ledger so)."""
-        self._results = ResultStore(result_retention)
+        self._results = ResultStore(result_retention, result_retention_bytes)
         self._live: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -107,6 +117,7 @@ class AsyncDispatcher:
         self._timer_at: float | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._draining = False
 
     @property
     def counters(self) -> Counters:
@@ -145,7 +156,7 @@ class AsyncDispatcher:
         if found is not None:
             return found
         if dispatch_id not in self._live:
-            raise UnknownCall(dispatch_id)
+            raise UnknownCall(dispatch_id, evicted=self.scheduler.issued(dispatch_id))
         future: asyncio.Future[CallOutcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(dispatch_id, []).append(future)
         try:
@@ -157,19 +168,20 @@ class AsyncDispatcher:
                 if not waiters:
                     del self._waiters[dispatch_id]
 
-    async def drain(self, timeout: float, expire_rest: bool = True) -> int:
+    async def drain(self, timeout: float, reason: str = "the shard stopped before the call finished") -> int:
         """Wait up to *timeout* for in-flight calls, then stop. Returns how many were left.
 
-        With *expire_rest* they end as expired ("the shard stopped before the call finished");
-        without, they stay in flight (counted by :attr:`in_flight`: a run that reports them).
-        Either way no attempt runs after this returns.
+        Those end as cancelled, *reason* their error message, and their waiters get that
+        answer; the attempts still running are recorded with status ``CANCELLED``. No attempt
+        runs after this returns.
         """
         if self.in_flight and timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
         left = self.in_flight
-        if left and expire_rest:
-            self._apply(self.scheduler.cancel_all(time.time(), "the shard stopped before the call finished"))
+        self._draining = True
+        if left:
+            self._apply(self.scheduler.cancel_all(time.time(), reason))
         self._backlog.clear()
         for task in list(self._tasks):
             task.cancel()
@@ -191,6 +203,8 @@ class AsyncDispatcher:
                     self._finish(action)
             elif isinstance(action, RetryScheduled):
                 self.stats.count_retry(status_name(action.status))
+            elif isinstance(action, PollRefused):
+                self.stats.record_failure("poll", action.function, "INVALID_ARGUMENT", action.message)
         self._arm_timer()
 
     def _finish(self, action: CallFinished) -> None:
@@ -199,7 +213,9 @@ class AsyncDispatcher:
         self._live.discard(dispatch_id)
         listener = action.listener
         if listener is None or not cast(CallListener, listener).deliver(dispatch_id, outcome):
-            self._results.add(dispatch_id, outcome)
+            evicted = self._results.add(dispatch_id, outcome, action.result_bytes)
+            if evicted:
+                self.stats.count_evicted(len(evicted))
         self.stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
@@ -231,6 +247,11 @@ class AsyncDispatcher:
                 self._start(attempt)
 
     @property
+    def retained_results(self) -> tuple[int, int]:
+        """``(results, bytes)`` kept for ``Wait`` now."""
+        return len(self._results), self._results.bytes
+
+    @property
     def queued_attempts(self) -> int:
         """Attempts waiting for a free slot (beyond ``max_attempts_in_flight``)."""
         return len(self._backlog)
@@ -241,6 +262,10 @@ class AsyncDispatcher:
         try:
             body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
             response = function_pb2.RunResponse.FromString(body)
+        except asyncio.CancelledError:
+            if self._draining:  # cut off by the drain: counted, so every attempt sent has an end
+                self.stats.record_attempt(request.function, "CANCELLED", time.perf_counter() - started)
+            raise
         except AttemptError as exc:
             self._record_attempt(request.function, exc.code, started)
             self.stats.record_failure("attempt", request.function, status_name(exc.code), exc.message)

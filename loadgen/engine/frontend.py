@@ -68,7 +68,15 @@ class ShardFrontend:
     """Wire-independent Dispatch API of one shard."""
 
     def __init__(
-        self, dispatcher: AsyncDispatcher, ledger: Ledger, *, index: int, epoch: int, api_key: str
+        self,
+        dispatcher: AsyncDispatcher,
+        ledger: Ledger,
+        *,
+        index: int,
+        epoch: int,
+        api_key: str,
+        max_message_bytes: int | None = None,
+        result_limits: str = "",
     ) -> None:
         self.dispatcher = dispatcher
         self.stats = dispatcher.stats
@@ -78,7 +86,12 @@ class ShardFrontend:
         self.draining = False
         self._expected_auth = expected_authorization(api_key)
         self._peers: dict[int, Peer] = {}
-        self.peers_client = AsyncEngineClient(api_key)
+        self.peers_client = AsyncEngineClient(api_key, max_message_bytes=max_message_bytes)
+        self._evicted_message = (
+            f"the result of this call was evicted: shard {index} keeps its latest {result_limits}"
+            if result_limits
+            else "the result of this call was evicted"
+        )
         dispatcher.on_root_finished = self._ended
 
     def _ended(self, outcome: Outcome) -> None:
@@ -134,11 +147,13 @@ class ShardFrontend:
             raise ApiError("not_found", f"the call was lost: shard {self.index} restarted since it was accepted")
         try:
             outcome: CallOutcome = await self.dispatcher.wait(dispatch_id, timeout)
-        except UnknownCall:
-            raise ApiError("not_found", "unknown dispatch id (or its result was evicted)") from None
+        except UnknownCall as exc:
+            if exc.evicted:
+                raise ApiError("not_found", self._evicted_message) from None
+            raise ApiError("not_found", f"unknown dispatch id: shard {self.index} never issued it") from None
         except TimeoutError:
             raise ApiError("deadline_exceeded", "the call is not finished yet") from None
-        return WaitAnswer(outcome.result, status.Status.Name(outcome.status))
+        return WaitAnswer(outcome.result, status.Status.Name(outcome.status), outcome.outcome.value)
 
     async def close(self) -> None:
         await self.peers_client.close()

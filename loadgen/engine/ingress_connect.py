@@ -11,11 +11,18 @@ application/proto``, ``Authorization: Bearer <key>`` and the raw
 Authentication failures are HTTP 401 with a text body, as the 0.8 mock
 answered; other errors use the Connect JSON shape ``{"code", "message"}``
 (:mod:`loadgen.protocol.connect`). The HTTP/1.1 loop is :mod:`loadgen.serving.h1`'s.
+
+Bounds: a body above ``max_message_bytes`` is answered ``resource_exhausted`` (429) on its
+``Content-Length``, before it is read, and the client reads that answer (no reset); a head
+slower than :data:`HEADER_TIMEOUT` or a body slower than :data:`BODY_TIMEOUT` is answered 408;
+an idle keep-alive connection closes after :data:`IDLE_TIMEOUT`; past :data:`MAX_CONNECTIONS`
+open connections a new one is answered 503 and closed, with a log line when the cap is reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import Final
@@ -23,22 +30,56 @@ from typing import Final
 from google.protobuf.message import DecodeError
 
 from loadgen.engine.frontend import ApiError, ShardFrontend
+from loadgen.engine.limits import CONNECT_CONNECTIONS
 from loadgen.pb import dispatch_pb2
-from loadgen.protocol.constants import DISPATCH_SERVICE, PROTO_CONTENT_TYPE, STATUS_TRAILER
-from loadgen.serving.h1 import H1Protocol, Headers, Limits, Reply, error_reply
+from loadgen.protocol.connect import error_body
+from loadgen.protocol.constants import DISPATCH_SERVICE, PROTO_CONTENT_TYPE
+from loadgen.serving.h1 import ConnectionGate, H1Protocol, Headers, Limits, Reply, error_reply
 
-__all__ = ["start_connect_ingress"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "IDLE_TIMEOUT", "MAX_CONNECTIONS", "start_connect_ingress"]
 
-_MAX_BODY = 64 * 1024 * 1024
+HEADER_TIMEOUT: Final = 10.0
+"""Seconds a request's head may take to arrive (from its first byte, or from the connection's start)."""
+BODY_TIMEOUT: Final = 30.0
+"""Seconds a request's body may take to arrive after its head."""
+IDLE_TIMEOUT: Final = 60.0
+"""Seconds a keep-alive connection may stay idle between requests."""
+MAX_CONNECTIONS: Final = CONNECT_CONNECTIONS
+
+log = logging.getLogger("loadgen.shard")
+
 _RAW_ID = re.compile(rb"^[0-9a-f]{32}\s*$")
 _PROTO: Final = PROTO_CONTENT_TYPE.encode()
 _TEXT: Final = b"text/plain; charset=utf-8"
-_LIMITS: Final = Limits(
-    max_body=_MAX_BODY,
-    too_large=error_reply("invalid_argument", "request body too large"),
-    bad_request=error_reply("invalid_argument", "malformed HTTP request"),
-    max_head=64 * 1024,
-)
+
+
+def _limits(max_body: int) -> Limits:
+    return Limits(
+        max_body=max_body,
+        too_large=error_reply(
+            "resource_exhausted", f"request body too large: at most {max_body} bytes (max_message_bytes)"
+        ),
+        bad_request=error_reply("invalid_argument", "malformed HTTP request"),
+        max_head=64 * 1024,
+        header_timeout=HEADER_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+        idle_timeout=IDLE_TIMEOUT,
+        timed_out=error_reply(
+            "deadline_exceeded",
+            f"request not received in time (its head within {HEADER_TIMEOUT:g}s, its body within {BODY_TIMEOUT:g}s)",
+            408,
+        ),
+    )
+
+
+def _full_reply(index: int) -> bytes:
+    """The raw answer of a connection over the cap (sent before any request is read)."""
+    body = error_body("unavailable", f"shard {index} has {MAX_CONNECTIONS} Connect connections open, its cap")
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 class _ConnectIngress:
@@ -64,16 +105,24 @@ class _ConnectIngress:
         try:
             self.frontend.authenticate(metadata)
         except ApiError:
-            self.stats.record_rpc(rpc, False, time.perf_counter() - started)
             text = "missing authentication token" if not metadata else "invalid authentication token"
+            self._failed(rpc, started, "UNAUTHENTICATED", text)
             return Reply(401, _TEXT, text.encode())
         try:
             reply = self._dispatch(headers, body) if rpc == "Dispatch" else await self._wait(headers, body)
         except ApiError as exc:
-            self.stats.record_rpc(rpc, False, time.perf_counter() - started)
+            self._failed(rpc, started, exc.code.upper(), exc.message)
             return error_reply(exc.code, exc.message)
+        except asyncio.CancelledError:  # the connection closed before the answer
+            self._failed(rpc, started, "CANCELLED", "the client closed the connection before it was answered")
+            raise
         self.stats.record_rpc(rpc, True, time.perf_counter() - started)
         return reply
+
+    def _failed(self, rpc: str, started: float, code: str, message: str) -> None:
+        """An answer other than OK: timed as an error, and counted under its code with the first message."""
+        self.stats.record_rpc(rpc, False, time.perf_counter() - started)
+        self.stats.record_failure("rpc", rpc, code, message)
 
     def _dispatch(self, headers: dict[str, str], body: bytes) -> Reply:
         content_type = headers.get("content-type", "").split(";")[0].strip()
@@ -106,12 +155,22 @@ class _ConnectIngress:
             limit = int(budget) / 1000
             timeout = limit if timeout is None else min(timeout, limit)
         answer = await self.frontend.wait(dispatch_id, timeout)
-        trailer = ((STATUS_TRAILER.encode(), answer.status.encode()),)
+        trailer = tuple((key.encode(), value.encode()) for key, value in answer.trailers())
         return Reply(200, _PROTO, answer.result.SerializeToString(), headers=trailer)
 
 
-async def start_connect_ingress(frontend: ShardFrontend, host: str, port: int) -> asyncio.Server:
-    """Serve the Connect ingress on ``host:port``, shared with the other shards (``SO_REUSEPORT``)."""
+async def start_connect_ingress(
+    frontend: ShardFrontend, host: str, port: int, max_body: int = 16 * 1024 * 1024
+) -> asyncio.Server:
+    """Serve the Connect ingress on ``host:port``, shared with the other shards (``SO_REUSEPORT``);
+    bodies up to *max_body* bytes."""
     ingress = _ConnectIngress(frontend)
+    limits = _limits(max_body)
+    index = frontend.index
+
+    def full(count: int) -> None:
+        log.warning("shard %d: %d Connect connections, at its cap; new ones are answered 503", index, count)
+
+    gate = ConnectionGate(MAX_CONNECTIONS, _full_reply(index), full)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: H1Protocol(ingress, _LIMITS), host, port, reuse_port=True)
+    return await loop.create_server(lambda: H1Protocol(ingress, limits, gate), host, port, reuse_port=True)

@@ -1,12 +1,22 @@
 """The gRPC ingress of a shard: ``DispatchService`` (Dispatch, Wait) and ``loadgen.v1.Shard/Stats`` on grpc.aio.
 
 Thin: each RPC is the :class:`ShardFrontend`'s answer in gRPC's form (an :class:`ApiError`
-becomes the status of the same name; the final status of a ``Wait`` travels in the trailing
-metadata), timed into the shard's ``rpc`` statistics.
+becomes the status of the same name; the final status and outcome of a ``Wait`` travel in the
+trailing metadata), timed into the shard's ``rpc`` statistics. Every answer is recorded, whatever
+ends it: an RPC that did not answer OK is also a failure of kind ``rpc`` under its gRPC code
+(``NOT_FOUND``, ``UNAUTHENTICATED``, ``CANCELLED`` when the client went away or
+``DEADLINE_EXCEEDED`` when its deadline passed first), with the first message seen.
+
+gRPC core keeps the RPCs that arrived before Python asked for them in a queue; past
+``grpc.server.max_pending_requests`` (1,000 by default) it drops new ones at random, and all past
+the hard limit (3,000), as CANCELLED without a word and before any handler runs: a burst of
+``Wait`` RPCs on one connection lost 6-30% so. Both limits are :data:`PENDING_REQUESTS` here,
+so a shard takes a burst as large as a client sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Final, Protocol
 
@@ -16,15 +26,38 @@ import grpc.aio
 from loadgen.core.stats import Snapshot
 from loadgen.engine.frontend import ApiError, ShardFrontend, deadline_of
 from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
-from loadgen.protocol.constants import STATUS_TRAILER
 
-__all__ = ["GRPC_OPTIONS", "StatsSource", "add_servicers", "grpc_code"]
+__all__ = ["PENDING_REQUESTS", "StatsSource", "add_servicers", "grpc_code", "grpc_options"]
 
-GRPC_OPTIONS: Final[list[tuple[str, Any]]] = [
-    ("grpc.so_reuseport", 1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+PENDING_REQUESTS: Final = 20_000
+"""RPCs gRPC core may hold before Python picks them up (both its soft and its hard limit)."""
+
+
+HANDSHAKE_TIMEOUT_MS: Final = 10_000
+"""A new connection's HTTP/2 handshake, at most (an idle TCP connection is closed after it)."""
+IDLE_TIMEOUT_MS: Final = 300_000
+"""A connection without an RPC for this long is closed (GOAWAY)."""
+KEEPALIVE_MS: Final = (60_000, 20_000)
+"""The shard pings a quiet connection after the first, and closes it when no answer comes within the second."""
+
+
+def grpc_options(max_message_bytes: int, max_connections: int | None = None) -> list[tuple[str, Any]]:
+    """A shard's gRPC server options: the shared port, messages up to *max_message_bytes* each way,
+    room for bursts (:data:`PENDING_REQUESTS`), timeouts and keepalive, at most *max_connections*."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.server.max_pending_requests", PENDING_REQUESTS),
+        ("grpc.server.max_pending_requests_hard_limit", PENDING_REQUESTS),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_connection_idle_ms", IDLE_TIMEOUT_MS),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS[0]),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_MS[1]),
+    ]
+    if max_connections is not None:
+        options.append(("grpc.max_allowed_incoming_connections", max_connections))
+    return options
 
 
 def grpc_code(code: str) -> grpc.StatusCode:
@@ -40,35 +73,72 @@ class StatsSource(Protocol):
     async def merged_snapshot(self) -> Snapshot: ...
 
 
+class _Answer:
+    """How one RPC ended, recorded when its handler leaves, however it leaves."""
+
+    __slots__ = ("code", "message", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.code = "UNKNOWN"
+        self.message = "the handler failed"
+
+    def failed(self, exc: ApiError) -> None:
+        self.code, self.message = exc.code.upper(), exc.message
+
+    def cut_short(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            self.code, self.message = "DEADLINE_EXCEEDED", "the RPC's deadline passed before it was answered"
+        else:
+            self.code, self.message = "CANCELLED", "the client cancelled the RPC before it was answered"
+
+
 class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
     def __init__(self, frontend: ShardFrontend) -> None:
         self.frontend = frontend
         self.stats = frontend.stats
 
+    def _record(self, rpc: str, answer: _Answer) -> None:
+        ok = answer.code == "OK"
+        self.stats.record_rpc(rpc, ok, time.perf_counter() - answer.started)
+        if not ok:
+            self.stats.record_failure("rpc", rpc, answer.code, answer.message)
+
     async def Dispatch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
+        answer = _Answer()
         try:
             self.frontend.authenticate(context.invocation_metadata())
             ids = self.frontend.dispatch(request.calls)
+            answer.code = "OK"
         except ApiError as exc:
-            self.stats.record_rpc("Dispatch", False, time.perf_counter() - started)
+            answer.failed(exc)
             await context.abort(grpc_code(exc.code), exc.message)
-        self.stats.record_rpc("Dispatch", True, time.perf_counter() - started)
+        except asyncio.CancelledError:
+            answer.cut_short(context)
+            raise
+        finally:
+            self._record("Dispatch", answer)
         return dispatch_pb2.DispatchResponse(dispatch_ids=ids)
 
     async def Wait(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started = time.perf_counter()
+        answer = _Answer()
         timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
         try:
             self.frontend.authenticate(context.invocation_metadata())
             timeout = deadline_of(timeout, context.time_remaining())
-            answer = await self.frontend.wait(request.dispatch_id, timeout)
+            waited = await self.frontend.wait(request.dispatch_id, timeout)
+            context.set_trailing_metadata(waited.trailers())
+            answer.code = "OK"
         except ApiError as exc:
-            self.stats.record_rpc("Wait", False, time.perf_counter() - started)
+            answer.failed(exc)
             await context.abort(grpc_code(exc.code), exc.message)
-        context.set_trailing_metadata(((STATUS_TRAILER, answer.status),))
-        self.stats.record_rpc("Wait", True, time.perf_counter() - started)
-        return answer.result
+        except asyncio.CancelledError:
+            answer.cut_short(context)
+            raise
+        finally:
+            self._record("Wait", answer)
+        return waited.result
 
 
 class _StatsServicer(shard_pb2_grpc.ShardServicer):

@@ -20,12 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from loadgen.core.text import describe, suggest
-from loadgen.core.units import parse_duration
+from loadgen.core.units import format_size, parse_duration, parse_size
 from loadgen.protocol.constants import HTTP_MODES, HttpMode
 
 __all__ = ["SETTINGS", "EngineSettings", "EngineSetup", "Setting", "SettingError", "settings_from"]
 
 MAX_DURATION_S: Final = 7 * 24 * 3600.0
+MIB: Final = 1024 * 1024
+RESULT_ENVELOPE_BYTES: Final = 1024
+"""What a ``Wait`` answer needs beside its result (gRPC framing, trailers), taken off ``max_message_bytes``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,16 @@ class EngineSettings:
     request_timeout: float = 30.0
     http: HttpMode = "auto"
     result_retention: int = 100_000
+    result_retention_bytes: int = 48 * MIB
+    max_message_bytes: int = 16 * MIB
+    max_response_bytes: int = 32 * MIB
+    max_poll_calls: int = 10_000
+    max_connections: int = 2048
+
+    @property
+    def max_result_bytes(self) -> int:
+        """The largest result a ``Wait`` answer can carry: ``max_message_bytes`` less room for its envelope."""
+        return max(0, self.max_message_bytes - RESULT_ENVELOPE_BYTES)
 
     @property
     def shard_count(self) -> int:
@@ -54,7 +67,7 @@ class EngineSettings:
         return values
 
 
-Kind = Literal["shards", "count", "duration", "choice"]
+Kind = Literal["shards", "count", "duration", "choice", "size"]
 
 
 class SettingError(ValueError):
@@ -90,6 +103,8 @@ class Setting:
         """The value of this setting from *value* (a TOML value, or a flag's text); ``ValueError`` if bad."""
         if self.kind == "duration":
             return self._duration(value)
+        if self.kind == "size":
+            return self._size(value)
         if self.kind == "choice":
             if not isinstance(value, str) or value not in self.choices:
                 hint = suggest(value, self.choices) if isinstance(value, str) else ""
@@ -115,12 +130,19 @@ class Setting:
     def parse_flag(self, text: str) -> Any:
         """:meth:`parse` for a command-line flag's text, where a plain number is a number."""
         value: object = text
-        if self.kind in ("shards", "count") and text.strip().lstrip("-").isdigit():
+        if self.kind in ("shards", "count", "size") and text.strip().lstrip("-").isdigit():
             value = int(text)
         elif self.kind == "duration":
             with contextlib.suppress(ValueError):
                 value = float(text)  # a plain number of seconds
         return self.parse(value)
+
+    def _size(self, value: object) -> int:
+        size = parse_size(value)
+        if not self.low <= size <= self.high:
+            bounds = f"{format_size(self.low)} to {format_size(self.high)}"
+            raise ValueError(f"expected a size from {bounds}, got {describe(value)}")
+        return size
 
     def _duration(self, value: object) -> float:
         seconds = parse_duration(value)
@@ -149,9 +171,48 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "result_retention",
         "count",
-        "results each shard keeps for Wait, about 2 KB each; older ones are evicted",
+        "results each shard keeps for Wait, about 1 KB each plus the result; older ones are evicted",
         1,
         10_000_000,
+    ),
+    Setting(
+        "result_retention_bytes",
+        "size",
+        "bytes of results each shard keeps for Wait (each counted as its size plus about 1 KB); the oldest "
+        "are evicted first",
+        64 * 1024,
+        64 * 1024 * MIB,
+    ),
+    Setting(
+        "max_message_bytes",
+        "size",
+        "largest gRPC message a shard takes or sends (Dispatch, Wait, between shards) and largest Connect body; "
+        "a result above it less 1 KiB fails as ResultTooLarge",
+        64 * 1024,
+        1024 * MIB,
+    ),
+    Setting(
+        "max_response_bytes",
+        "size",
+        "largest RunResponse body taken from the endpoint; a larger one fails the attempt (INVALID_RESPONSE)",
+        64 * 1024,
+        1024 * MIB,
+    ),
+    Setting(
+        "max_poll_calls",
+        "count",
+        "child calls one poll may ask for; a poll asking for more is resumed with an error, none started",
+        1,
+        1_000_000,
+    ),
+    Setting(
+        "max_connections",
+        "count",
+        "gRPC connections each shard takes on each of its addresses (shared and private), never above "
+        "its descriptor limit less what it needs itself; a client over it is refused at once "
+        "(UNAVAILABLE) and the shard logs it",
+        1,
+        1_000_000,
     ),
 )
 """Every engine setting, in the order ``--help`` and the scenario documentation list them."""

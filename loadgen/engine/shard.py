@@ -13,6 +13,7 @@ When the pipe closes (the supervisor died) or the parent exits, the shard exits.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from dataclasses import dataclass
@@ -23,12 +24,20 @@ import grpc.aio
 from loadgen.children import die_with_parent
 from loadgen.core.scheduler import RetryPolicy
 from loadgen.core.stats import ShardStats, Snapshot
+from loadgen.core.units import format_size
 from loadgen.engine.client import EngineUnavailable
 from loadgen.engine.control import Drain, Drained, Peers, Ready, SnapshotReply, SnapshotRequest
 from loadgen.engine.dispatcher import AsyncDispatcher
 from loadgen.engine.frontend import Peer, ShardFrontend, id_prefix
-from loadgen.engine.ingress_grpc import GRPC_OPTIONS, add_servicers
-from loadgen.engine.ledger import Ledger
+from loadgen.engine.ingress_grpc import add_servicers, grpc_options
+from loadgen.engine.ledger import Ledger, LedgerHandle
+from loadgen.engine.limits import (
+    CONNECT_CONNECTIONS,
+    DescriptorWatch,
+    grpc_cap_supported,
+    raise_fd_limit,
+    shard_cap,
+)
 from loadgen.engine.session import add_session
 from loadgen.engine.settings import EngineSetup
 from loadgen.protocol.keys import load_private_key
@@ -36,6 +45,8 @@ from loadgen.protocol.signing import Signer
 from loadgen.transport import EndpointPool
 
 __all__ = ["ShardConfig", "run_shard"]
+
+log = logging.getLogger("loadgen.shard")
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class ShardConfig:
     setup: EngineSetup
     port: int  # the shared gRPC port, bound by the supervisor
     connect_port: int  # the shared Connect port (0: no Connect ingress)
-    ledger_path: str
+    ledger: LedgerHandle  # the supervisor's ledger, handed over as the shard process is spawned
     ledger_rows: int
 
 
@@ -65,6 +76,7 @@ class ShardProcess:
             max_streams=settings.max_streams,
             timeout=settings.request_timeout,
             protocol=settings.http,
+            max_response_bytes=settings.max_response_bytes,
         )
         self.stats = ShardStats(f"shard-{config.index}")
         self.dispatcher = AsyncDispatcher(
@@ -76,20 +88,33 @@ class ShardProcess:
             default_expiration=settings.expiration,
             max_attempts_in_flight=settings.connections * settings.max_streams,
             result_retention=settings.result_retention,
+            result_retention_bytes=settings.result_retention_bytes,
+            max_poll_calls=settings.max_poll_calls,
+            max_result_bytes=settings.max_result_bytes,
         )
         self.frontend = ShardFrontend(
             self.dispatcher,
-            Ledger(config.ledger_rows, config.ledger_path),
+            Ledger(config.ledger_rows, config.ledger),
             index=config.index,
             epoch=config.epoch,
             api_key=setup.api_key,
+            max_message_bytes=settings.max_message_bytes,
+            result_limits=(
+                f"{settings.result_retention:,} results or {format_size(settings.result_retention_bytes)}"
+                " (result_retention, result_retention_bytes)"
+            ),
         )
         self._done = asyncio.Event()
         self._draining: asyncio.Future[None] | None = None
+        self.descriptors: DescriptorWatch | None = None
 
     def snapshot(self) -> Snapshot:
+        if self.descriptors is not None:
+            self.stats.set_gauge("open_descriptors", self.descriptors.check())
         self.stats.set_gauge("in_flight", self.dispatcher.in_flight)
         self.stats.set_gauge("open_connections", self.pool.open_connections)
+        self.stats.set_gauge("retained_results", self.dispatcher.retained_results[0])
+        self.stats.set_gauge("retained_bytes", self.dispatcher.retained_results[1])
         return self.stats.snapshot()
 
     async def merged_snapshot(self) -> Snapshot:
@@ -107,7 +132,13 @@ class ShardProcess:
     async def run(self) -> None:
         config = self.config
         host = config.setup.host
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        settings = config.setup.settings
+        fd_limit = raise_fd_limit()
+        own = settings.connections + settings.shard_count + (CONNECT_CONNECTIONS if config.connect_port else 0)
+        cap = shard_cap(settings.max_connections, fd_limit, own)
+        if not grpc_cap_supported():
+            log.warning("shard %d: grpcio %s does not enforce max_connections", config.index, grpc.__version__)
+        server = grpc.aio.server(options=grpc_options(settings.max_message_bytes, cap))
         add_servicers(server, self.frontend, self)
         add_session(server, self.frontend)
         bracketed = f"[{host}]" if ":" in host else host
@@ -119,7 +150,10 @@ class ShardProcess:
         if config.connect_port:
             from loadgen.engine.ingress_connect import start_connect_ingress
 
-            connect_server = await start_connect_ingress(self.frontend, host, config.connect_port)
+            connect_server = await start_connect_ingress(
+                self.frontend, host, config.connect_port, config.setup.settings.max_message_bytes
+            )
+        self.descriptors = DescriptorWatch(config.index, cap, fd_limit)
         loop = asyncio.get_running_loop()
         loop.add_reader(self.conn.fileno(), self._on_control)
         self.conn.send(Ready(f"127.0.0.1:{private_port}"))
@@ -143,12 +177,12 @@ class ShardProcess:
         elif isinstance(message, SnapshotRequest):
             self.conn.send(SnapshotReply(self.snapshot().to_bytes()))
         elif isinstance(message, Drain):
-            self._draining = asyncio.ensure_future(self._drain(message.seconds, message.expire))
+            self._draining = asyncio.ensure_future(self._drain(message.seconds, message.reason))
 
-    async def _drain(self, timeout: float, expire: bool) -> None:
+    async def _drain(self, timeout: float, reason: str) -> None:
         self.frontend.draining = True
-        expired = await self.dispatcher.drain(timeout, expire_rest=expire)
-        self.conn.send(Drained(self.snapshot().to_bytes(), expired))
+        cancelled = await self.dispatcher.drain(timeout, reason)
+        self.conn.send(Drained(self.snapshot().to_bytes(), cancelled))
         self._done.set()
 
 

@@ -3,13 +3,16 @@
 * **Readiness**: every shard reports its private address; peers are then
   broadcast, and only then is the engine ready (``start()`` returns).
 * **Health**: ``check()`` (call it about once a second) asks each shard for
-  a stats snapshot over its pipe. A shard that exited or does not answer in
+  a stats snapshot over its pipe, and every :data:`PROBE_SECONDS` connects to each
+  shard's private address afresh, as a new client would: a shard that answers its pipe
+  but accepts no connection (at its connection cap, out of descriptors) is logged, with
+  its open descriptors, once per episode. A shard that exited or does not answer in
   time is killed and restarted under a new incarnation; the calls it had
   accepted and not reported finished are counted as *lost* (exactly, from the
   shared-memory ledger), never dropped silently.
-* **Drain**: ``drain(timeout)`` stops intake, lets in-flight calls finish up to
-  *timeout*, expires the rest (or, with ``expire_rest=False``, reports them as still in
-  flight), and returns the final merged snapshot.
+* **Drain**: ``drain(timeout, reason)`` stops intake, lets in-flight calls finish up to
+  *timeout*, cancels the rest (outcome ``cancelled``, *reason* their error message), and
+  returns the final merged snapshot.
 * **No orphans**: shards die with the supervisor (``PR_SET_PDEATHSIG`` and the
   pipe closing), and ``close()`` kills whatever is left.
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -31,6 +35,7 @@ from loadgen.core.counters import LOST
 from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
 from loadgen.engine.control import Drain, Drained, Peers, Ready, SnapshotReply, SnapshotRequest, ToSupervisor
 from loadgen.engine.ledger import Ledger
+from loadgen.engine.limits import probe
 from loadgen.engine.settings import EngineSetup
 from loadgen.engine.shard import ShardConfig, run_shard
 
@@ -43,6 +48,12 @@ class ShardFailed(RuntimeError):
     """A shard could not start (the message says why)."""
 
 
+PROBE_SECONDS = 5.0
+"""How often ``check()`` connects to each shard afresh."""
+
+log = logging.getLogger("loadgen.supervisor")
+
+
 @dataclass
 class _Slot:
     config: ShardConfig
@@ -50,6 +61,7 @@ class _Slot:
     conn: Connection
     address: str = ""
     last: Snapshot | None = None
+    refusing: bool = False  # the last probe found no new connection accepted
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -88,6 +100,7 @@ class Supervisor:
         self._incarnations: dict[int, int] = {}
         self.lost = 0
         self.restarts = 0
+        self._probed_at = time.monotonic()
         self.port = setup.port
         self.connect_port = 0
 
@@ -141,7 +154,7 @@ class Supervisor:
             setup=self.setup,
             port=self.port,
             connect_port=self.connect_port,
-            ledger_path=self._ledger.path,
+            ledger=self._ledger.handle,
             ledger_rows=self.shards,
         )
 
@@ -198,9 +211,29 @@ class Supervisor:
                 restarted.append(index)
             else:
                 slot.last = snapshot
+        if time.monotonic() - self._probed_at >= PROBE_SECONDS:
+            self._probed_at = time.monotonic()
+            for index, slot in self._slots.items():
+                if index not in restarted:
+                    self._probe(slot)
         if restarted:
             self._broadcast_peers()
         return restarted
+
+    def _probe(self, slot: _Slot) -> None:
+        problem = probe(slot.address)
+        if problem is not None and not slot.refusing:
+            descriptors = slot.last.gauges.get("open_descriptors", 0) if slot.last is not None else 0
+            log.warning(
+                "loadgen: shard %d serves, but %s on %s (%d descriptors open): new clients cannot connect",
+                slot.config.index,
+                problem,
+                slot.address,
+                descriptors,
+            )
+        elif problem is None and slot.refusing:
+            log.warning("loadgen: shard %d accepts new connections again", slot.config.index)
+        slot.refusing = problem is not None
 
     def _ask_snapshot(self, slot: _Slot) -> Snapshot | None:
         if not slot.process.is_alive():
@@ -226,9 +259,9 @@ class Supervisor:
         """Account for a dead incarnation: what its last snapshot saw, plus the calls it lost."""
         assert self._ledger is not None
         index = slot.config.index
-        accepted, completed, failed, expired = self._ledger.outcomes(index)
+        accepted, ended = self._ledger.outcomes(index)
         last = slot.last or ShardStats(f"shard-{index}").snapshot()
-        retired = last.retired(accepted, ended=(completed, failed, expired))
+        retired = last.retired(accepted, ended=ended)
         self.lost += retired.counters.get(LOST, 0)
         self._retired.append(retired)
         self._ledger.reset(index)
@@ -252,15 +285,14 @@ class Supervisor:
                 parts.append(current)
         return merge_snapshots(parts)
 
-    def drain(self, timeout: float, expire_rest: bool = True) -> Snapshot:
+    def drain(self, timeout: float, reason: str = "the service stopped before the call finished") -> Snapshot:
         """Stop intake, let in-flight calls finish for up to *timeout* seconds, return the final merged snapshot.
 
-        The calls still in flight then expire, or with *expire_rest* false stay in the
-        snapshot's ``in_flight`` gauge (a run that ended before they did reports them).
+        The calls still in flight then end as ``cancelled``, *reason* their error message.
         """
         for slot in self._slots.values():
             with contextlib.suppress(OSError):
-                slot.conn.send(Drain(max(0.0, timeout), expire_rest))
+                slot.conn.send(Drain(max(0.0, timeout), reason))
         finals = []
         for slot in self._slots.values():
             message = self._receive(slot, timeout + 10)

@@ -12,7 +12,8 @@ its peers) and:
   ``request_type``          ``name``                     values
   ========================  ===========================  ==========================================
   ``e2e``                   ``"<function> <outcome>"``   each root call, accepted → terminal;
-                                                         ``failed``/``expired`` count as failures
+                                                         ``failed``/``expired``/``cancelled``
+                                                         count as failures
   ``attempt``               ``"<function> <STATUS>"``    each endpoint attempt; non-``OK`` fail
   ``retry``                 ``"<STATUS>"``               retries by status (counts, no latency)
   ========================  ===========================  ==========================================
@@ -77,7 +78,7 @@ __all__ = ["HISTORY_LIMIT", "BridgeError", "HistogramDelta", "StatsBridge", "fee
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 720
-FAILED_OUTCOMES = frozenset({"failed", "expired"})
+FAILED_OUTCOMES = frozenset({"failed", "expired", "cancelled"})
 
 
 class BridgeError(RuntimeError):

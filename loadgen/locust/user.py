@@ -83,13 +83,14 @@ from locust.user.task import LOCUST_STATE_STOPPING
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.core.caller import WrongSample
 from loadgen.core.stats.caller import outcome_of
+from loadgen.engine.client import wait_answer
 from loadgen.locust import latency
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
 from loadgen.locust.dispatched import dispatched
 from loadgen.locust.link import PendingGroup, link
 from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_rpc, resolve_sdk
-from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, status_pb2
+from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, session_pb2, status_pb2
 from loadgen.protocol.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
 
 __all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
@@ -114,7 +115,8 @@ class DispatchFailed(RescheduleTask):
 
 class CallFailed(Exception):
     """The call ended in failure: :attr:`status` (``PERMANENT_ERROR``, ``TIMEOUT`` for an expired call,
-    ...) and the error it ended with (the endpoint's own ``Error.type`` and ``message`` when it sent one)."""
+    ``CANCELLED`` for one the engine's drain ended, ...) and the error it ended with (the endpoint's own
+    ``Error.type`` and ``message`` when it sent one)."""
 
     def __init__(self, status: str, error_type: str, message: str) -> None:
         self.status = status
@@ -339,6 +341,8 @@ class DispatchUser(User):
             assert ended is not None
             result = ended.result
             short = _SHORT_STATUS.get(ended.status, str(ended.status))
+            if ended.outcome == session_pb2.OUTCOME_CANCELLED:  # STATUS_TIMEOUT on the wire, as for Wait
+                short = "CANCELLED"
             latency.record_latency(function, outcome_of(short), received - issued)
             exception = self._judge(function, result, short, expect)
             self._fire(name, group.started, started_wall, result, exception, kind="call", ended_at=arrived)
@@ -352,7 +356,7 @@ class DispatchUser(User):
 
         The status is the ``loadgen-status`` trailer (``"STATUS_OK"``, ``"STATUS_PERMANENT_ERROR"``, ...).
         The RPC is recorded as ``"Wait <function>"`` (``User.wait`` is Locust's own pause), a failure
-        when the call failed, expired, or (with *expect*) completed with another output, decoded by
+        when the call failed, expired, was cancelled, or (with *expect*) completed with another output, decoded by
         this user's codec and compared by :func:`loadgen.protocol.codecs.matches`. The result is counted in
         the run's checks under *function*.
         """
@@ -391,11 +395,8 @@ class DispatchUser(User):
             failure = _rpc_failure(name, exc)
             self._fire(name, started, started_wall, None, failure)
             raise failure from None
-        status = ""
-        for key, value in future.trailing_metadata() or ():
-            if key == "loadgen-status":
-                status = value if isinstance(value, str) else value.decode()
-        short = status.removeprefix("STATUS_") or "UNSPECIFIED"
+        answer = wait_answer(result, future.trailing_metadata())
+        status, short = answer.status, answer.short_status
         if issued is not None:
             latency.record_latency(checks_name, outcome_of(short), time.monotonic() - issued)
         exception = self._judge(checks_name, result, short, expect)

@@ -19,7 +19,7 @@ One tab shows one table, so the per-shard table has its own tab. Everything coun
 start of the current test (the bridge's baseline); latencies come from the bridge's exactly
 merged µs histograms and show in ms with 3 decimals.
 
-Per-function columns: ``calls`` ended (completed / failed / expired), ``wrong`` (completed
+Per-function columns: ``calls`` ended (completed / failed / expired / cancelled), ``wrong`` (completed
 calls whose result differed from the expected one, as Locust's users checked them:
 :mod:`loadgen.core.caller`; on a master, workers report every 3 s), end-to-end p50, p90,
 p99, p99.9 and max over all of the function's root calls, ``attempts`` and attempt errors
@@ -28,7 +28,7 @@ those ``in flight`` (dispatched - ended; only meaningful when this Locust is the
 client; on a master, workers report their counts every 3 s, so it may lag). The shards count
 retries by status, not by function: the ``(all)`` row shows those exact counters, and a
 function's row shows its non-OK attempts that did not end its call (non-OK attempts -
-failed - expired), which is the same number whenever every non-OK attempt is either
+failed - expired - cancelled), which is the same number whenever every non-OK attempt is either
 retried or final.
 """
 
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loadgen.core.caller import CallerChecks
-from loadgen.core.counters import ACCEPTED, COMPLETED, EXPIRED, LOST, CounterKind, by_status
+from loadgen.core.counters import ACCEPTED, CANCELLED, COMPLETED, EXPIRED, LOST, CounterKind, by_status
 from loadgen.core.counters import total as counter_total
 from loadgen.core.stats import GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS
 from loadgen.core.units import format_latency
@@ -59,6 +59,7 @@ FUNCTION_COLUMNS: list[tuple[str, str]] = [
     ("completed", "Completed"),
     ("failed", "Failed"),
     ("expired", "Expired"),
+    ("cancelled", "Cancelled"),
     ("wrong", "Wrong results"),
     ("p50", "e2e p50 (ms)"),
     ("p90", "e2e p90 (ms)"),
@@ -77,6 +78,7 @@ SHARD_COLUMNS: list[tuple[str, str]] = [
     ("completed", "Completed"),
     ("failed", "Failed (by status)"),
     ("expired", "Expired"),
+    ("cancelled", "Cancelled"),
     ("lost", "Lost"),
     ("inflight", "In flight"),
     ("connections", "Open connections"),
@@ -122,7 +124,7 @@ def function_rows(bridge: StatsBridge, checks: CallerChecks | None = None) -> li
                 if b != "OK":
                     errors[b] = errors.get(b, 0) + delta.count
         every = every.plus(e2e)
-        ended_badly = outcomes.get("failed", 0) + outcomes.get("expired", 0)
+        ended_badly = outcomes.get("failed", 0) + outcomes.get("expired", 0) + outcomes.get("cancelled", 0)
         sent = sent_by_function.get(function)
         row = _latency_row(function, e2e, outcomes, attempts, errors)
         row["retries"] = max(sum(errors.values()) - ended_badly, 0)
@@ -130,7 +132,7 @@ def function_rows(bridge: StatsBridge, checks: CallerChecks | None = None) -> li
         row["dispatched"] = sent if sent is not None else "-"
         row["inflight"] = max(sent - e2e.count, 0) if sent is not None else "-"
         rows.append(row)
-        for name in ("completed", "failed", "expired"):
+        for name in ("completed", "failed", "expired", "cancelled"):
             totals[name] = totals.get(name, 0) + outcomes.get(name, 0)
         totals["attempts"] = totals.get("attempts", 0) + attempts
         for status, n in errors.items():
@@ -156,6 +158,7 @@ def _latency_row(
         "completed": outcomes.get("completed", 0),
         "failed": outcomes.get("failed", 0),
         "expired": outcomes.get("expired", 0),
+        "cancelled": outcomes.get("cancelled", 0),
         "p50": "-" if empty else _ms(p[50.0]),
         "p90": "-" if empty else _ms(p[90.0]),
         "p99": "-" if empty else _ms(p[99.0]),
@@ -186,6 +189,7 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
                 "completed": counters.get(COMPLETED, 0),
                 "failed": f"{sum(failed.values())} ({_by_status(failed)})" if failed else "0",
                 "expired": counters.get(EXPIRED, 0),
+                "cancelled": counters.get(CANCELLED, 0),
                 "lost": counters.get(LOST, 0),
                 "inflight": gauges.get(GAUGE_IN_FLIGHT, 0),
                 "connections": gauges.get(GAUGE_OPEN_CONNECTIONS, 0),

@@ -14,10 +14,12 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_COMPLETED: _ClassVar[Outcome]
     OUTCOME_FAILED: _ClassVar[Outcome]
     OUTCOME_EXPIRED: _ClassVar[Outcome]
+    OUTCOME_CANCELLED: _ClassVar[Outcome]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_COMPLETED: Outcome
 OUTCOME_FAILED: Outcome
 OUTCOME_EXPIRED: Outcome
+OUTCOME_CANCELLED: Outcome
 
 class SessionRequest(_message.Message):
     __slots__ = ("groups",)

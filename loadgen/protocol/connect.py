@@ -19,6 +19,7 @@ CONNECT_HTTP_STATUS: Final[dict[str, int]] = {
     "unauthenticated": 401,
     "permission_denied": 403,
     "not_found": 404,
+    "resource_exhausted": 429,
     "unavailable": 503,
     "deadline_exceeded": 504,
     "internal": 500,

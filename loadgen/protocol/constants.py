@@ -11,6 +11,7 @@ __all__ = [
     "HTTP_MODES",
     "MAX_BATCH",
     "MAX_EXPIRATION_SECONDS",
+    "OUTCOME_TRAILER",
     "PROTO_CONTENT_TYPE",
     "RUN_CONTENT_TYPE",
     "RUN_PATH",
@@ -45,3 +46,7 @@ HTTP_MODES: Final[tuple[HttpMode, ...]] = ("auto", "h2", "http/1.1")
 
 STATUS_TRAILER: Final = "loadgen-status"
 """The trailing metadata (gRPC) or header (Connect) of a ``Wait`` answer: the call's final status name."""
+
+OUTCOME_TRAILER: Final = "loadgen-outcome"
+"""Beside :data:`STATUS_TRAILER`: how the call ended (``completed``, ``failed``, ``expired``, ``cancelled``).
+A cancelled call's status is ``STATUS_TIMEOUT`` (the SDKs have no other); this says it was cancelled."""

@@ -21,7 +21,12 @@ def failure_text(interval: Snapshot) -> str:
     if top is None:
         return ""
     (kind, function, status), tally = top
-    what = {"failed": "calls failed", "expired": "calls expired"}.get(kind, "attempts")
+    what = {
+        "failed": "calls failed",
+        "expired": "calls expired",
+        "cancelled": "calls cancelled",
+        "poll": "polls refused",
+    }.get(kind, "attempts")
     sample = " ".join(tally.sample.split())
     if len(sample) > 90:
         sample = sample[:87] + "..."
@@ -79,6 +84,8 @@ def progress_line(
     accounting = total.accounting()
     bad = accounting.failed + accounting.expired
     ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
+    if accounting.cancelled:
+        ended_badly += f"  cancelled {accounting.cancelled}"
     wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
     lag = _lag_text(caller.latency if caller is not None else None, caller_interval)
     return (

@@ -16,9 +16,10 @@ against the engine's merged :class:`~loadgen.core.stats.Snapshot` at the end of 
 Implicit gates
 --------------
 A scenario without ``[gates]`` is judged by :func:`implicit_gates`: no root call failed,
-expired, was lost, was wrong or was still in flight when the run ended, and Locust saw no
-failed request; with the callers' statistics, also that no open-model arrival was dropped.
-Their results say they are implicit (``GateResult.implicit``).
+expired, was cancelled by the end of the run, was lost or wrong (shards run elsewhere: or was
+still in flight when the run ended), and Locust saw no failed request; with the callers'
+statistics, also that no open-model arrival was dropped. Their results say they are implicit
+(``GateResult.implicit``).
 
 Old names
 ---------
@@ -173,6 +174,7 @@ def parse_gate(metric: str, condition: str, abort_on_fail: bool = False, delay: 
 IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (
     ("failed", "== 0"),
     ("expired", "== 0"),
+    ("cancelled", "== 0"),
     ("lost", "== 0"),
     ("wrong", "== 0"),
     ("in_flight", "== 0"),
@@ -183,14 +185,16 @@ IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (
 CALLER_IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (("dropped", "== 0"),)
 
 
-def implicit_gates(with_locust: bool = True, with_caller: bool = False) -> tuple[Gate, ...]:
-    """The gates of a scenario without ``[gates]``: nothing failed, expired, was lost or wrong, nothing
-    was left in flight, (*with_locust*) Locust counted no failed request and (*with_caller*, the
-    callers' statistics are there) no arrival was dropped."""
+def implicit_gates(with_locust: bool = True, remote: bool = False, with_caller: bool = False) -> tuple[Gate, ...]:
+    """The gates of a scenario without ``[gates]``: nothing failed, expired, was cancelled, lost or wrong,
+    (*with_locust*) Locust counted no failed request and (*with_caller*, the callers' statistics are
+    there) no open-model arrival was dropped. Local shards cancel what is left at the end, so
+    ``in_flight == 0`` is judged only for shards run elsewhere (*remote*), which keep it running."""
     return tuple(
         Gate(parsed.metric, parsed.condition, implicit=True)
         for metric, condition in IMPLICIT_GATES + (CALLER_IMPLICIT_GATES if with_caller else ())
         if with_locust or not metric.startswith("locust.")
+        if remote or metric != "in_flight"
         for parsed in (parse_gate(metric, condition),)
     )
 

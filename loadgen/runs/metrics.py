@@ -20,7 +20,7 @@ metric                                    kind     value
                                                    outcomes unless scoped): leaves out any time
                                                    before a shard accepted the call; scope
                                                    ``function``, ``outcome`` (``completed``/
-                                                   ``failed``/``expired``)
+                                                   ``failed``/``expired``/``cancelled``)
 ``e2e.STAT``                              latency  the same as ``engine.e2e.STAT`` (its old name; its
                                                    gate messages say so)
 ``lag.STAT``                              latency  how far behind schedule the load generator ran:
@@ -37,6 +37,8 @@ metric                                    kind     value
 ``accepted``, ``lost``, ``in_flight``     count    root calls accepted / lost with a dead shard /
                                                    still in flight (gauge)
 ``completed``, ``expired``                count    root calls; scope ``function``
+``cancelled``                             count    root calls ended by the end of the run (or a
+                                                   drain) before they finished; scope ``function``
 ``failed``                                count    root calls; scope ``function`` or ``status``
 ``attempts``                              count    endpoint attempts; scope ``function``, ``status``
 ``retries``                               count    attempts that were retried; scope ``status``
@@ -144,7 +146,7 @@ ALIASES: Final[dict[str, str]] = {"e2e": "engine.e2e"}
 DISPATCHING_RPCS: Final = frozenset(("Dispatch", "Session"))
 """The ``rpc`` keys an unscoped ``rpc.*`` metric covers: a batch accepted by a Dispatch RPC or as a Session group."""
 _LATENCY_STATS: Final = ("mean", "min", "max", "count")
-_OUTCOMES: Final = ("completed", "failed", "expired")
+_OUTCOMES: Final = ("completed", "failed", "expired", "cancelled")
 _CALLER_OUTCOMES: Final = CALLER_OUTCOMES
 
 # Every other metric: kind and the scope labels it takes.
@@ -153,6 +155,7 @@ _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "completed": ("count", ("function",)),
     "failed": ("count", ("function", "status")),
     "expired": ("count", ("function",)),
+    "cancelled": ("count", ("function",)),
     "lost": ("count", ()),
     "in_flight": ("count", ()),
     "attempts": ("count", ("function", "status")),
@@ -409,7 +412,7 @@ class Metrics:
             return snap.counter(CounterKind.LOST)
         if name == "in_flight":
             return snap.gauges.get("in_flight", 0)
-        if name in ("completed", "expired"):
+        if name in ("completed", "expired", "cancelled"):
             return self._count("e2e", function=function, outcome=name) if function else snap.counter(name)
         if name == "failed":
             if function:

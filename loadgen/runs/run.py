@@ -14,9 +14,10 @@
    with ``abort_on_fail``, and the shards' health (a dead one is restarted);
 5. at the end: the load stops at the scenario's duration; calls in flight get
    ``stop_timeout`` in all (Locust's users finish their waits, then the shards drain for what
-   is left of it); calls still running then are reported as in flight, not expired; final
-   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, lost,
-   wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
+   is left of it); calls still running then end as ``cancelled`` (not expired: their deadline
+   had not come; shards run elsewhere keep them and report them in flight); final
+   snapshot, gates (the scenario's, or the implicit ones: nothing failed, expired, cancelled,
+   lost, wrong or left in flight), ``summary.json``, ``gates.json``, ``junit.xml``,
    ``report.html``, a printed summary.
 
 A run never outlasts duration + stop_timeout by more than its start-up and teardown: a
@@ -72,6 +73,7 @@ from loadgen.runs.gates import (
 )
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
+from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 
@@ -114,10 +116,11 @@ class _Shards:
     def check(self) -> list[int]:
         return self.supervisor.check() if self.supervisor is not None else []
 
-    def finish(self, drain_timeout: float) -> Snapshot:
-        """The final snapshot, once the calls in flight ended or *drain_timeout* passed (they stay in flight)."""
+    def finish(self, drain_timeout: float, reason: str) -> Snapshot:
+        """The final snapshot, once the calls in flight ended or *drain_timeout* passed: local shards
+        cancel what is left (*reason* its message); shards run elsewhere keep it (in flight)."""
         if self.supervisor is not None:
-            return self.supervisor.drain(drain_timeout, expire_rest=False)
+            return self.supervisor.drain(drain_timeout, reason)
         deadline = time.monotonic() + drain_timeout
         snapshot = self.snapshot()
         while snapshot.accounting().in_flight and time.monotonic() < deadline:
@@ -323,8 +326,11 @@ def run(options: RunOptions) -> int:
     except (OSError, ValueError) as exc:
         print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for folder, what in notice_incomplete(options.results):
+        print(f"loadgen run: {folder} is incomplete ({what}); its summary is missing", file=sys.stderr)
     started_at = datetime.now(UTC)
     run_dir = new_run_dir(options.results, scenario.name, started_at)
+    mark_incomplete(run_dir, started_at)
     (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario), option=orjson.OPT_INDENT_2))
     print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
     with ExitStack() as stack:
@@ -333,6 +339,11 @@ def run(options: RunOptions) -> int:
             engine = _shards(scenario, endpoint_url, signing_key, stack)
         except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
             print(f"loadgen run: could not start: {exc}", file=sys.stderr)
+            mark_incomplete(run_dir, started_at, f"it could not start: {exc}")
+            return EXIT_RUN_FAILED
+        except KeyboardInterrupt:
+            print("loadgen run: interrupted while starting; nothing ran", file=sys.stderr)
+            mark_incomplete(run_dir, started_at, "it was interrupted while starting")
             return EXIT_RUN_FAILED
         where = "the reference endpoint" if scenario.target.reference else endpoint_url
         shards = len(engine.addresses)
@@ -362,9 +373,19 @@ def run(options: RunOptions) -> int:
         caller = caller_file(run_dir)
         if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
             duration = min(duration, max(time.time() - caller.started_at, 0.001))
-        final = engine.finish(drain_timeout=_drain_budget(scenario, caller, watch.interrupted))
+        final = engine.finish(_drain_budget(scenario, caller, watch.interrupted), _end_reason(scenario, watch))
         locust_code = locust.returncode
     return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, caller_file(run_dir))
+
+
+def _end_reason(scenario: Scenario, watch: _Watch) -> str:
+    """Why the calls still running when a run ends are cancelled (their error message)."""
+    if watch.interrupted:
+        return "the run was interrupted before the call finished"
+    if watch.aborted:
+        return "the run was aborted by a failed gate before the call finished"
+    stop = scenario.load.stop_timeout
+    return f"the run ended before the call finished (stop_timeout {stop:g}s after the load stopped)"
 
 
 def _drain_budget(scenario: Scenario, caller: CallerFile | None, interrupted: bool) -> float:
@@ -395,7 +416,10 @@ def _finish(
     totals = locust_totals(run_dir)
     checks = caller.checks if caller is not None else None
     callers = caller.latency if caller is not None else None
-    gates = scenario.gates or implicit_gates(with_locust=totals is not None, with_caller=callers is not None)
+    remote = scenario.remote is not None
+    gates = scenario.gates or implicit_gates(
+        with_locust=totals is not None, remote=remote, with_caller=callers is not None
+    )
     results = evaluate(gates, final, duration, totals, checks, callers)
     accounting = final.accounting()
     problems = []
@@ -431,6 +455,7 @@ def _finish(
         },
         checks=checks,
     )
+    mark_complete(run_dir)
     report = write_html_report(run_dir, summary)
     print()
     print(final.table())
@@ -440,6 +465,11 @@ def _finish(
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    if accounting.cancelled:
+        print(
+            f"cancelled at the end: {accounting.cancelled} call(s) had not ended {scenario.load.stop_timeout:g}s"
+            " after the load stopped (stop_timeout)"
+        )
     if accounting.in_flight:
         print(
             f"in flight at the end: {accounting.in_flight} call(s) had not ended {scenario.load.stop_timeout:g}s"
@@ -448,8 +478,8 @@ def _finish(
     if totals is not None:
         print(f"Locust: {totals.requests} requests, {totals.failures} failures")
     if not scenario.gates:
-        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired, lost,")
-        print("       wrong or left in flight, no failed request)")
+        print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired,")
+        print("       cancelled, lost, wrong or left in flight, no failed request)")
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         print(f"gate {mark}  {result.message}")

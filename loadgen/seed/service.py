@@ -49,7 +49,7 @@ from loadgen.core.scheduler import (
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
 from loadgen.pb import status_pb2 as status
 from loadgen.protocol.auth import authorization_error, expected_authorization
-from loadgen.protocol.constants import STATUS_TRAILER
+from loadgen.protocol.constants import OUTCOME_TRAILER, STATUS_TRAILER
 from loadgen.protocol.validation import InvalidCall, validate_calls
 from loadgen.seed.endpoint_client import EndpointClient
 from loadgen.seed.faults import classify_exception
@@ -141,7 +141,9 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc.args[0]))
         except TimeoutError:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call is not finished yet")
-        context.set_trailing_metadata(((STATUS_TRAILER, status.Status.Name(outcome.status)),))
+        context.set_trailing_metadata(
+            ((STATUS_TRAILER, status.Status.Name(outcome.status)), (OUTCOME_TRAILER, outcome.outcome.value))
+        )
         return outcome.result
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:

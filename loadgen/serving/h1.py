@@ -4,7 +4,15 @@
 * ``Expect: 100-continue`` is honoured.
 * A body above ``Limits.max_body`` (announced by ``Content-Length`` or as it arrives) is
   answered ``Limits.too_large`` at once, then the connection closes; a malformed request gets
-  ``Limits.bad_request``, then the connection closes.
+  ``Limits.bad_request``, then the connection closes. Closing after such an answer half-closes
+  first and reads (and drops) what the client still sends for up to ``LINGER_SECONDS``, so the
+  client reads the answer instead of a TCP reset.
+* Timeouts, when ``Limits`` sets them: ``header_timeout`` for a request's head (from its first
+  byte, or from the connection's start), ``body_timeout`` for its body, ``idle_timeout`` between
+  requests of a keep-alive connection. A head or body too slow is answered ``Limits.timed_out``
+  (408) and the connection closes; an idle one just closes. Nothing runs while a responder works.
+* :class:`ConnectionGate`: at most ``cap`` connections of one server; one more is answered
+  ``503`` and closed, and the gate's ``on_full`` hears of it once per episode.
 * A responder answers a :class:`Reply` (sent after its ``delay``, without blocking the loop) or
   an awaitable of one (reading pauses until it is done; a connection lost meanwhile cancels it).
 """
@@ -16,7 +24,7 @@ import contextlib
 import http
 import logging
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
 
@@ -25,6 +33,8 @@ import h11
 from loadgen.protocol.connect import JSON_CONTENT_TYPE, error_body, http_status_of
 
 __all__ = [
+    "LINGER_SECONDS",
+    "ConnectionGate",
     "H1Handler",
     "H1Protocol",
     "Handler",
@@ -44,6 +54,8 @@ Headers = Sequence[tuple[bytes, bytes]]
 _NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
 _REASONS: Final = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _JSON: Final = JSON_CONTENT_TYPE.encode()
+LINGER_SECONDS: Final = 2.0
+"""How long a connection closed after an early answer keeps reading (and dropping) the client's bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,43 @@ class Limits:
     too_large: Reply
     bad_request: Reply
     max_head: int = 16 * 1024  # h11's max_incomplete_event_size
+    header_timeout: float | None = None
+    body_timeout: float | None = None
+    idle_timeout: float | None = None
+    timed_out: Reply | None = None  # the 408 answer of a head or body too slow
+
+
+class ConnectionGate:
+    """Open connections of one server, at most *cap*; beyond, a connection is answered *full* and closed.
+
+    *on_full* is called with the count when the cap is first reached, again only after the count
+    fell below 90% of it (one log line per episode, not one per refused connection).
+    """
+
+    def __init__(self, cap: int, full: bytes, on_full: Callable[[int], None] | None = None) -> None:
+        self.cap = cap
+        self.full = full
+        self.open = 0
+        self.refused = 0
+        self._on_full = on_full
+        self._episode = False
+
+    def enter(self) -> bool:
+        """A connection opened: True if it may stay."""
+        if self.open >= self.cap:
+            self.refused += 1
+            if not self._episode:
+                self._episode = True
+                if self._on_full is not None:
+                    self._on_full(self.open)
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
+        if self._episode and self.open < self.cap * 0.9:
+            self._episode = False
 
 
 def header(headers: Headers, name: bytes) -> bytes | None:
@@ -98,6 +147,7 @@ class H1Handler:
         "_body",
         "_busy",
         "_conn",
+        "_discarding",
         "_headers",
         "_limits",
         "_method",
@@ -105,7 +155,9 @@ class H1Handler:
         "_responder",
         "_size",
         "_target",
+        "_timer",
         "_transport",
+        "_waiting",
     )
 
     def __init__(self, transport: asyncio.Transport, responder: Responder, limits: Limits) -> None:
@@ -120,15 +172,42 @@ class H1Handler:
         self._headers: Headers = ()
         self._body: list[bytes] = []
         self._size = 0
+        self._discarding = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting = ""  # what the timer waits for: "head", "idle", "body" (or nothing)
+        self._arm("head", limits.header_timeout)
 
     def receive(self, data: bytes) -> None:
+        if self._discarding:
+            return
+        if self._waiting == "idle":  # the next request starts: its head has header_timeout
+            self._arm("head", self._limits.header_timeout)
         try:
             self._conn.receive_data(data)
         except RuntimeError:  # data after the peer's EOF
             return
         self._process()
 
+    def _arm(self, waiting: str, seconds: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._waiting = waiting if seconds is not None else ""
+        if seconds is not None:
+            self._timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        waiting, self._waiting = self._waiting, ""
+        if waiting == "idle" or self._limits.timed_out is None:
+            self.shutdown()
+        else:
+            self._fail(self._limits.timed_out)
+
     def eof(self) -> bool:
+        if self._discarding:  # the client sent everything: close now
+            self._transport.close()
+            return True
         with contextlib.suppress(RuntimeError):
             self._conn.receive_data(b"")
         self._process()
@@ -136,6 +215,9 @@ class H1Handler:
 
     def lost(self) -> None:
         self._busy = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
@@ -161,8 +243,10 @@ class H1Handler:
                     return
                 self._body.append(data)
             elif kind is h11.Request:
+                self._arm("body", self._limits.body_timeout)
                 self._start(event)  # type: ignore[arg-type]
             elif kind is h11.EndOfMessage:
+                self._arm("", None)  # the responder takes its time
                 self._end()
             elif kind is h11.ConnectionClosed:
                 self._busy = True
@@ -239,16 +323,38 @@ class H1Handler:
         self._transport.write(out)
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
+            self._arm("idle", self._limits.idle_timeout)
         else:  # MUST_CLOSE, or we answered before reading the whole request
             self._busy = True
-            self._transport.close()
+            self._linger()
 
     def _fail(self, reply: Reply) -> None:
-        """Answer *reply* if a response can still be sent, then close the connection."""
+        """Answer *reply* if a response can still be sent, then close the connection (lingering)."""
         if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self._send(reply, close=True)
         self._busy = True
-        self._transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, drop what the client still sends for up to :data:`LINGER_SECONDS`, then close:
+        closing with unread bytes would reset the connection, and the client would never read the answer."""
+        transport = self._transport
+        if self._discarding or transport.is_closing():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._discarding = True
+        try:
+            can_half_close = transport.can_write_eof()
+            if can_half_close:
+                transport.write_eof()
+        except (OSError, RuntimeError):
+            can_half_close = False
+        if not can_half_close:
+            transport.close()
+            return
+        self._waiting = ""
+        self._timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
 
 def no_delay(transport: asyncio.BaseTransport) -> None:
@@ -311,14 +417,30 @@ class ServerProtocol(asyncio.Protocol):
 
 
 class H1Protocol(ServerProtocol):
-    """An HTTP/1.1-only server connection around :class:`H1Handler` (``loop.create_server(lambda: ...)``)."""
+    """An HTTP/1.1-only server connection around :class:`H1Handler` (``loop.create_server(lambda: ...)``),
+    counted by *gate* when given."""
 
-    def __init__(self, responder: Responder, limits: Limits) -> None:
+    def __init__(self, responder: Responder, limits: Limits, gate: ConnectionGate | None = None) -> None:
         super().__init__()
         self._responder = responder
         self._limits = limits
+        self._gate = gate
+        self._entered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self._transport is not None
+        gate = self._gate
+        if gate is not None:
+            self._entered = gate.enter()
+            if not self._entered:
+                self._transport.write(gate.full)
+                self._transport.close()
+                return
         self._handler = H1Handler(self._transport, self._responder, self._limits)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._entered and self._gate is not None:
+            self._entered = False
+            self._gate.leave()

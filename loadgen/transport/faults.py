@@ -30,6 +30,7 @@ __all__ = [
     "describe_http_error",
     "fault",
     "status_for_http",
+    "too_large_message",
 ]
 
 
@@ -43,6 +44,7 @@ class Fault(enum.Enum):
     DNS = "dns"  # the host name does not resolve
     BAD_URL = "bad_url"  # the endpoint URL cannot be used
     UNDECODABLE = "undecodable"  # a 2xx body that is no RunResponse
+    TOO_LARGE = "too_large"  # a response body above the pool's max_response_bytes (not retried)
     OTHER = "other"  # any other transport failure (retried)
 
 
@@ -54,6 +56,7 @@ FAULT_STATUS: Final[dict[Fault, int]] = {
     Fault.DNS: status.STATUS_DNS_ERROR,
     Fault.BAD_URL: status.STATUS_INVALID_ARGUMENT,
     Fault.UNDECODABLE: status.STATUS_INVALID_RESPONSE,
+    Fault.TOO_LARGE: status.STATUS_INVALID_RESPONSE,
     Fault.OTHER: status.STATUS_TEMPORARY_ERROR,
 }
 
@@ -80,6 +83,12 @@ class AttemptError(Exception):
 def fault(kind: Fault, message: str) -> AttemptError:
     """The :class:`AttemptError` of a fault of *kind*."""
     return AttemptError(FAULT_STATUS[kind], message)
+
+
+def too_large_message(size: int | None, limit: int) -> str:
+    """What an attempt whose response body is too large says (*size*: as announced; ``None``: seen growing)."""
+    what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return f"response body of {what}, above the {limit} bytes loadgen takes (max_response_bytes)"
 
 
 def status_for_http(code: int) -> int:

@@ -31,7 +31,15 @@ from loadgen.transport.base import (
     SignatureHeaders,
     Target,
 )
-from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, describe_http_error, status_for_http
+from loadgen.transport.faults import (
+    FAULT_STATUS,
+    AttemptError,
+    Fault,
+    describe_http_error,
+    fault,
+    status_for_http,
+    too_large_message,
+)
 
 __all__ = ["H1Connection", "ResponseParser"]
 
@@ -55,6 +63,10 @@ class ResponseError(Exception):
     """The bytes are not a valid HTTP/1.x response."""
 
 
+class ResponseTooLarge(ResponseError):
+    """The response's body is larger than the parser takes."""
+
+
 class ResponseParser:
     """Incremental HTTP/1.x response parser for one response at a time.
 
@@ -64,10 +76,13 @@ class ResponseParser:
     ``buffer``.
     """
 
-    __slots__ = ("_parts", "_remaining", "buffer", "keep_alive", "state", "status")
+    __slots__ = ("_parts", "_received", "_remaining", "buffer", "keep_alive", "max_body", "state", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int | None = None) -> None:
         self.buffer = bytearray()
+        self.max_body = max_body
+        """The largest body taken; beyond it :meth:`feed` raises :class:`ResponseTooLarge`."""
+        self._received = 0  # body bytes announced by chunk sizes, or read until the close
         self._parts: list[bytes] = []
         self._remaining = 0
         self.state = _HEAD
@@ -78,9 +93,15 @@ class ResponseParser:
         """Get ready for the next response."""
         self._parts = []
         self._remaining = 0
+        self._received = 0
         self.state = _HEAD
         self.status = 0
         self.keep_alive = True
+
+    def _count(self, size: int) -> None:
+        self._received += size
+        if self.max_body is not None and self._received > self.max_body:
+            raise ResponseTooLarge(too_large_message(None, self.max_body))
 
     @property
     def until_close(self) -> bool:
@@ -135,6 +156,7 @@ class ResponseParser:
                 if size == 0:
                     self.state = _TRAILERS
                 else:
+                    self._count(size)
                     self._remaining = size
                     self.state = _CHUNK_DATA
             elif state == _CHUNK_DATA:
@@ -166,6 +188,7 @@ class ResponseParser:
                     return True
             elif state == _UNTIL_CLOSE:
                 if buf:
+                    self._count(len(buf))
                     self._parts.append(bytes(buf))
                     buf.clear()
                 return False
@@ -213,6 +236,9 @@ class ResponseParser:
         self.status = status
         self.keep_alive = keep_alive
         self._parts = []
+        self._received = 0
+        if length is not None and self.max_body is not None and length > self.max_body:
+            raise ResponseTooLarge(too_large_message(length, self.max_body))
         if status in (204, 304):
             self.state = _DONE
             return True
@@ -241,13 +267,13 @@ class H1Connection(Connection):
 
     __slots__ = ("_closed_fut", "_exchange", "_loop", "_parser", "_received", "_transport", "reused")
 
-    def __init__(self, owner: Owner, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, owner: Owner, loop: asyncio.AbstractEventLoop, max_response: int | None = None) -> None:
         super().__init__(owner, 1)
         self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._closed_fut: asyncio.Future[None] = loop.create_future()
         self._exchange: Exchange | None = None
-        self._parser = ResponseParser()
+        self._parser = ResponseParser(max_response)
         self._received = False
         self.reused = False
 
@@ -270,6 +296,9 @@ class H1Connection(Connection):
         parser = self._parser
         try:
             complete = parser.feed(data)
+        except ResponseTooLarge as exc:
+            self._finish(exc=fault(Fault.TOO_LARGE, str(exc)))
+            return
         except ResponseError as exc:
             self._finish(exc=AttemptError(_HTTP_ERROR, f"malformed HTTP/1.1 response: {exc}"))
             return

@@ -39,7 +39,15 @@ from loadgen.transport.base import (
     SignatureHeaders,
     Target,
 )
-from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, describe_http_error, status_for_http
+from loadgen.transport.faults import (
+    FAULT_STATUS,
+    AttemptError,
+    Fault,
+    describe_http_error,
+    fault,
+    status_for_http,
+    too_large_message,
+)
 from loadgen.transport.frames import (
     CONTINUATION,
     DATA,
@@ -111,7 +119,18 @@ _SETTINGS_ACK = settings_frame({}, ack=True)
 class H2Stream(Exchange):
     """One request/response exchange on an HTTP/2 connection."""
 
-    __slots__ = ("body", "length", "offset", "parts", "pending", "recv_unacked", "send_window", "sid", "status")
+    __slots__ = (
+        "body",
+        "length",
+        "offset",
+        "parts",
+        "pending",
+        "received",
+        "recv_unacked",
+        "send_window",
+        "sid",
+        "status",
+    )
 
     def __init__(self, fut: asyncio.Future[Result], deadline: float, sid: int, send_window: int) -> None:
         super().__init__(fut, deadline)
@@ -124,6 +143,7 @@ class H2Stream(Exchange):
         self.offset = 0
         self.send_window = send_window
         self.recv_unacked = 0
+        self.received = 0  # response body bytes so far
 
 
 class _Headers:
@@ -160,6 +180,7 @@ class H2Connection(Connection):
         "_hcache",
         "_indexed",
         "_loop",
+        "_max_response",
         "_max_streams",
         "_need",
         "_out",
@@ -193,8 +214,10 @@ class H2Connection(Connection):
         await_settings: bool,
         stream_budget: int | None = None,
         require_alpn: bool = False,
+        max_response: int | None = None,
     ) -> None:
         super().__init__(owner, min(max_streams, _PEER_DEFAULT_STREAMS))
+        self._max_response = max_response
         self._loop = loop
         self._max_streams = max_streams
         self.await_settings = await_settings
@@ -307,7 +330,10 @@ class H2Connection(Connection):
                         chunk = data[start:end]
                     if stream.status < 200:
                         self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, "DATA before the response headers")
+                    elif self._max_response is not None and stream.received + len(chunk) > self._max_response:
+                        self._too_large(stream, None)
                     else:
+                        stream.received += len(chunk)
                         if stream.body:
                             if stream.parts is None:
                                 stream.parts = [stream.body, chunk]
@@ -569,6 +595,15 @@ class H2Connection(Connection):
             stream.fut.set_exception(AttemptError(_HTTP_ERROR, f"HTTP/2 stream error ({error_name(code)}): {message}"))
         self._release()
 
+    def _too_large(self, stream: H2Stream, size: int | None) -> None:
+        """A response body above ``max_response``: cancel the stream, fail the attempt (not retried)."""
+        assert self._max_response is not None
+        self._streams.pop(stream.sid, None)
+        self._reset(stream, ErrorCode.CANCEL)
+        if not stream.fut.done():
+            stream.fut.set_exception(fault(Fault.TOO_LARGE, too_large_message(size, self._max_response)))
+        self._release()
+
     def _reset(self, stream: H2Stream, code: int) -> None:
         self._blocked.pop(stream.sid, None)
         stream.pending = None
@@ -631,6 +666,9 @@ class H2Connection(Connection):
                 return True
             stream.status = status
             stream.length = length if status >= 200 else -1
+            if self._max_response is not None and stream.length > self._max_response:
+                self._too_large(stream, stream.length)
+                return True
             if status < 200 and flags & END_STREAM:
                 self._stream_error(stream, ErrorCode.PROTOCOL_ERROR, "stream ended after an informational response")
                 return True

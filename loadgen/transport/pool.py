@@ -211,13 +211,15 @@ class _Origin:
         loop = pool.loop()
         conn: Connection
         if self.protocol == "h1":
-            conn = H1Connection(self, loop)
+            conn = H1Connection(self, loop, pool.max_response_bytes)
         else:
             await_settings = self.protocol is None and not self.tls
             if self.budget is not None and loop.time() > self.budget_expires:
                 self.budget, self.budget_confirmed, self.budget_safe = None, False, 0
             require_alpn = pool.protocol == "auto"  # "h2" over TLS: h2 even if the server does no ALPN
-            conn = H2Connection(self, loop, pool.max_streams, await_settings, self.budget, require_alpn)
+            conn = H2Connection(
+                self, loop, pool.max_streams, await_settings, self.budget, require_alpn, pool.max_response_bytes
+            )
         context = pool.ssl_context() if self.tls else None
         try:
             async with asyncio.timeout(pool.timeout):
@@ -237,7 +239,7 @@ class _Origin:
             return
         if isinstance(conn, H2Connection) and conn.alpn_http11:
             conn.closed = True  # replaced: it never sees the transport again
-            conn = H1Connection(self, loop)
+            conn = H1Connection(self, loop, pool.max_response_bytes)
             transport.set_protocol(conn)
             conn.connection_made(transport)
         if not conn.closed:
@@ -377,6 +379,7 @@ class EndpointPool:
         protocol: Protocol = "auto",
         ssl_context: ssl.SSLContext | None = None,
         content_type: str = RUN_CONTENT_TYPE,
+        max_response_bytes: int | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -390,6 +393,8 @@ class EndpointPool:
             raise ValueError("content_type must be a plain ASCII header value")
         self.connections = connections
         self.max_streams = max_streams
+        self.max_response_bytes = max_response_bytes
+        """The largest response body taken; a larger one fails its attempt (INVALID_RESPONSE, not retried)."""
         self.timeout = float(timeout)
         self.protocol: Protocol = protocol
         self.closed = False

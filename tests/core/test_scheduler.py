@@ -13,6 +13,7 @@ from loadgen.core.scheduler import (
     Action,
     CallFinished,
     Outcome,
+    PollRefused,
     RetryPolicy,
     RetryScheduled,
     RunAttempt,
@@ -269,5 +270,48 @@ def test_unknown_and_stale_attempts_are_ignored(scheduler: Scheduler) -> None:
 def test_cancel_all_accounts_for_everything(scheduler: Scheduler) -> None:
     scheduler.submit([call(), call()], T0)
     assert scheduler.counters.in_flight == 2
-    ended = finished(scheduler.cancel_all(T0, "shard stopped"))
-    assert len(ended) == 2 and scheduler.counters.expired == 2 and scheduler.counters.in_flight == 0
+    ended = finished(scheduler.cancel_all(T0, "the run ended before the call finished"))
+    assert len(ended) == 2 and scheduler.counters.in_flight == 0
+    assert scheduler.counters.cancelled == 2 and scheduler.counters.expired == 0
+    assert {(e.outcome, e.status) for e in ended} == {(Outcome.CANCELLED, st.STATUS_TIMEOUT)}
+    error = ended[0].result.error
+    assert (error.type, error.message) == ("CANCELLED", "the run ended before the call finished")
+
+
+def test_a_poll_asking_for_more_children_than_allowed_starts_none_and_resumes_with_an_error() -> None:
+    scheduler = Scheduler(rng=random.Random(7), max_poll_calls=2)
+    (root,), actions = scheduler.submit([call("parent")], T0)
+    attempt = only_attempt(actions)
+    actions = scheduler.on_response(root, attempt.attempt, poll(call("c", 1), call("c", 2), call("c", 3)), T0)
+    (refused,) = [a for a in actions if isinstance(a, PollRefused)]
+    resume = only_attempt(actions)  # no child started: the caller is resumed at once
+    assert resume.dispatch_id == root and scheduler.live_calls == 1
+    error = resume.request.poll_result.error
+    assert (error.type, error.message) == ("TooManyCalls", "asked for 3 calls; at most 2 per poll (max_poll_calls)")
+    assert refused.message == error.message and resume.request.poll_result.coroutine_state == b"S"
+    actions = scheduler.on_response(root, resume.attempt, poll(call("c", 1), call("c", 2)), T0)
+    assert len(attempts(actions)) == 2  # at the limit: allowed
+
+
+def test_a_root_result_too_large_to_deliver_fails_with_a_small_error_saying_its_size() -> None:
+    scheduler = Scheduler(rng=random.Random(7), max_result_bytes=1000)
+    (small, large), actions = scheduler.submit([call("f", 1), call("f", 2)], T0)
+    first, second = attempts(actions)
+    (done,) = finished(scheduler.on_response(small, first.attempt, exit_ok("x" * 900), T0))
+    assert done.outcome is Outcome.COMPLETED and done.result_bytes == done.result.ByteSize() > 900
+    (done,) = finished(scheduler.on_response(large, second.attempt, exit_ok("x" * 5000), T0))
+    assert (done.outcome, done.status) == (Outcome.FAILED, st.STATUS_INVALID_RESPONSE)
+    assert done.result.error.type == "ResultTooLarge" and not done.result.HasField("output")
+    message = done.result.error.message
+    assert "completed with a result of 5,0" in message and "above the 1,000 bytes" in message
+    assert (done.result.correlation_id, done.result.dispatch_id) == (2, large)
+    assert done.result_bytes == done.result.ByteSize() < 1000
+    assert scheduler.counters.completed == 1 and scheduler.counters.failed == {"INVALID_RESPONSE": 1}
+
+
+def test_issued_ids_are_told_from_ids_never_given() -> None:
+    scheduler = Scheduler(id_prefix="00000001")
+    (given,), _ = scheduler.submit([call()], T0)
+    assert scheduler.issued(given)
+    assert not scheduler.issued("00000001" + "f" * 24) and not scheduler.issued("00000002" + given[8:])
+    assert not scheduler.issued("short") and not scheduler.issued("00000001" + "z" * 24)

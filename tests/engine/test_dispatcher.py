@@ -130,16 +130,28 @@ def test_attempts_beyond_the_limit_wait_as_records_and_all_run() -> None:
     asyncio.run(main())
 
 
-def test_drain_expires_the_calls_still_running_and_reports_how_many() -> None:
+def test_drain_cancels_the_calls_still_running_says_why_and_reports_how_many() -> None:
     async def main() -> None:
         engine = dispatcher(FakeTransport(echo, asyncio.Event()))  # the endpoint never answers
         (dispatch_id,) = engine.submit(calls())
         assert engine.in_flight == 1
-        assert await engine.drain(0.05) == 1
-        outcome = await engine.wait(dispatch_id, timeout=1)
-        assert outcome.outcome is Outcome.EXPIRED and outcome.status == st.STATUS_TIMEOUT
-        assert "the shard stopped before the call finished" in outcome.result.error.message
+        waiting = asyncio.ensure_future(engine.wait(dispatch_id, timeout=5))  # a Wait already pending
+        await asyncio.sleep(0.01)
+        assert await engine.drain(0.05, "the run ended before the call finished") == 1
+        for outcome in (await waiting, await engine.wait(dispatch_id, timeout=1)):
+            assert outcome.outcome is Outcome.CANCELLED and outcome.status == st.STATUS_TIMEOUT
+            error = outcome.result.error
+            assert (error.type, error.message) == ("CANCELLED", "the run ended before the call finished")
         assert engine.in_flight == 0
+        await asyncio.sleep(0)  # the cut-off attempt's task ends
+        snapshot = engine.stats.snapshot()
+        assert snapshot.accounting().cancelled == 1 and snapshot.accounting().expired == 0
+        assert snapshot.histogram("attempt", ("echo", "CANCELLED")).count == 1  # the attempt has an end too
+        assert snapshot.histogram("e2e", ("echo", "cancelled")).count == 1
+        ((kind, function, status), tally), = snapshot.failures.items()
+        assert (kind, function, status, tally.sample) == (
+            "cancelled", "echo", "TIMEOUT", "CANCELLED: the run ended before the call finished"
+        )
 
     asyncio.run(main())
 

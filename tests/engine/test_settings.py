@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from loadgen.cli import build_parser
+from loadgen.engine.ledger import LedgerHandle
 from loadgen.engine.settings import SETTINGS, EngineSettings, EngineSetup, SettingError, settings_from
 from loadgen.engine.shard import ShardConfig
 from loadgen.runs.scenario import loads_scenario, scenario_to_dict
@@ -27,6 +28,11 @@ OTHER = {
     "request_timeout": ('"5s"', "5", 5.0),
     "http": ('"h2"', "h2", "h2"),
     "result_retention": ("1000", "1000", 1000),
+    "result_retention_bytes": ('"8MiB"', "8MiB", 8 << 20),
+    "max_message_bytes": ('"4MB"', "4000000", 4_000_000),
+    "max_response_bytes": ("1048576", "1MiB", 1 << 20),
+    "max_poll_calls": ("500", "500", 500),
+    "max_connections": ("100", "100", 100),
 }
 
 
@@ -58,10 +64,11 @@ def test_a_setting_reaches_the_same_value_from_a_flag_and_from_a_scenario(name: 
 def test_the_shard_configuration_carries_the_settings_whole() -> None:
     settings = EngineSettings(shards=1, connections=3, result_retention=7)
     setup = EngineSetup("http://127.0.0.1:9", "key", None, settings=settings)
-    config = ShardConfig(index=0, epoch=1, setup=setup, port=1, connect_port=0, ledger_path="", ledger_rows=1)
+    handle = LedgerHandle(None, "")
+    config = ShardConfig(index=0, epoch=1, setup=setup, port=1, connect_port=0, ledger=handle, ledger_rows=1)
     assert config.setup.settings is settings
     assert {f.name for f in dataclasses.fields(ShardConfig)} == {
-        "index", "epoch", "setup", "port", "connect_port", "ledger_path", "ledger_rows"
+        "index", "epoch", "setup", "port", "connect_port", "ledger", "ledger_rows"
     }
 
 

@@ -147,7 +147,7 @@ def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], e
     accounting = final.accounting()
     assert accounting.balanced, str(accounting)
     assert accounting.in_flight == 0 and accounting.lost == 0
-    assert accounting.completed + accounting.failed + accounting.expired == dispatched
+    assert accounting.completed + accounting.failed + accounting.expired + accounting.cancelled == dispatched
 
     # The bridged entries hold exactly the shards' numbers (the bridge waited for in-flight calls to end).
     for function in FUNCTIONS:

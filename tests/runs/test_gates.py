@@ -384,14 +384,16 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
     from loadgen.runs.metrics import LocustTotals
 
     stats = ShardStats("s")
-    stats.count_accepted(3)
+    stats.count_accepted(4)
     stats.record_call("f", "completed", "OK", 0.01)
     stats.record_call("f", "expired", "TIMEOUT", 60.0)
+    stats.record_call("f", "cancelled", "TIMEOUT", 5.0)
     stats.set_gauge("in_flight", 1)
-    gates = implicit_gates()
+    gates = implicit_gates(remote=True)
     assert [str(g) for g in gates] == [
         "failed == 0",
         "expired == 0",
+        "cancelled == 0",
         "lost == 0",
         "wrong == 0",
         "in_flight == 0",
@@ -401,6 +403,7 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
     assert {r.metric: r.passed for r in results} == {
         "failed": True,
         "expired": False,
+        "cancelled": False,
         "lost": True,
         "wrong": True,
         "in_flight": False,
@@ -409,8 +412,10 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
     assert all(r.implicit and r.message.startswith("implicit gate") for r in results)
     write_junit(results, tmp_path / "junit.xml", "suite")
     names = [case.get("name") for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")]
-    assert "implicit: expired == 0" in names
-    assert [str(g) for g in implicit_gates(with_locust=False)][-1] == "in_flight == 0"
+    assert "implicit: expired == 0" in names and "implicit: cancelled == 0" in names
+    # local shards cancel what is left at the end: nothing stays in flight to judge
+    assert [str(g) for g in implicit_gates(with_locust=False)][-1] == "wrong == 0"
+    assert [str(g) for g in implicit_gates(with_locust=False, remote=True)][-1] == "in_flight == 0"
 
 
 def test_unscoped_rpc_metrics_cover_dispatch_rpcs_and_session_groups() -> None:

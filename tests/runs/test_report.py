@@ -88,6 +88,25 @@ def summary_of(**overrides: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def test_a_folder_left_incomplete_by_a_run_that_is_gone_is_noticed_once(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
+
+    finished, killed, running = (new_run_dir(tmp_path, name, START) for name in ("done", "killed", "running"))
+    for folder in (finished, killed, running):
+        mark_incomplete(folder, START)
+    mark_complete(finished)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker = json.loads((killed / "incomplete").read_text())
+    (killed / "incomplete").write_text(json.dumps({**marker, "pid": int(dead.stdout)}))
+    ((folder, what),) = notice_incomplete(tmp_path)  # not the finished one, not the one still running
+    assert folder == killed and "ended before it wrote summary.json" in what and START.isoformat()[:10] in what
+    assert notice_incomplete(tmp_path) == []  # said once
+
+
 def test_new_run_dir(tmp_path: Path) -> None:
     first = new_run_dir(tmp_path / "results", "Retry Storm!", START)
     assert first == tmp_path / "results" / "20261127T210000Z-retry-storm" and first.is_dir()

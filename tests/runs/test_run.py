@@ -174,6 +174,7 @@ def test_sigterm_ends_the_run_cleanly_with_results(tmp_path: Path) -> None:
     assert process.returncode == 0, stdout + stderr
     summary = json.loads((only_run_dir(tmp_path) / "summary.json").read_text())
     assert summary["accounting"]["balanced"] and summary["accounting"]["in_flight"] == 0
+    assert not (only_run_dir(tmp_path) / "incomplete").exists()
     assert not _wait_gone(children), "children outlived the run"
 
 
@@ -184,18 +185,27 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     assert not _wait_gone(children), "orphans left behind"
+    run_dir = only_run_dir(tmp_path)  # no summary, and marked so: the next run says it (test_results_folder)
+    marker = json.loads((run_dir / "incomplete").read_text())
+    assert marker["pid"] == process.pid and not (run_dir / "summary.json").exists()
+    from loadgen.runs.results.folder import notice_incomplete
+
+    ((folder, what),) = notice_incomplete(tmp_path)
+    assert folder == run_dir and f"pid {process.pid}" in what and "before it wrote summary.json" in what
 
 
 def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_path: Path) -> None:
-    """Calls that never end (60 s sleeps) are reported in flight after stop_timeout; failed and wrong
-    calls fail the implicit gates; the run lasts duration + stop_timeout + start-up and teardown."""
+    """Calls that never end (60 s sleeps) are cancelled after stop_timeout, saying why (not expired: their
+    deadline had not come); failed and wrong calls fail the implicit gates (echo weighs most: some user
+    checks one before every user waits on a sleep); the run lasts duration + stop_timeout + start-up and
+    teardown."""
     scenario = tmp_path / "bad.toml"
     scenario.write_text(
         'name = "bad"\n[engine]\nshards = 1\n'
         '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\n'
         '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\nbatch = 10\nwait = false\n'
         '[[workload]]\nfunction = "fail"\ninput = { status = "PERMANENT_ERROR", times = 1 }\n'
-        '[[workload]]\nfunction = "echo"\ninput = { message = "hi" }\nexpect = { message = "ho" }\n'
+        '[[workload]]\nfunction = "echo"\nweight = 4\ninput = { message = "hi" }\nexpect = { message = "ho" }\n'
         '[load]\nusers = 4\nduration = "2s"\nstop_timeout = "1s"\n'
     )
     results = tmp_path / "results"
@@ -207,25 +217,31 @@ def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_p
     run_dir = only_run_dir(results)
     summary = json.loads((run_dir / "summary.json").read_text())
     accounting = summary["accounting"]
-    assert accounting["balanced"] and accounting["in_flight"] > 0 and accounting["expired"] == 0
+    assert accounting["balanced"] and accounting["cancelled"] > 0 and accounting["expired"] == 0
+    assert accounting["in_flight"] == 0
     gates = json.loads((run_dir / "gates.json").read_text())["gates"]
     verdict = {gate["metric"]: gate["passed"] for gate in gates}
     assert verdict == {
         "failed": False,
         "expired": True,
+        "cancelled": False,
         "lost": True,
         "wrong": False,
-        "in_flight": False,
         "locust.failures": False,
         "dropped": True,
     }
+    assert summary["functions"]["sleep"]["cancelled"] == accounting["cancelled"]
+    cancelled = [e for e in summary["errors"] if e["kind"] == "cancelled"]
+    assert cancelled and cancelled[0]["sample"] == (
+        "CANCELLED: the run ended before the call finished (stop_timeout 1s after the load stopped)"
+    )
     assert all(gate["implicit"] for gate in gates)
     assert summary["functions"]["echo"]["wrong"] == summary["functions"]["echo"]["checked"] > 0
     failed = summary["functions"]["fail"]
     assert failed["failed"] == failed["attempts"] > 0  # PERMANENT_ERROR: one attempt, not retried
-    assert "in flight at the end" in done.stdout and "implicit gate" in done.stdout
+    assert "cancelled at the end" in done.stdout and "implicit gate" in done.stdout
     suite = ET.parse(run_dir / "junit.xml").getroot()
-    assert any(case.get("name") == "implicit: in_flight == 0" for case in suite.iter("testcase"))
+    assert any(case.get("name") == "implicit: cancelled == 0" for case in suite.iter("testcase"))
 
 
 def test_keygen_lines_export_both_keys_when_evaluated() -> None:

@@ -60,7 +60,7 @@ from loadgen.transport.frames import (
     frame_header,
     goaway_frame,
 )
-from loadgen.transport.h1conn import ResponseError, ResponseParser
+from loadgen.transport.h1conn import ResponseError, ResponseParser, ResponseTooLarge
 from loadgen.transport.h2conn import MAX_STREAM_ID, H2Connection
 from loadgen.transport.hpackdec import HeaderBlockError, StatusDecoder
 
@@ -622,6 +622,34 @@ def test_large_bodies_both_ways(protocol: str) -> None:
         await endpoint.close()
 
     run(main(), "uvloop")
+
+
+@pytest.mark.parametrize("protocol", ["h2", "http/1.1"])
+def test_a_response_above_max_response_bytes_fails_its_attempt_and_the_pool_keeps_serving(protocol: str) -> None:
+    async def main() -> None:
+        endpoint = await start_endpoint("127.0.0.1", 0, KEY.public_key())
+        pool = EndpointPool(SIGNER, protocol=protocol, max_response_bytes=1_000_000)  # type: ignore[arg-type]
+        async with pool:
+            too_large = pool.post_run(endpoint.url, run_body("payload", {"bytes": 2_000_000}))
+            error = await expect_error(too_large, status_pb2.STATUS_INVALID_RESPONSE)
+            assert "above the 1000000 bytes loadgen takes (max_response_bytes)" in error.message
+            assert len(echoed(await pool.post_run(endpoint.url, run_body("payload", {"bytes": 900_000})))) == 900_000
+        await endpoint.close()
+
+    run(main(), "uvloop")
+
+
+def test_response_parser_bounds_chunked_and_until_close_bodies() -> None:
+    parser = ResponseParser(max_body=10)
+    assert not parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    with pytest.raises(ResponseTooLarge, match="above the 10 bytes"):
+        parser.feed(b"6\r\n")
+    parser = ResponseParser(max_body=10)
+    assert not parser.feed(b"HTTP/1.0 200 OK\r\n\r\n0123456789")
+    with pytest.raises(ResponseTooLarge):
+        parser.feed(b"!")
+    with pytest.raises(ResponseTooLarge, match="response body of 11 bytes"):
+        ResponseParser(max_body=10).feed(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n")
 
 
 @pytest.mark.parametrize("size", [0, 100, 1000])

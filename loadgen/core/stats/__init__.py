@@ -19,11 +19,11 @@ Latency families, each keyed by a pair of names:
 * ``rpc``: (RPC name, ``"ok"`` / ``"error"``), by :meth:`ShardStats.record_rpc`;
 * ``attempt``: (function, status name such as ``"OK"`` or ``"TCP_ERROR"``), by
   :meth:`ShardStats.record_attempt`;
-* ``e2e``: (function, ``"completed"`` / ``"failed"`` / ``"expired"``), from a root
+* ``e2e``: (function, ``"completed"`` / ``"failed"`` / ``"expired"`` / ``"cancelled"``), from a root
   call's acceptance to its end, by :meth:`ShardStats.record_call`.
 
 Counters (cumulative, summed by a merge): ``accepted``, ``completed``,
-``failed/<STATUS>``, ``expired``, ``attempts`` (derived from the ``attempt``
+``failed/<STATUS>``, ``expired``, ``cancelled`` (ended by a drain), ``attempts`` (derived from the ``attempt``
 histograms), ``retries/<STATUS>``, ``lost`` and, only when it happened,
 ``clamped`` (values outside the histogram range, recorded at its edge).
 Gauges (current values, also summed by a merge): ``in_flight`` and
@@ -31,10 +31,10 @@ Gauges (current values, also summed by a merge): ``in_flight`` and
 
 Failures by (kind, function, status), with a count and the first message seen
 (:meth:`ShardStats.record_failure`, :attr:`Snapshot.failures`): kind ``attempt`` (an
-endpoint attempt that did not answer OK, retried or not), ``failed`` or ``expired`` (a root
+endpoint attempt that did not answer OK, retried or not), ``failed``, ``expired`` or ``cancelled`` (a root
 call that ended so). Counts merge exactly; the sample of a merge is the first shard's (in
 name order) that has one. This is what Locust's failures tab is to requests. Root calls balance:
-``accepted == completed + failed + expired + in_flight + lost``
+``accepted == completed + failed + expired + cancelled + in_flight + lost``
 (:meth:`Snapshot.accounting`).
 
 Histograms are ``hdrh`` (HdrHistogram) counts over 1 µs .. 1 hour at 3

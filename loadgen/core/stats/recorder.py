@@ -11,8 +11,10 @@ from typing import Any, Final
 from loadgen.core.counters import (
     ACCEPTED,
     ATTEMPTS,
+    CANCELLED,
     CLAMPED,
     COMPLETED,
+    EVICTED,
     EXPIRED,
     LOST,
     Counter,
@@ -44,7 +46,7 @@ from loadgen.core.stats.snapshot import (
 __all__ = ["SAMPLE_CHARS", "ShardStats"]
 
 SAMPLE_CHARS: Final = 300
-_OUTCOME_COUNTERS: Final = {"completed": COMPLETED, "expired": EXPIRED}
+_OUTCOME_COUNTERS: Final = {"completed": COMPLETED, "expired": EXPIRED, "cancelled": CANCELLED}
 
 
 class _Series:
@@ -99,7 +101,7 @@ class ShardStats:
     def __init__(
         self,
         shard: str,
-        counters: tuple[Counter, ...] = (ACCEPTED, COMPLETED, EXPIRED, LOST),
+        counters: tuple[Counter, ...] = (ACCEPTED, COMPLETED, EXPIRED, CANCELLED, LOST),
         gauges: tuple[str, ...] = (GAUGE_IN_FLIGHT, GAUGE_OPEN_CONNECTIONS),
     ) -> None:
         self.shard = shard
@@ -145,7 +147,7 @@ class ShardStats:
     def record_call(self, function: str, outcome: str, status: str, seconds: float) -> None:
         """A root call ended, *seconds* after it was accepted.
 
-        *outcome*: ``"completed"``, ``"failed"`` (counted by *status*) or ``"expired"``.
+        *outcome*: ``"completed"``, ``"failed"`` (counted by *status*), ``"expired"`` or ``"cancelled"``.
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown call outcome {outcome!r}")
@@ -158,7 +160,8 @@ class ShardStats:
         self._counters[name] = self._counters.get(name, 0) + 1
 
     def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
-        """A failure of *kind* (``attempt``, ``failed``, ``expired``): counted, the first *message* kept."""
+        """A failure of *kind* (``attempt``, ``failed``, ``expired``, ``cancelled``): counted, the first
+        *message* kept."""
         key = (kind, function, status)
         tally = self._failures.get(key)
         if tally is None:
@@ -182,6 +185,10 @@ class ShardStats:
         if n < 0:
             raise ValueError("count must be >= 0")
         self._counters[LOST] = self._counters.get(LOST, 0) + n
+
+    def count_evicted(self, n: int = 1) -> None:
+        """*n* results were evicted from the shard's store for ``Wait``."""
+        self._counters[EVICTED] = self._counters.get(EVICTED, 0) + n
 
     def set_gauge(self, name: str, value: int) -> None:
         """Set gauge *name* (:data:`GAUGE_IN_FLIGHT`, :data:`GAUGE_OPEN_CONNECTIONS`, ...)."""

@@ -15,6 +15,7 @@ import orjson
 
 from loadgen.core.counters import (
     ACCEPTED,
+    CANCELLED,
     COMPLETED,
     EXPIRED,
     LOST,
@@ -63,10 +64,10 @@ CALLER_FAMILIES: Final[tuple[Family, ...]] = ("latency", "lag", "loop_lag")
 Key = tuple[str, str]
 HistKey = tuple[Family, str, str]
 FailureKey = tuple[str, str, str]  # (kind, function, status)
-FAILURE_KINDS: Final[tuple[str, ...]] = ("attempt", "failed", "expired")
+FAILURE_KINDS: Final[tuple[str, ...]] = ("attempt", "failed", "expired", "cancelled", "poll")
 GAUGE_IN_FLIGHT: Final = "in_flight"
 GAUGE_OPEN_CONNECTIONS: Final = "open_connections"
-OUTCOMES: Final = frozenset({"completed", "failed", "expired"})
+OUTCOMES: Final = frozenset({"completed", "failed", "expired", "cancelled"})
 FORMAT: Final = "loadgen.stats/1"
 K = TypeVar("K")
 
@@ -166,7 +167,7 @@ def _add_into(total: dict[K, int], part: Mapping[K, int]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Accounting:
-    """Root calls: ``accepted`` should equal ``completed + failed + expired + in_flight + lost``."""
+    """Root calls: ``accepted`` should equal ``completed + failed + expired + cancelled + in_flight + lost``."""
 
     accepted: int
     completed: int
@@ -174,10 +175,11 @@ class Accounting:
     expired: int
     in_flight: int
     lost: int
+    cancelled: int = 0
 
     @property
     def accounted(self) -> int:
-        return self.completed + self.failed + self.expired + self.in_flight + self.lost
+        return self.completed + self.failed + self.expired + self.cancelled + self.in_flight + self.lost
 
     @property
     def difference(self) -> int:
@@ -192,7 +194,8 @@ class Accounting:
         verdict = "balanced" if self.balanced else f"UNBALANCED by {self.difference:+d}"
         return (
             f"accepted {self.accepted} = completed {self.completed} + failed {self.failed}"
-            f" + expired {self.expired} + in_flight {self.in_flight} + lost {self.lost}: {verdict}"
+            f" + expired {self.expired} + cancelled {self.cancelled} + in_flight {self.in_flight}"
+            f" + lost {self.lost}: {verdict}"
         )
 
 
@@ -287,6 +290,7 @@ class Snapshot:
             expired=counters.get(EXPIRED, 0),
             in_flight=gauges.get(GAUGE_IN_FLIGHT, 0),
             lost=counters.get(LOST, 0),
+            cancelled=counters.get(CANCELLED, 0),
         )
 
     def merge(self, other: Snapshot) -> Snapshot:
@@ -364,13 +368,15 @@ class Snapshot:
                 histograms[key] = diff
         return Snapshot(per_shard, histograms)
 
-    def mark_lost(self, shard: str, accepted: int | None = None, ended: tuple[int, int, int] | None = None) -> Snapshot:
+    def mark_lost(
+        self, shard: str, accepted: int | None = None, ended: tuple[int, int, int, int] | None = None
+    ) -> Snapshot:
         """*shard* died after this snapshot: a copy where it is final (``crashed``).
 
         Every root call it accepted and did not end is ``lost``: ``accepted`` (by default
         its own counter; pass a larger count kept outside the process, such as a ledger,
-        to include calls accepted after this snapshot) minus completed, failed and expired.
-        *ended* = ``(completed, failed, expired)`` from such a ledger counts the calls that
+        to include calls accepted after this snapshot) minus completed, failed, expired and cancelled.
+        *ended* = ``(completed, failed, expired, cancelled)`` from such a ledger counts the calls that
         ended after this snapshot too (failures it did not see by status go under
         ``failed/UNKNOWN``). Its gauges become 0. A restarted shard may report under the same
         name: a merge keeps crashed shards apart (see :func:`merge_snapshots`).
@@ -382,14 +388,20 @@ class Snapshot:
                 raise ValueError(f"{shard} accepted {counters.get(ACCEPTED, 0)} calls, not {accepted}")
             counters[ACCEPTED] = accepted
         if ended is not None:
-            completed, failed_calls, expired = ended
+            completed, failed_calls, expired, cancelled = ended
             counters[COMPLETED] = max(counters.get(COMPLETED, 0), completed)
             counters[EXPIRED] = max(counters.get(EXPIRED, 0), expired)
+            counters[CANCELLED] = max(counters.get(CANCELLED, 0), cancelled)
             seen_failed = total(counters, CounterKind.FAILED)
             if failed_calls > seen_failed:
                 unknown = failed("UNKNOWN")
                 counters[unknown] = counters.get(unknown, 0) + failed_calls - seen_failed
-        ended_total = counters.get(COMPLETED, 0) + counters.get(EXPIRED, 0) + total(counters, CounterKind.FAILED)
+        ended_total = (
+            counters.get(COMPLETED, 0)
+            + counters.get(EXPIRED, 0)
+            + counters.get(CANCELLED, 0)
+            + total(counters, CounterKind.FAILED)
+        )
         counters[LOST] = max(counters.get(ACCEPTED, 0) - ended_total, 0)  # an excess of ended calls stays visible
         per_shard = dict(self.per_shard)
         per_shard[shard] = ShardSummary(
@@ -397,7 +409,7 @@ class Snapshot:
         )
         return Snapshot(per_shard, self.histograms)
 
-    def retired(self, accepted: int | None = None, ended: tuple[int, int, int] | None = None) -> Snapshot:
+    def retired(self, accepted: int | None = None, ended: tuple[int, int, int, int] | None = None) -> Snapshot:
         """:meth:`mark_lost` for the one shard of this snapshot."""
         if len(self.per_shard) != 1:
             raise ValueError(f"retired() needs a snapshot of one shard, not {len(self.per_shard)}")

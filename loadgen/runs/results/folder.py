@@ -1,14 +1,28 @@
-"""The run folder: ``results/<UTC timestamp>-<scenario>/``, and the versions a run records."""
+"""The run folder: ``results/<UTC timestamp>-<scenario>/``, its ``incomplete`` marker, and the versions
+a run records.
+
+A run marks its folder ``incomplete`` (its pid and start) as it starts and removes the marker once
+``summary.json`` is written. A run killed on the way (SIGKILL, a power cut) leaves the marker; the
+next ``loadgen run`` on the same results folder finds it (:func:`notice_incomplete`), says so,
+and records in the marker that it was noticed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
 import platform
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["new_run_dir", "utc", "versions"]
+import orjson
+
+__all__ = ["INCOMPLETE_FILE", "mark_complete", "mark_incomplete", "new_run_dir", "notice_incomplete", "utc", "versions"]
+
+INCOMPLETE_FILE = "incomplete"
+"""The marker of a run folder whose run has not (or never) written its summary."""
 
 
 def _slug(name: str) -> str:
@@ -38,6 +52,51 @@ def new_run_dir(results_root: str | Path, scenario_name: str, now: datetime) -> 
             continue
         return candidate
     raise FileExistsError(f"{root / base}: too many runs with this name and second")
+
+
+def mark_incomplete(run_dir: Path, started: datetime, reason: str = "") -> None:
+    """Mark *run_dir* incomplete: this process's pid and the run's start (and *reason*, when known)."""
+    marker = {"pid": os.getpid(), "started": utc(started).isoformat(), "reason": reason}
+    (run_dir / INCOMPLETE_FILE).write_bytes(orjson.dumps(marker))
+
+
+def mark_complete(run_dir: Path) -> None:
+    """The summary is written: remove the marker."""
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / INCOMPLETE_FILE).unlink()
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def notice_incomplete(results_root: str | Path) -> list[tuple[Path, str]]:
+    """The run folders under *results_root* left incomplete by a run that is gone and not noticed yet,
+    with what their marker says; each is marked noticed (so a later run does not repeat it)."""
+    found = []
+    root = Path(results_root)
+    with contextlib.suppress(OSError):
+        for marker_path in sorted(root.glob(f"*/{INCOMPLETE_FILE}")):
+            try:
+                marker = orjson.loads(marker_path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue
+            if not isinstance(marker, dict) or marker.get("noticed") or _alive(marker.get("pid")):
+                continue
+            why = str(marker.get("reason") or "its process ended before it wrote summary.json (killed?)")
+            found.append((marker_path.parent, f"started {marker.get('started', '?')}, pid {marker.get('pid')}: {why}"))
+            marker["noticed"] = datetime.now(UTC).isoformat()
+            with contextlib.suppress(OSError):
+                marker_path.write_bytes(orjson.dumps(marker))
+    return found
 
 
 def versions() -> dict[str, str | None]:

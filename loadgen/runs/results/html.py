@@ -128,7 +128,8 @@ def _gates_section(results: Sequence[Mapping[str, Any]]) -> str:
 def _functions_section(functions: Mapping[str, Any]) -> str:
     if not functions:
         return '<p class="muted">No calls were recorded.</p>'
-    head = ["function", "calls", "completed", "failed", "expired", "wrong", "calls/s", "attempts", "retried"]
+    head = ["function", "calls", "completed", "failed", "expired", "cancelled", "wrong", "calls/s", "attempts"]
+    head += ["retried"]
     callers = any("latency_us" in f for f in functions.values())
     if callers:
         head += ["latency p50", "p99", "max"]
@@ -150,6 +151,7 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
                 _e(f.get("completed", 0)),
                 _e(f.get("failed", 0)),
                 _e(f.get("expired", 0)),
+                _e(f.get("cancelled", 0)),
                 _e(f["wrong"]) if "wrong" in f else "—",
                 "—" if rate is None else f"{rate:.1f}",
                 _e(f.get("attempts", 0)),
@@ -158,7 +160,7 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
                 *(_lat(e2e.get(k)) if e2e.get("count") else "—" for k in ("p50", "p90", "p99", "p99.9", "max")),
             ]
         )
-        bad = f.get("failed", 0) or f.get("expired", 0) or f.get("wrong", 0)
+        bad = f.get("failed", 0) or f.get("expired", 0) or f.get("cancelled", 0) or f.get("wrong", 0)
         classes.append("bad" if bad else "")
     return _table(head, rows, row_class=classes)
 
@@ -166,7 +168,14 @@ def _functions_section(functions: Mapping[str, Any]) -> str:
 def _errors_section(errors: Sequence[Mapping[str, Any]]) -> str:
     if not errors:
         return '<p class="muted">No failures: every endpoint attempt answered OK.</p>'
-    kinds = {"attempt": "attempt", "failed": "call failed", "expired": "call expired"}
+    kinds = {
+        "attempt": "attempt",
+        "failed": "call failed",
+        "expired": "call expired",
+        "cancelled": "call cancelled",
+        "poll": "poll refused",
+        "rpc": "RPC not OK",
+    }
     rows = [
         [
             _e(kinds.get(str(row.get("kind")), row.get("kind"))),
@@ -230,6 +239,7 @@ def _shards_section(shards: Mapping[str, Any]) -> str:
                 _e(c.get("completed", 0)),
                 _e(failed),
                 _e(c.get("expired", 0)),
+                _e(c.get("cancelled", 0)),
                 _e(c.get("lost", 0)),
                 _e(c.get("attempts", 0)),
                 _e(retries),
@@ -238,7 +248,8 @@ def _shards_section(shards: Mapping[str, Any]) -> str:
             ]
         )
         classes.append("" if acc.get("balanced", True) and not s.get("crashed") else "bad")
-    head = ["shard", "accepted", "completed", "failed", "expired", "lost", "attempts", "retries", "in flight", ""]
+    head = ["shard", "accepted", "completed", "failed", "expired", "cancelled", "lost", "attempts", "retries"]
+    head += ["in flight", ""]
     return _table(head, rows, row_class=classes)
 
 
@@ -356,8 +367,8 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         _functions_section(summary.get("functions", {})),
         "<h2>Failures</h2>",
         '<p class="muted">Endpoint attempts that did not answer OK (retried or not) and root calls that'
-        " failed or expired, by function and status, with the first message seen (the endpoint's own when it"
-        " sent one).</p>",
+        " failed, expired or were cancelled, by function and status, with the first message seen (the"
+        " endpoint's own when it sent one).</p>",
         _errors_section(summary.get("errors", [])),
         "<h2>Checked results</h2>",
         _wrong_section(summary.get("checks")),

@@ -62,6 +62,7 @@ def _accounting_json(snapshot: Snapshot, shard: str | None = None) -> dict[str, 
         "completed": acc.completed,
         "failed": acc.failed,
         "expired": acc.expired,
+        "cancelled": acc.cancelled,
         "in_flight": acc.in_flight,
         "lost": acc.lost,
         "difference": acc.difference,
@@ -87,7 +88,7 @@ def _functions(
         scope = (("function", name),)
         by_outcome = {
             outcome: (h.count if (h := snapshot.histograms.get(("e2e", name, outcome))) else 0)
-            for outcome in ("completed", "failed", "expired")
+            for outcome in ("completed", "failed", "expired", "cancelled")
         }
         attempts = {b: h.count for (f, a, b), h in sorted(snapshot.histograms.items()) if f == "attempt" and a == name}
         out[name] = {
