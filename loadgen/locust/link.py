@@ -38,10 +38,21 @@ import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent befor
 from loadgen.locust.channels import channel
 from loadgen.pb import call_pb2, session_pb2, session_pb2_grpc
 
-__all__ = ["MAX_BYTES_PER_MESSAGE", "MAX_GROUPS_PER_MESSAGE", "PendingGroup", "SessionLink", "close_links", "link"]
+__all__ = [
+    "MAX_BYTES_PER_MESSAGE",
+    "MAX_GROUPS_PER_MESSAGE",
+    "MAX_GROUP_BYTES",
+    "PendingGroup",
+    "SessionLink",
+    "close_links",
+    "link",
+]
 
 MAX_GROUPS_PER_MESSAGE: Final = 1000
 MAX_BYTES_PER_MESSAGE: Final = 4 << 20
+MAX_GROUP_BYTES: Final = 32 << 20
+"""A group larger than this is refused here, alone (the shards take messages of up to 64 MiB: a larger
+one would end the stream, and with it every other user's calls on it)."""
 SWEEP_SECONDS: Final = 0.25
 _CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -131,6 +142,10 @@ class SessionLink:
         """Queue *group* for the next request message; it is resolved on :attr:`PendingGroup.done`."""
         if not self.usable:
             group.fail(*(self.broken or (grpc.StatusCode.UNAVAILABLE, "the session is closing")))
+            return group
+        if group.size > MAX_GROUP_BYTES:
+            message = f"a batch of {group.size} bytes is larger than {MAX_GROUP_BYTES} bytes: nothing was sent"
+            group.fail(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
             return group
         group.number = number = next(self._numbers)
         self._groups[number] = group

@@ -212,6 +212,10 @@ class Late(DispatchUser):
     @task
     def late(self):
         try:
+            self.call_batch("echo", {"s": "x" * 40_000}, 1_000)  # 40 MB: refused alone, the stream goes on
+        except DispatchFailed:
+            pass
+        try:
             self.call("sleep", {"ms": 3000}, timeout=0.5)  # its deadline passes first
         except DispatchFailed:
             pass
@@ -221,7 +225,9 @@ class Late(DispatchUser):
 
 
 @pytest.mark.timeout(60)
-def test_a_call_past_its_timeout_and_a_failed_call_are_failed_call_entries(engine: Supervisor, tmp_path: Path) -> None:
+def test_calls_too_large_past_their_timeout_or_failed_are_failed_call_entries(
+    engine: Supervisor, tmp_path: Path
+) -> None:
     locustfile = tmp_path / "late_locustfile.py"
     locustfile.write_text(LATE_LOCUSTFILE)
     command = [LOCUST, "-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "5s", "--stop-timeout", "5"]
@@ -234,7 +240,10 @@ def test_a_call_past_its_timeout_and_a_failed_call_are_failed_call_entries(engin
     for function in ("sleep", "fail"):
         row = rows[("call", f"call {function}")]
         assert row["Request Count"] == row["Failure Count"] == "2"
+    too_large = rows[("call", "call echo")]
+    assert too_large["Request Count"] == too_large["Failure Count"] == "2000"
     failures = (tmp_path / "late_failures.csv").read_text()
+    assert "RESOURCE_EXHAUSTED: a batch of" in failures and "nothing was sent" in failures
     assert "DEADLINE_EXCEEDED: no result within 0.5 s" in failures
     assert "PERMANENT_ERROR: InjectedFailure: injected PERMANENT_ERROR" in failures, failures
 
