@@ -25,6 +25,16 @@ that many; while a shard is below that bound its verdict says so, with the memor
 retained result, instead of calling the growth a leak; once full, it should be flat.
 Writes ``results/bench/soak.json``. Exit code 0 when no call failed, no shard restarted
 and the accounting balanced (memory is reported, not gated). Linux only.
+
+``--overload`` (``--quick``: 1 minute): far more than the endpoint can take, with the engine's
+default admission caps. Closed-loop workers dispatch without waiting (``wait = false``), mixing
+batches of 100 small echo calls, single calls with a 1 MB input, and batches of 10 fan-outs of
+10; a worker a full shard rejects (RESOURCE_EXHAUSTED) sleeps the pushback it was given. Samples
+add the engine's offered / rejected calls, the calls' bytes held and the queued attempts. It
+passes (exit 0) when every shard stayed under ``--max-rss`` MB (default 512), every rejection was
+a RESOURCE_EXHAUSTED with a pushback, offered = accepted + rejected and accepted = completed +
+failed + expired + cancelled + lost after the drain, no shard restarted, and (runs of 5 minutes
+or more) each shard's RSS was flat over the last third.
 """
 
 from __future__ import annotations
@@ -73,6 +83,14 @@ MIX: tuple[tuple[str, int, dict[str, Any]], ...] = (
     ("fail", 5, {"status": "TEMPORARY_ERROR", "times": 1}),
 )
 
+# --overload: (function, weight, input, calls per Dispatch)
+OVERLOAD_MIX: tuple[tuple[str, int, Any, int], ...] = (
+    ("echo", 80, {"padding": "x" * 64}, 100),
+    ("echo", 10, "x" * (1024 * 1024), 1),
+    ("fanout", 10, {"n": 10}, 10),
+)
+MAX_RSS_MB = 512.0
+
 
 # -- the client process ---------------------------------------------------------------------------------
 
@@ -85,6 +103,7 @@ class ClientSpec:
     concurrency: int
     seed: int
     timeout: float = 60.0
+    overload: bool = False
 
 
 @dataclass
@@ -95,6 +114,10 @@ class ClientResult:
     by_function: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    offered: int = 0  # --overload: calls dispatched, accepted or rejected
+    rejected: int = 0  # --overload: calls a full shard rejected (RESOURCE_EXHAUSTED)
+    rejected_without_pushback: int = 0
+    pushback_s: float = 0.0  # --overload: seconds the workers slept as the shards asked
 
 
 async def _closed_loop(spec: ClientSpec) -> ClientResult:
@@ -154,12 +177,70 @@ async def _closed_loop(spec: ClientSpec) -> ClientResult:
     return result
 
 
+async def _overload_loop(spec: ClientSpec) -> ClientResult:
+    """Dispatch without waiting, as fast as the shards take it; back off by the pushback when rejected."""
+    import grpc
+    import grpc.aio
+
+    from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc
+    from loadgen.protocol import values
+    from loadgen.protocol.constants import PUSHBACK_TRAILER
+
+    result = ClientResult()
+    metadata = (("authorization", f"Bearer {spec.api_key}"),)
+    requests = [
+        (name, count, dispatch_pb2.DispatchRequest(calls=[call_pb2.Call(function=name, input=encoded)] * count))
+        for name, _, value, count in OVERLOAD_MIX
+        for encoded in (values.encode(value),)
+    ]
+    weights = [weight for _, weight, _, _ in OVERLOAD_MIX]
+    options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 64 * MB)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for target in spec.targets]
+    stubs = [dispatch_pb2_grpc.DispatchServiceStub(channel) for channel in channels]
+    deadline = time.monotonic() + spec.seconds
+
+    async def worker(index: int) -> None:
+        rng = random.Random(spec.seed * 1000 + index)
+        stub = stubs[index % len(stubs)]
+        while time.monotonic() < deadline:
+            name, count, request = rng.choices(requests, weights)[0]
+            result.offered += count
+            try:
+                await stub.Dispatch(request, metadata=metadata, timeout=spec.timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    result.rpc_errors += 1
+                    if len(result.errors) < 5:
+                        result.errors.append(f"{name}: {exc.code().name}: {exc.details()}"[:300])
+                    continue
+                result.rejected += count
+                pushback = dict(exc.trailing_metadata() or ()).get(PUSHBACK_TRAILER)
+                if pushback is None:
+                    result.rejected_without_pushback += count
+                    continue
+                seconds = min(int(pushback) / 1000, max(0.0, deadline - time.monotonic()))
+                result.pushback_s += seconds
+                await asyncio.sleep(seconds)
+                continue
+            result.ok += count
+            result.by_function[name] = result.by_function.get(name, 0) + count
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(worker(i) for i in range(spec.concurrency)))
+    finally:
+        for channel in channels:
+            await channel.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
 def _client_main(spec: ClientSpec, conn: Connection) -> None:
     import uvloop
 
     try:
         uvloop.install()
-        conn.send({"result": asyncio.run(_closed_loop(spec))})
+        conn.send({"result": asyncio.run(_overload_loop(spec) if spec.overload else _closed_loop(spec))})
     except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
 
@@ -179,6 +260,10 @@ class Sample:
     retries: int
     open_connections: int
     ended_per_shard: dict[str, int]  # root calls ended (completed, failed, expired) by each shard
+    offered: int = 0
+    rejected: int = 0
+    held_mb: float = 0.0  # bytes the calls in flight hold (the admission estimate), all shards
+    queued_attempts: int = 0
 
 
 def _rss_mb(pid: int) -> float:
@@ -207,6 +292,10 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
         retries=snapshot.counter(CounterKind.RETRIES),
         open_connections=snapshot.gauges.get("open_connections", 0),
         ended_per_shard=ended,
+        offered=accounting.offered,
+        rejected=accounting.rejected,
+        held_mb=round(snapshot.gauges.get("held_bytes", 0) / MB, 1),
+        queued_attempts=snapshot.gauges.get("queued_attempts", 0),
     )
 
 
@@ -297,7 +386,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a 1-minute soak, samples every 3 s")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples (default: 5)")
     parser.add_argument("--warmup", type=float, help="seconds left out of the slope (default: max(20, 20%% of run))")
-    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop workers (default: 16)")
+    parser.add_argument("--concurrency", type=int, help="closed-loop workers (default: 16; --overload: 32)")
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="far more load than the endpoint takes, with the default admission caps: RSS must stay under "
+        "--max-rss and every call be accounted for",
+    )
+    parser.add_argument("--max-rss", type=float, default=MAX_RSS_MB, help="--overload: MB per shard (default: 512)")
     parser.add_argument("--flat", type=float, default=0.5, help="|slope| in MB/min that counts as flat (default: 0.5)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the client's function mix")
     parser.add_argument(
@@ -313,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     RESULT_RETENTION = args.result_retention
     if args.quick:
         args.minutes, args.interval = 1.0, 3.0
+    if args.concurrency is None:
+        args.concurrency = 32 if args.overload else 16
     seconds = args.minutes * 60
     if seconds < 10 or args.interval <= 0 or args.concurrency < 1:
         parser.error("need --minutes >= 1/6, --interval > 0, --concurrency >= 1")
@@ -329,16 +427,23 @@ def main(argv: list[str] | None = None) -> int:
             endpoint.url, keys.private, 2, backoff=0.02, max_backoff=0.2, result_retention=args.result_retention
         )
         try:
-            spec = ClientSpec(tuple(supervisor.shard_addresses), API_KEY, seconds, args.concurrency, args.seed)
+            spec = ClientSpec(
+                tuple(supervisor.shard_addresses), API_KEY, seconds, args.concurrency, args.seed, overload=args.overload
+            )
             ours, theirs = _CONTEXT.Pipe()
             client = _CONTEXT.Process(target=_client_main, args=(spec, theirs), name="loadgen-soak-client", daemon=True)
             client.start()
             theirs.close()
             assert client.pid is not None
             shard_names = [f"shard-{i}" for i in range(len(shard_pids(supervisor)))]
+            load = (
+                "overload (Dispatch only, batches of 100 echo, 1 MB inputs, fan-outs)"
+                if args.overload
+                else "closed-loop load"
+            )
             print(
-                f"soak: {args.minutes:g} min of closed-loop load ({args.concurrency} workers, Dispatch + Wait) on 2 "
-                f"shards and the reference endpoint; RSS every {args.interval:g} s; warm-up {warmup:.0f} s",
+                f"soak: {args.minutes:g} min of {load} ({args.concurrency} workers) on 2 shards and the reference "
+                f"endpoint; RSS every {args.interval:g} s; warm-up {warmup:.0f} s",
                 flush=True,
             )
             started = time.monotonic()
@@ -355,7 +460,13 @@ def main(argv: list[str] | None = None) -> int:
                     sample = _sample(now - started, processes, supervisor)
                     samples.append(sample)
                     rss = "  ".join(f"{k} {v:.0f}" for k, v in sample.rss_mb.items())
-                    print(f"  [{sample.t:5.0f}s] completed {sample.completed:>8}  RSS MB: {rss}", flush=True)
+                    more = (
+                        f"  rejected {sample.rejected:>8}  in flight {sample.in_flight:>7}"
+                        f"  held {sample.held_mb:.0f} MB  queued {sample.queued_attempts}"
+                        if args.overload
+                        else ""
+                    )
+                    print(f"  [{sample.t:5.0f}s] completed {sample.completed:>8}{more}  RSS MB: {rss}", flush=True)
                     next_sample += args.interval
                 if ours.poll(max(0.0, next_sample - time.monotonic())):
                     message = ours.recv()
@@ -367,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             result: ClientResult = message["result"]
             processes.pop("client")
             samples.append(_sample(time.monotonic() - started, processes | {"client": 0}, supervisor))
-            wait_until(lambda: engine_idle(supervisor), 30, interval=0.1)
+            if not args.overload:  # overloaded, what is left in flight is cancelled by the drain
+                wait_until(lambda: engine_idle(supervisor), 30, interval=0.1)
             final = supervisor.drain(10)
         finally:
             supervisor.close()
@@ -421,6 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  e.g. {error}")
     attempts, retries = final.counter(CounterKind.ATTEMPTS), final.counter(CounterKind.RETRIES)
     print(f"engine: {accounting}; attempts {attempts}, retries {retries}")
+    if args.overload:
+        print(
+            f"overload client: offered {result.offered}, accepted {result.ok}, rejected {result.rejected} "
+            f"({result.rejected_without_pushback} without a pushback), slept {result.pushback_s:.0f} s of pushback "
+            f"over {args.concurrency} workers"
+        )
     if restarts:
         print(f"shard restarts (t, shard): {restarts}")
     flat = [r["process"] for r in summary if r["verdict"] == "flat"]
@@ -445,10 +563,14 @@ def main(argv: list[str] | None = None) -> int:
                     {"function": f, "weight": w, "input": i if f != "echo" else {"padding": "1 KiB"}} for f, w, i in MIX
                 ],
                 "result_retention_per_shard": RESULT_RETENTION,
+                "overload": args.overload,
             },
             "summary": summary,
             "client": asdict(result),
             "engine": {
+                "offered": accounting.offered,
+                "rejected": accounting.rejected,
+                "cancelled": accounting.cancelled,
                 "accepted": accounting.accepted,
                 "completed": accounting.completed,
                 "failed": accounting.failed,
@@ -464,7 +586,44 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     healthy = result.failed == 0 and result.rpc_errors == 0 and accounting.balanced and not restarts
+    if args.overload:
+        problems = _overload_problems(summary, result, final, args.max_rss, gate_flat=args.minutes >= 5)
+        for problem in problems:
+            print(f"FAIL: {problem}")
+        if not problems:
+            print(f"PASS: every shard under {args.max_rss:g} MB, every call accounted for")
+        healthy = healthy and not problems
     return 0 if healthy else 1
+
+
+def _overload_problems(
+    summary: list[dict[str, Any]], result: ClientResult, final: Any, max_rss: float, *, gate_flat: bool
+) -> list[str]:
+    """What makes an overload soak fail (empty: it passed)."""
+    problems = []
+    accounting = final.accounting()
+    for row in summary:
+        if row["process"].startswith("shard-"):
+            if row["rss_mb_max"] > max_rss:
+                problems.append(f"{row['process']} reached {row['rss_mb_max']:.0f} MB RSS (cap {max_rss:g})")
+            if gate_flat and row["verdict"] != "flat":
+                problems.append(f"{row['process']} RSS not flat over the last third: {row['verdict']}")
+    if not accounting.admission_balanced:
+        problems.append(
+            f"offered {accounting.offered} != accepted {accounting.accepted} + rejected {accounting.rejected}"
+        )
+    if accounting.in_flight or accounting.difference:
+        problems.append(f"calls not accounted for after the drain: {accounting}")
+    if result.rejected_without_pushback:
+        problems.append(f"{result.rejected_without_pushback} calls rejected without a pushback")
+    if result.offered != result.ok + result.rejected and not result.rpc_errors:
+        problems.append(f"client: offered {result.offered} != accepted {result.ok} + rejected {result.rejected}")
+    if accounting.rejected != result.rejected or accounting.accepted != result.ok:
+        problems.append(
+            f"the engine counted accepted {accounting.accepted}, rejected {accounting.rejected}; the client "
+            f"accepted {result.ok}, rejected {result.rejected}"
+        )
+    return problems
 
 
 if __name__ == "__main__":

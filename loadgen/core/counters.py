@@ -7,7 +7,8 @@ and :class:`Counter` is a ``str`` so readers of those documents keep working. Co
 with :func:`failed` / :func:`retries` and the constants, and reads them with :attr:`Counter.kind`
 and :attr:`Counter.status`, :func:`total` and :func:`by_status`; nothing else splits the text.
 
-Root calls balance: ``accepted == completed + failed + expired + cancelled + in_flight + lost``.
+Root calls balance: ``accepted == completed + failed + expired + cancelled + in_flight + lost``, and
+``offered == accepted + rejected`` (calls that reached admission control; ``rejected/<reason>``).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ __all__ = [
     "EXPIRED",
     "LATE",
     "LOST",
+    "OFFERED",
     "Counter",
     "CounterKind",
     "by_status",
     "failed",
     "parse_counters",
+    "rejected",
     "retries",
     "total",
 ]
@@ -41,7 +44,9 @@ __all__ = [
 class CounterKind(enum.Enum):
     """What a counter counts."""
 
+    OFFERED = "offered"  # root calls that reached admission control (accepted + rejected)
     ACCEPTED = "accepted"  # root calls accepted
+    REJECTED = "rejected"  # root calls turned away by admission control, by reason (calls_in_flight, held_bytes)
     COMPLETED = "completed"  # root calls that completed
     FAILED = "failed"  # root calls that failed, by final status
     EXPIRED = "expired"  # root calls that reached their expiration
@@ -56,7 +61,7 @@ class CounterKind(enum.Enum):
     EVICTED = "evicted"  # results dropped from a shard's store for Wait (retention by count or bytes)
 
 
-_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES})
+_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES, CounterKind.REJECTED})
 _KINDS: Final = {kind.value: kind for kind in CounterKind}
 
 
@@ -82,6 +87,7 @@ class Counter(str):
         return cls(f"{kind.value}/{status}" if status else kind.value)
 
 
+OFFERED: Final = Counter.of(CounterKind.OFFERED)
 ACCEPTED: Final = Counter.of(CounterKind.ACCEPTED)
 COMPLETED: Final = Counter.of(CounterKind.COMPLETED)
 EXPIRED: Final = Counter.of(CounterKind.EXPIRED)
@@ -96,6 +102,7 @@ EVICTED: Final = Counter.of(CounterKind.EVICTED)
 
 _failed: dict[str, Counter] = {}
 _retries: dict[str, Counter] = {}
+_rejected: dict[str, Counter] = {}
 
 
 def failed(status: str) -> Counter:
@@ -111,6 +118,14 @@ def retries(status: str) -> Counter:
     found = _retries.get(status)
     if found is None:
         found = _retries[status] = Counter.of(CounterKind.RETRIES, status)
+    return found
+
+
+def rejected(reason: str) -> Counter:
+    """``rejected/<reason>``: root calls admission control turned away for *reason* (``calls_in_flight``...)."""
+    found = _rejected.get(reason)
+    if found is None:
+        found = _rejected[reason] = Counter.of(CounterKind.REJECTED, reason)
     return found
 
 

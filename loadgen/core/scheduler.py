@@ -198,6 +198,7 @@ class _Call:
         "ready",
         "request",
         "retries_in_run",
+        "sent",
         "state",
         "state_bytes",
         "state_typed",
@@ -213,6 +214,7 @@ class _Call:
         self.state = _State.READY
         self.attempt = 0  # token of the attempt in flight
         self.attempts = 0
+        self.sent = 0  # attempts the driver said it sent (Scheduler.sent)
         self.retries_in_run = 0
         self.last_status: Status = status.STATUS_UNSPECIFIED
         self.last_message = ""
@@ -317,8 +319,9 @@ class Scheduler:
             self._fail(call, code, message, None, now, actions)
         return actions
 
-    def advance(self, now: float) -> list[Action]:
-        """Fire every timer due at *now*: retries, poll ``max_wait``, expirations."""
+    def advance(self, now: float, streams: int | None = None) -> list[Action]:
+        """Fire every timer due at *now*: retries, poll ``max_wait``, expirations (*streams*: how many
+        attempts could run at once, named when a call expires never attempted)."""
         actions: list[Action] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -327,7 +330,7 @@ class Scheduler:
             if call is None or call.state is _State.DONE:
                 continue
             if kind is _Timer.EXPIRE:
-                self._expire(call, now, actions)
+                self._expire(call, now, actions, streams)
             elif kind is _Timer.RETRY and call.state is _State.BACKOFF and call.attempt == token:
                 self._send(call, actions)
             elif kind is _Timer.MAX_WAIT and call.state is _State.POLLING and call.attempt == token:
@@ -369,6 +372,13 @@ class Scheduler:
         except ValueError:
             return False
         return 0 < number < self._next_id
+
+    def sent(self, dispatch_id: str, attempt: int) -> None:
+        """*attempt* left for the endpoint (after it waited for a stream, perhaps); a driver that says so
+        passes ``streams`` to :meth:`advance`, and an expired call's message counts only attempts sent."""
+        call = self._live_attempt(dispatch_id, attempt)
+        if call is not None:
+            call.sent += 1
 
     def is_current(self, dispatch_id: str, attempt: int) -> bool:
         """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
@@ -546,8 +556,12 @@ class Scheduler:
             error = (status_name(code), message or "the endpoint returned this status")
         self._finish(call, Outcome.FAILED, code, result, now, actions, error=error)
 
-    def _expire(self, call: _Call, now: float, actions: list[Action]) -> None:
-        reason = f"call expired after {now - call.accepted_at:.3f}s and {call.attempts} attempts"
+    def _expire(self, call: _Call, now: float, actions: list[Action], streams: int | None = None) -> None:
+        attempts = call.attempts if streams is None else call.sent
+        reason = f"call expired after {now - call.accepted_at:.3f}s and {attempts} attempts"
+        if not attempts:
+            waited = now - call.accepted_at
+            reason = f"call expired after {waited:.3f}s, never attempted: all {streams} streams were busy"
         if call.last_status:
             reason += f"; last status {status_name(call.last_status)}"
             if call.last_message:

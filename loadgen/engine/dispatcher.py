@@ -5,9 +5,14 @@ sends each :class:`RunAttempt` through an :class:`EndpointPool` as its own
 task, feeds responses and faults back, keeps one timer armed for the
 scheduler's next deadline, records statistics, and wakes ``wait()``-ers when a
 root call ends (or tells the call's listener, a Session). Everything runs on one event loop thread: no locks. At most
-``max_attempts_in_flight`` attempts run at once (set it to the pool's
-capacity); the rest wait as plain records, so a large backlog costs little
-memory and is signed only when it is sent.
+``max_attempts_in_flight`` attempts run at once (and never more than the pool's real capacity,
+:meth:`Transport.capacity`, so this queue is the only one); the rest wait as plain records, so a
+large backlog costs little memory and is signed only when it is sent.
+
+The wait is fair: one FIFO per function, served round robin, and a reserve of streams (a tenth,
+at least one) that no single function may take, so a call of one function is never starved behind
+slow calls of another. The time each attempt waited is the ``queue`` histogram (function,
+``attempt``); an attempt is counted when it is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Protocol, cast
 
 from google.protobuf.message import DecodeError
 
+from loadgen.core.admission import call_bytes
 from loadgen.core.results import CallOutcome, ResultStore
 from loadgen.core.scheduler import (
     Action,
@@ -39,7 +45,7 @@ from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import status_name
 from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault
 
-__all__ = ["AsyncDispatcher", "CallListener", "Transport", "UnknownCall"]
+__all__ = ["AsyncDispatcher", "CallListener", "Transport", "UnknownCall", "reserve_of"]
 
 _UNDECODABLE = FAULT_STATUS[Fault.UNDECODABLE]
 
@@ -56,6 +62,15 @@ class Transport(Protocol):
     """What the dispatcher needs of an endpoint client (``loadgen.transport.EndpointPool``)."""
 
     async def post_run(self, endpoint_url: str, body: bytes) -> bytes: ...
+
+    def capacity(self, endpoint_url: str) -> int:
+        """Requests to *endpoint_url* that can be in progress at once without waiting for a slot."""
+        ...
+
+
+def reserve_of(streams: int) -> int:
+    """Streams no single function may take out of *streams*: a tenth, at least one (none of a single stream)."""
+    return max(1, streams // 10) if streams > 1 else 0
 
 
 class CallListener(Protocol):
@@ -108,10 +123,16 @@ class AsyncDispatcher:
         self.on_root_finished = on_root_finished
         """Called with each root call's outcome as it ends (the shard's frontend keeps its ledger so)."""
         self._results = ResultStore(result_retention, result_retention_bytes)
-        self._live: set[str] = set()
+        self._live: dict[str, int] = {}  # live root call -> the bytes it is counted as holding
+        self.held_bytes = 0
+        """Bytes the live root calls are counted as holding (:func:`loadgen.core.admission.call_bytes`)."""
         self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._backlog: collections.deque[RunAttempt] = collections.deque()
+        self._tasks: dict[asyncio.Task[None], str] = {}  # attempt running -> its function
+        self._queues: collections.OrderedDict[str, collections.deque[tuple[float, RunAttempt]]] = (
+            collections.OrderedDict()
+        )  # per function, attempts waiting for a stream (with the time they began to wait), round robin
+        self._queued = 0
+        self._running: dict[str, int] = {}
         self._max_running = max(1, max_attempts_in_flight)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -128,15 +149,26 @@ class AsyncDispatcher:
         """Root calls accepted and not yet terminal."""
         return self.scheduler.counters.in_flight
 
-    def submit(self, calls: Sequence[call_pb2.Call], listener: CallListener | None = None) -> list[str]:
+    def submit(
+        self,
+        calls: Sequence[call_pb2.Call],
+        listener: CallListener | None = None,
+        sizes: Sequence[int] | None = None,
+    ) -> list[str]:
         """Accept validated root calls; return their ids. Attempts start at once.
 
         With a *listener*, each call's outcome goes to it when the call ends, and is kept for
-        ``Wait`` only if the listener does not take it."""
+        ``Wait`` only if the listener does not take it. *sizes*: the bytes each call holds
+        (:func:`~loadgen.core.admission.call_bytes`; computed here when not given)."""
         ids, actions = self.scheduler.submit(
             calls, time.time(), default_endpoint=self.endpoint_url, listener=listener
         )
-        self._live.update(ids)
+        if sizes is None:
+            sizes = [call_bytes(call.input.ByteSize()) for call in calls]
+        live = self._live
+        for dispatch_id, size in zip(ids, sizes, strict=True):
+            live[dispatch_id] = size
+        self.held_bytes += sum(sizes)
         self.stats.count_accepted(len(ids))
         self._idle.clear()
         self._apply(actions)
@@ -182,7 +214,8 @@ class AsyncDispatcher:
         self._draining = True
         if left:
             self._apply(self.scheduler.cancel_all(time.time(), reason))
-        self._backlog.clear()
+        self._queues.clear()
+        self._queued = 0
         for task in list(self._tasks):
             task.cancel()
         if self._timer is not None:
@@ -194,10 +227,7 @@ class AsyncDispatcher:
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, RunAttempt):
-                if len(self._tasks) < self._max_running:
-                    self._start(action)
-                else:
-                    self._backlog.append(action)
+                self._offer(action)
             elif isinstance(action, CallFinished):
                 if action.root:
                     self._finish(action)
@@ -210,7 +240,7 @@ class AsyncDispatcher:
     def _finish(self, action: CallFinished) -> None:
         outcome = CallOutcome.of(action)
         dispatch_id = action.dispatch_id
-        self._live.discard(dispatch_id)
+        self.held_bytes -= self._live.pop(dispatch_id, 0)
         listener = action.listener
         if listener is None or not cast(CallListener, listener).deliver(dispatch_id, outcome):
             evicted = self._results.add(dispatch_id, outcome, action.result_bytes)
@@ -233,18 +263,61 @@ class AsyncDispatcher:
         if not self._live:
             self._idle.set()
 
-    def _start(self, attempt: RunAttempt) -> None:
+    @property
+    def streams(self) -> int:
+        """Attempts that may run at once: ``max_attempts_in_flight``, or fewer when the pool has fewer slots."""
+        return max(1, min(self._max_running, self._transport.capacity(self.endpoint_url)))
+
+    def _may_start(self, function: str, streams: int) -> bool:
+        return len(self._tasks) < streams and self._running.get(function, 0) < streams - reserve_of(streams)
+
+    def _offer(self, attempt: RunAttempt) -> None:
+        function = attempt.request.function
+        queue = self._queues.get(function)
+        if not queue and self._may_start(function, self.streams):
+            self._start(function, attempt, 0.0)
+            return
+        if queue is None:
+            queue = self._queues[function] = collections.deque()
+        queue.append((time.perf_counter(), attempt))
+        self._queued += 1
+
+    def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
+        self.stats.record("queue", function, "attempt", waited)
+        self.scheduler.sent(attempt.dispatch_id, attempt.attempt)
+        self._running[function] = self._running.get(function, 0) + 1
         task = asyncio.ensure_future(self._attempt(attempt))
-        self._tasks.add(task)
+        self._tasks[task] = function
         task.add_done_callback(self._on_attempt_done)
 
     def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        backlog = self._backlog
-        while backlog and len(self._tasks) < self._max_running:
-            attempt = backlog.popleft()
-            if self.scheduler.is_current(attempt.dispatch_id, attempt.attempt):
-                self._start(attempt)
+        function = self._tasks.pop(task, None)
+        if function is not None:
+            self._running[function] -= 1
+        self._next()
+
+    def _next(self) -> None:
+        """Start queued attempts while streams are free: one per function in turn (round robin)."""
+        queues, scheduler = self._queues, self.scheduler
+        streams = self.streams
+        progressed = True
+        while progressed and queues and len(self._tasks) < streams:
+            progressed = False
+            for function in list(queues):
+                queue = queues[function]
+                while queue and not scheduler.is_current(queue[0][1].dispatch_id, queue[0][1].attempt):
+                    queue.popleft()  # superseded (the call expired or ended meanwhile)
+                    self._queued -= 1
+                if not queue:
+                    del queues[function]
+                    continue
+                if self._may_start(function, streams):
+                    queued_at, attempt = queue.popleft()
+                    self._queued -= 1
+                    queues.move_to_end(function)
+                    self._start(function, attempt, time.perf_counter() - queued_at)
+                    progressed = True
+                    break
 
     @property
     def retained_results(self) -> tuple[int, int]:
@@ -253,8 +326,17 @@ class AsyncDispatcher:
 
     @property
     def queued_attempts(self) -> int:
-        """Attempts waiting for a free slot (beyond ``max_attempts_in_flight``)."""
-        return len(self._backlog)
+        """Attempts waiting for a stream (superseded ones may still be among them until their turn)."""
+        return self._queued
+
+    @property
+    def busy_streams(self) -> int:
+        """Attempts running now."""
+        return len(self._tasks)
+
+    def oldest_queued(self, now: float) -> float:
+        """Seconds the oldest queued attempt has waited (``time.perf_counter()`` *now*), 0 when none waits."""
+        return max((now - queue[0][0] for queue in self._queues.values() if queue), default=0.0)
 
     async def _attempt(self, attempt: RunAttempt) -> None:
         request = attempt.request
@@ -307,4 +389,4 @@ class AsyncDispatcher:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._apply(self.scheduler.advance(time.time()))
+        self._apply(self.scheduler.advance(time.time(), self.streams))

@@ -10,13 +10,21 @@ lost with a crashed shard is reported as such).
 
 Errors are :class:`ApiError` with a status code name (``invalid_argument``, ``not_found``, ...:
 gRPC's codes, lower-case, as Connect spells them); each ingress answers them in its own wire form.
+
+Admission control is here, once for every ingress (gRPC ``Dispatch``, Connect, Session groups):
+:meth:`ShardFrontend.dispatch` counts each valid batch as offered, then accepts it whole or
+rejects it whole (``resource_exhausted``, with a message naming the shard, the number and the
+setting, and :attr:`ApiError.retry_after_ms`), counted as ``rejected/<reason>`` and in the ledger;
+:meth:`ShardFrontend.wait` holds at most ``max_waits`` Waits open.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from loadgen.core.admission import Admission, AdmissionLimits, Load, Rejection, call_bytes
 from loadgen.core.results import CallOutcome
 from loadgen.core.scheduler import Outcome
 from loadgen.engine.client import AsyncEngineClient, EngineUnavailable, WaitAnswer
@@ -48,12 +56,18 @@ def owner_of(dispatch_id: str) -> tuple[int, int] | None:
 
 
 class ApiError(Exception):
-    """A Dispatch API failure: a status code name (``"not_found"``) and a message (never holding a key)."""
+    """A Dispatch API failure: a status code name (``"not_found"``) and a message (never holding a key);
+    *retry_after_ms* when the client should wait that long before it tries again (admission control)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
+
+    @classmethod
+    def rejected(cls, rejection: Rejection) -> ApiError:
+        return cls("resource_exhausted", rejection.message, rejection.retry_after_ms)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,7 @@ class ShardFrontend:
         api_key: str,
         max_message_bytes: int | None = None,
         result_limits: str = "",
+        admission: AdmissionLimits | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.stats = dispatcher.stats
@@ -93,6 +108,9 @@ class ShardFrontend:
             else "the result of this call was evicted"
         )
         dispatcher.on_root_finished = self._ended
+        self.admission = Admission(admission or AdmissionLimits(), index)
+        self.waits = 0
+        """``Wait`` RPCs this shard holds open now (its own calls' and forwarded ones)."""
 
     def _ended(self, outcome: Outcome) -> None:
         self.ledger.add_ended(self.index, outcome.value)
@@ -120,15 +138,37 @@ class ShardFrontend:
             validate_calls(calls)
         except InvalidCall as exc:
             raise ApiError("invalid_argument", str(exc)) from None
-        ids = self.dispatcher.submit(calls, listener)
+        sizes = [call_bytes(call.input.ByteSize()) for call in calls]
+        rejection = self.admission.calls(self._load(), len(calls), sum(sizes), time.monotonic())
+        if rejection is not None:
+            self.stats.count_admission(len(calls), rejection.reason.value)
+            self.ledger.add_rejected(self.index, len(calls))
+            raise ApiError.rejected(rejection)
+        self.stats.count_admission(len(calls))
+        ids = self.dispatcher.submit(calls, listener, sizes)
         self.ledger.add_accepted(self.index, len(ids))
         return ids
+
+    def _load(self) -> Load:
+        dispatcher = self.dispatcher
+        in_flight = dispatcher.in_flight
+        return Load(in_flight, dispatcher.held_bytes, self.waits, dispatcher.counters.accepted - in_flight)
 
     async def wait(self, dispatch_id: str, timeout: float | None) -> WaitAnswer:
         """The result of any shard's call once terminal; forwards to the owning shard."""
         owner = owner_of(dispatch_id)
         if owner is None:
             raise ApiError("not_found", f"{dispatch_id[:64]!r} is not a loadgen dispatch id")
+        rejection = self.admission.wait(self._load(), time.monotonic())
+        if rejection is not None:
+            raise ApiError.rejected(rejection)
+        self.waits += 1
+        try:
+            return await self._wait(dispatch_id, owner, timeout)
+        finally:
+            self.waits -= 1
+
+    async def _wait(self, dispatch_id: str, owner: tuple[int, int], timeout: float | None) -> WaitAnswer:
         index, epoch = owner
         if index == self.index:
             return await self._wait_here(dispatch_id, epoch, timeout)

@@ -112,6 +112,9 @@ class _ConnectIngress:
             reply = self._dispatch(headers, body) if rpc == "Dispatch" else await self._wait(headers, body)
         except ApiError as exc:
             self._failed(rpc, started, exc.code.upper(), exc.message)
+            if exc.retry_after_ms is not None:  # admission control: 429 with Retry-After (whole seconds)
+                seconds = str(max(1, -(-exc.retry_after_ms // 1000))).encode()
+                return error_reply(exc.code, exc.message, headers=((b"retry-after", seconds),))
             return error_reply(exc.code, exc.message)
         except asyncio.CancelledError:  # the connection closed before the answer
             self._failed(rpc, started, "CANCELLED", "the client closed the connection before it was answered")

@@ -26,8 +26,9 @@ import grpc.aio
 from loadgen.core.stats import Snapshot
 from loadgen.engine.frontend import ApiError, ShardFrontend, deadline_of
 from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
+from loadgen.protocol.constants import PUSHBACK_TRAILER
 
-__all__ = ["PENDING_REQUESTS", "StatsSource", "add_servicers", "grpc_code", "grpc_options"]
+__all__ = ["PENDING_REQUESTS", "StatsSource", "add_servicers", "grpc_code", "grpc_options", "pushback"]
 
 PENDING_REQUESTS: Final = 20_000
 """RPCs gRPC core may hold before Python picks them up (both its soft and its hard limit)."""
@@ -63,6 +64,11 @@ def grpc_options(max_message_bytes: int, max_connections: int | None = None) -> 
 def grpc_code(code: str) -> grpc.StatusCode:
     """The gRPC status code of an :class:`ApiError` code name (UNKNOWN for a name gRPC does not have)."""
     return getattr(grpc.StatusCode, code.upper(), grpc.StatusCode.UNKNOWN)
+
+
+def pushback(exc: ApiError) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata of an error: the pushback of a rejection by admission control, else nothing."""
+    return () if exc.retry_after_ms is None else ((PUSHBACK_TRAILER, str(exc.retry_after_ms)),)
 
 
 class StatsSource(Protocol):
@@ -113,7 +119,7 @@ class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             answer.code = "OK"
         except ApiError as exc:
             answer.failed(exc)
-            await context.abort(grpc_code(exc.code), exc.message)
+            await context.abort(grpc_code(exc.code), exc.message, pushback(exc))
         except asyncio.CancelledError:
             answer.cut_short(context)
             raise
@@ -132,7 +138,7 @@ class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
             answer.code = "OK"
         except ApiError as exc:
             answer.failed(exc)
-            await context.abort(grpc_code(exc.code), exc.message)
+            await context.abort(grpc_code(exc.code), exc.message, pushback(exc))
         except asyncio.CancelledError:
             answer.cut_short(context)
             raise

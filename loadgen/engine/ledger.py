@@ -23,8 +23,8 @@ from typing import Any
 
 __all__ = ["Ledger", "LedgerHandle", "remove_stale_files"]
 
-_ACCEPTED, _COMPLETED, _FAILED, _EXPIRED, _CANCELLED = 0, 1, 2, 3, 4
-_FIELDS = 5
+_ACCEPTED, _COMPLETED, _FAILED, _EXPIRED, _CANCELLED, _REJECTED = 0, 1, 2, 3, 4, 5
+_FIELDS = 6
 _OUTCOME_FIELD = {"completed": _COMPLETED, "failed": _FAILED, "expired": _EXPIRED, "cancelled": _CANCELLED}
 _PREFIX = "loadgen-ledger-"
 
@@ -82,7 +82,7 @@ def _handle_with_fd(dup: Any, path: str) -> LedgerHandle:
 
 
 class Ledger:
-    """Rows of ``(accepted, completed, failed, expired, cancelled)`` int64 counters in shared memory.
+    """Rows of ``(accepted, completed, failed, expired, cancelled, rejected)`` int64 counters in shared memory.
 
     The supervisor creates it (``handle=None``) and frees it on :meth:`close`; shard processes
     open it from the :class:`LedgerHandle` they were given (:attr:`handle`).
@@ -123,6 +123,14 @@ class Ledger:
 
     def add_accepted(self, shard: int, count: int) -> None:
         self._cells[shard * _FIELDS + _ACCEPTED] += count
+
+    def add_rejected(self, shard: int, count: int) -> None:
+        """*count* calls offered to the shard were turned away by admission control."""
+        self._cells[shard * _FIELDS + _REJECTED] += count
+
+    def rejected(self, shard: int) -> int:
+        """Calls the shard's current incarnation rejected (offered = accepted + rejected)."""
+        return self._cells[shard * _FIELDS + _REJECTED]
 
     def add_ended(self, shard: int, outcome: str = "completed", count: int = 1) -> None:
         """*count* root calls ended as *outcome*: ``completed``, ``failed``, ``expired`` or ``cancelled``."""

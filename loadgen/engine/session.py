@@ -136,7 +136,12 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             if streamed:
                 session.outstanding -= count
             session.answers.append(
-                session_pb2.GroupAnswer(group=group.group, code=grpc_code(exc.code).value[0], message=exc.message)
+                session_pb2.GroupAnswer(
+                    group=group.group,
+                    code=grpc_code(exc.code).value[0],
+                    message=exc.message,
+                    retry_after_ms=exc.retry_after_ms or 0,
+                )
             )
             session.wake.set()
             self.stats.record_rpc("Session", False, time.perf_counter() - started)

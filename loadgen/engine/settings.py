@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from loadgen.core.admission import AdmissionLimits
 from loadgen.core.text import describe, suggest
 from loadgen.core.units import format_size, parse_duration, parse_size
 from loadgen.protocol.constants import HTTP_MODES, HttpMode
@@ -49,11 +50,19 @@ class EngineSettings:
     max_response_bytes: int = 32 * MIB
     max_poll_calls: int = 10_000
     max_connections: int = 2048
+    max_calls_in_flight: int = 50_000
+    max_held_bytes: int = 160 * MIB
+    max_waits: int = 4096
 
     @property
     def max_result_bytes(self) -> int:
         """The largest result a ``Wait`` answer can carry: ``max_message_bytes`` less room for its envelope."""
         return max(0, self.max_message_bytes - RESULT_ENVELOPE_BYTES)
+
+    @property
+    def admission(self) -> AdmissionLimits:
+        """The admission caps of each shard."""
+        return AdmissionLimits(self.max_calls_in_flight, self.max_held_bytes, self.max_waits)
 
     @property
     def shard_count(self) -> int:
@@ -213,6 +222,29 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "(UNAVAILABLE) and the shard logs it",
         1,
         1_000_000,
+    ),
+    Setting(
+        "max_calls_in_flight",
+        "count",
+        "root calls each shard holds at once; a batch beyond it is rejected whole (RESOURCE_EXHAUSTED, "
+        "with a pushback) and counted as rejected",
+        1,
+        100_000_000,
+    ),
+    Setting(
+        "max_held_bytes",
+        "size",
+        "bytes the calls in flight on a shard may hold (about 2.4 KB each plus its input); a batch beyond "
+        "it is rejected whole (RESOURCE_EXHAUSTED) and counted as rejected",
+        64 * 1024,
+        64 * 1024 * MIB,
+    ),
+    Setting(
+        "max_waits",
+        "count",
+        "Wait RPCs each shard holds open at once (about 23 KB each); one more is answered RESOURCE_EXHAUSTED",
+        1,
+        10_000_000,
     ),
 )
 """Every engine setting, in the order ``--help`` and the scenario documentation list them."""

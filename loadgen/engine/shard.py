@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -99,6 +100,7 @@ class ShardProcess:
             epoch=config.epoch,
             api_key=setup.api_key,
             max_message_bytes=settings.max_message_bytes,
+            admission=settings.admission,
             result_limits=(
                 f"{settings.result_retention:,} results or {format_size(settings.result_retention_bytes)}"
                 " (result_retention, result_retention_bytes)"
@@ -115,6 +117,12 @@ class ShardProcess:
         self.stats.set_gauge("open_connections", self.pool.open_connections)
         self.stats.set_gauge("retained_results", self.dispatcher.retained_results[0])
         self.stats.set_gauge("retained_bytes", self.dispatcher.retained_results[1])
+        self.stats.set_gauge("queued_attempts", self.dispatcher.queued_attempts)
+        self.stats.set_gauge("queue_age_ms", int(self.dispatcher.oldest_queued(time.perf_counter()) * 1000))
+        self.stats.set_gauge("busy_streams", self.dispatcher.busy_streams)
+        self.stats.set_gauge("streams", self.dispatcher.streams)
+        self.stats.set_gauge("held_bytes", self.dispatcher.held_bytes)
+        self.stats.set_gauge("waits", self.frontend.waits)
         return self.stats.snapshot()
 
     async def merged_snapshot(self) -> Snapshot:

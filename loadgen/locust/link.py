@@ -75,6 +75,7 @@ class PendingGroup:
         "ids",
         "number",
         "remaining",
+        "retry_after",
         "sent",
         "size",
         "skip_results",
@@ -101,6 +102,8 @@ class PendingGroup:
         self.arrived: list[float] = [0.0] * (0 if skip_results else count)
         self.remaining = (0 if skip_results else count) + (1 if answer else 0)
         self.failure: tuple[grpc.StatusCode | None, str] | None = None
+        self.retry_after = 0.0
+        """When the shard rejected the group as full: the seconds it asked the caller to wait."""
 
     def fail(self, code: grpc.StatusCode | None, message: str) -> None:
         if not self.done.is_set():
@@ -234,6 +237,7 @@ class SessionLink:
             return
         if answer.code:
             del self._groups[answer.group]
+            group.retry_after = answer.retry_after_ms / 1000.0
             group.fail(_CODES.get(answer.code), answer.message)
             return
         group.ids = list(answer.dispatch_ids)

@@ -33,7 +33,8 @@ of executors for a schedule of arrivals that does not wait for anyone::
   - ``"late <name>"``: arrivals that started more than :attr:`OpenModelUser.late_after`
     seconds after their intended time, response time = how late;
   - ``"dropped <name>"``: arrivals more than :attr:`OpenModelUser.max_lateness` late, which
-    are skipped (a failure: the generator did not offer the intended load; add users).
+    are skipped (a failure: the generator did not offer the intended load; add users), and
+    arrivals a full shard rejected (RESOURCE_EXHAUSTED): not retried, the schedule goes on.
 
   The calls inside :meth:`arrival` are recorded as usual (``call …``, ``Dispatch …``) from
   their actual send time; their caller-side latency (:mod:`loadgen.locust.latency`) counts
@@ -52,13 +53,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
+import grpc
 from locust import constant, task
 from locust.exception import RescheduleTask, StopUser
 
 from loadgen.core.arrivals import ArrivalSchedule, Stage
 from loadgen.core.counters import ARRIVALS, DROPPED, LATE
 from loadgen.locust import latency
-from loadgen.locust.user import DispatchUser
+from loadgen.locust.user import DispatchFailed, DispatchUser
 
 __all__ = [
     "OPEN_MODEL_MESSAGE",
@@ -151,6 +153,9 @@ class OpenModelUser(DispatchUser):
         """Seconds the stages last."""
         return sum(stage.duration for stage in cls.stages)
 
+    def back_off(self, failure: DispatchFailed) -> None:
+        """Never: an arrival the shard rejected is dropped, and the next keeps its schedule."""
+
     def _pacer(self) -> Pacer:
         cls = type(self)
         pacer = _pacers.get(cls)
@@ -209,6 +214,9 @@ class OpenModelUser(DispatchUser):
             self.arrival()
         except RescheduleTask as exc:  # DispatchFailed: the RPC's own entry has the failure
             failure = exc
+            if getattr(exc, "code", None) is grpc.StatusCode.RESOURCE_EXHAUSTED:  # the shard was full
+                latency.count(DROPPED)  # not retried: the schedule goes on, the arrival is lost
+                self._record(f"dropped {name}", (time.monotonic() - intended) * 1000.0, exc)
         except StopUser:  # Locust is stopping this user: no arrival happened
             raise
         except Exception as exc:

@@ -92,6 +92,7 @@ from loadgen.locust.link import PendingGroup, link
 from loadgen.locust.options import resolve_addresses, resolve_api_key, resolve_rpc, resolve_sdk
 from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, session_pb2, status_pb2
 from loadgen.protocol.codecs import NO_VALUE, CallInput, Codec, display, get_codec, matches
+from loadgen.protocol.constants import PUSHBACK_TRAILER
 
 __all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
 
@@ -105,10 +106,12 @@ _NUMBERS_IN_EXPIRY = re.compile(r"(expired) after [0-9.]+s and \d+ attempts|(exp
 class DispatchFailed(RescheduleTask):
     """A Dispatch or Wait RPC failed: :attr:`code` is its gRPC status code, :attr:`details` the server's text."""
 
-    def __init__(self, rpc: str, code: grpc.StatusCode | None, details: str) -> None:
+    def __init__(self, rpc: str, code: grpc.StatusCode | None, details: str, retry_after: float = 0.0) -> None:
         self.rpc = rpc
         self.code = code
         self.details = details
+        self.retry_after = retry_after
+        """Seconds the shard asked to wait before offering more calls (it was full), else 0."""
         name = code.name if code is not None else "UNKNOWN"
         super().__init__(f"{name}: {details[:200]}" if details else name)
 
@@ -157,7 +160,19 @@ def _invoke(method: Any, request: Any, metadata: Any, timeout: float) -> tuple[A
 def _rpc_failure(name: str, failure: Any) -> DispatchFailed:
     code = failure.code() if hasattr(failure, "code") else None
     details = failure.details() if hasattr(failure, "details") else str(failure)
-    return DispatchFailed(name.split(" ", 1)[0], code, details or "")
+    return DispatchFailed(name.split(" ", 1)[0], code, details or "", _pushback(failure))
+
+
+def _pushback(failure: Any) -> float:
+    """The ``grpc-retry-pushback-ms`` trailer of a failed RPC, in seconds (0 without one)."""
+    trailers = failure.trailing_metadata() if hasattr(failure, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key == PUSHBACK_TRAILER:
+            try:
+                return max(0.0, int(value) / 1000.0)
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 class DispatchUser(User):
@@ -330,10 +345,11 @@ class DispatchUser(User):
             raise
         if group.failure is not None:
             code, details = group.failure
-            failure = DispatchFailed("call", code, details)
+            failure = DispatchFailed("call", code, details, group.retry_after)
             latency.record_latency(function, "rejected", received - issued, batch)
             for _ in range(batch):
                 self._fire(name, group.started, started_wall, None, failure, kind="call")
+            self.back_off(failure)
             raise failure
         dispatched.add(function, batch)
         results = []
@@ -473,13 +489,20 @@ class DispatchUser(User):
                     session.abandon(group)
                     raise
                 killed = exc
-        failure = None if group.failure is None else DispatchFailed("Dispatch", *group.failure)
+        failure = None if group.failure is None else DispatchFailed("Dispatch", *group.failure, group.retry_after)
         self._fire(name, group.started, started_wall, None, failure, length=_ID_BYTES * len(group.ids))
         if killed is not None:
             raise killed
         if failure is not None:
+            self.back_off(failure)
             raise failure
         return group.ids
+
+    def back_off(self, failure: DispatchFailed) -> None:
+        """The closed model's answer to a full shard: wait the pushback it asked for before the next task
+        (the open model does not: its arrivals keep their schedule, and a rejected one is not retried)."""
+        if failure.retry_after > 0 and failure.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            gevent.sleep(failure.retry_after)
 
     def _fire(
         self,
@@ -532,5 +555,6 @@ class DispatchUser(User):
         if killed is not None:
             raise killed
         if exception is not None:
+            self.back_off(exception)
             raise exception
         return response, call

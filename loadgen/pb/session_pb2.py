@@ -16,27 +16,27 @@ from loadgen.pb import call_pb2 as loadgen_dot_pb_dot_call__pb2
 from loadgen.pb import status_pb2 as loadgen_dot_pb_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18loadgen/pb/session.proto\x12\nloadgen.v1\x1a\x15loadgen/pb/call.proto\x1a\x17loadgen/pb/status.proto\"3\n\x0eSessionRequest\x12!\n\x06groups\x18\x01 \x03(\x0b\x32\x11.loadgen.v1.Group\"j\n\x05Group\x12\r\n\x05group\x18\x01 \x01(\x04\x12,\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x1d.loadgen.dispatch.sdk.v1.Call\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x08\x12\x14\n\x0cskip_results\x18\x04 \x01(\x08\"Q\n\x0bGroupAnswer\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x14\n\x0c\x64ispatch_ids\x18\x02 \x03(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xb1\x01\n\x05\x45nded\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.loadgen.dispatch.sdk.v1.CallResult\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.loadgen.dispatch.sdk.v1.Status\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.loadgen.v1.Outcome\x12\r\n\x05group\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\r\"-\n\rSessionHeader\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\r\"\x88\x01\n\x0fSessionResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.loadgen.v1.GroupAnswer\x12 \n\x05\x65nded\x18\x02 \x03(\x0b\x32\x11.loadgen.v1.Ended\x12)\n\x06header\x18\x03 \x01(\x0b\x32\x19.loadgen.v1.SessionHeader*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x13\n\x0fOUTCOME_EXPIRED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x32O\n\x05\x43\x61lls\x12\x46\n\x07Session\x12\x1a.loadgen.v1.SessionRequest\x1a\x1b.loadgen.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18loadgen/pb/session.proto\x12\nloadgen.v1\x1a\x15loadgen/pb/call.proto\x1a\x17loadgen/pb/status.proto\"3\n\x0eSessionRequest\x12!\n\x06groups\x18\x01 \x03(\x0b\x32\x11.loadgen.v1.Group\"j\n\x05Group\x12\r\n\x05group\x18\x01 \x01(\x04\x12,\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x1d.loadgen.dispatch.sdk.v1.Call\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x08\x12\x14\n\x0cskip_results\x18\x04 \x01(\x08\"i\n\x0bGroupAnswer\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x14\n\x0c\x64ispatch_ids\x18\x02 \x03(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\"\xb1\x01\n\x05\x45nded\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.loadgen.dispatch.sdk.v1.CallResult\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.loadgen.dispatch.sdk.v1.Status\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.loadgen.v1.Outcome\x12\r\n\x05group\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\r\"-\n\rSessionHeader\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\r\"\x88\x01\n\x0fSessionResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.loadgen.v1.GroupAnswer\x12 \n\x05\x65nded\x18\x02 \x03(\x0b\x32\x11.loadgen.v1.Ended\x12)\n\x06header\x18\x03 \x01(\x0b\x32\x19.loadgen.v1.SessionHeader*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x13\n\x0fOUTCOME_EXPIRED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x32O\n\x05\x43\x61lls\x12\x46\n\x07Session\x12\x1a.loadgen.v1.SessionRequest\x1a\x1b.loadgen.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loadgen.pb.session_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_OUTCOME']._serialized_start=698
-  _globals['_OUTCOME']._serialized_end=819
+  _globals['_OUTCOME']._serialized_start=722
+  _globals['_OUTCOME']._serialized_end=843
   _globals['_SESSIONREQUEST']._serialized_start=88
   _globals['_SESSIONREQUEST']._serialized_end=139
   _globals['_GROUP']._serialized_start=141
   _globals['_GROUP']._serialized_end=247
   _globals['_GROUPANSWER']._serialized_start=249
-  _globals['_GROUPANSWER']._serialized_end=330
-  _globals['_ENDED']._serialized_start=333
-  _globals['_ENDED']._serialized_end=510
-  _globals['_SESSIONHEADER']._serialized_start=512
-  _globals['_SESSIONHEADER']._serialized_end=557
-  _globals['_SESSIONRESPONSE']._serialized_start=560
-  _globals['_SESSIONRESPONSE']._serialized_end=696
-  _globals['_CALLS']._serialized_start=821
-  _globals['_CALLS']._serialized_end=900
+  _globals['_GROUPANSWER']._serialized_end=354
+  _globals['_ENDED']._serialized_start=357
+  _globals['_ENDED']._serialized_end=534
+  _globals['_SESSIONHEADER']._serialized_start=536
+  _globals['_SESSIONHEADER']._serialized_end=581
+  _globals['_SESSIONRESPONSE']._serialized_start=584
+  _globals['_SESSIONRESPONSE']._serialized_end=720
+  _globals['_CALLS']._serialized_start=845
+  _globals['_CALLS']._serialized_end=924
 # @@protoc_insertion_point(module_scope)

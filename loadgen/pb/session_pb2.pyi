@@ -40,16 +40,18 @@ class Group(_message.Message):
     def __init__(self, group: _Optional[int] = ..., calls: _Optional[_Iterable[_Union[_call_pb2.Call, _Mapping]]] = ..., answer: bool = ..., skip_results: bool = ...) -> None: ...
 
 class GroupAnswer(_message.Message):
-    __slots__ = ("group", "dispatch_ids", "code", "message")
+    __slots__ = ("group", "dispatch_ids", "code", "message", "retry_after_ms")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     DISPATCH_IDS_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     group: int
     dispatch_ids: _containers.RepeatedScalarFieldContainer[str]
     code: int
     message: str
-    def __init__(self, group: _Optional[int] = ..., dispatch_ids: _Optional[_Iterable[str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    retry_after_ms: int
+    def __init__(self, group: _Optional[int] = ..., dispatch_ids: _Optional[_Iterable[str]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., retry_after_ms: _Optional[int] = ...) -> None: ...
 
 class Ended(_message.Message):
     __slots__ = ("result", "status", "outcome", "group", "index")

@@ -13,6 +13,7 @@ __all__ = [
     "MAX_EXPIRATION_SECONDS",
     "OUTCOME_TRAILER",
     "PROTO_CONTENT_TYPE",
+    "PUSHBACK_TRAILER",
     "RUN_CONTENT_TYPE",
     "RUN_PATH",
     "STATUS_TRAILER",
@@ -50,3 +51,7 @@ STATUS_TRAILER: Final = "loadgen-status"
 OUTCOME_TRAILER: Final = "loadgen-outcome"
 """Beside :data:`STATUS_TRAILER`: how the call ended (``completed``, ``failed``, ``expired``, ``cancelled``).
 A cancelled call's status is ``STATUS_TIMEOUT`` (the SDKs have no other); this says it was cancelled."""
+
+PUSHBACK_TRAILER: Final = "grpc-retry-pushback-ms"
+"""The trailer of a rejection by a full shard (RESOURCE_EXHAUSTED): wait this many milliseconds before offering
+more calls (the key gRPC's own retry policy reads)."""

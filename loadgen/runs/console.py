@@ -86,11 +86,13 @@ def progress_line(
     ended_badly = f"  failed {accounting.failed}  expired {accounting.expired}" if bad else ""
     if accounting.cancelled:
         ended_badly += f"  cancelled {accounting.cancelled}"
+    rejected = f"  rejected {accounting.rejected}" if accounting.rejected else ""
     wrong = f"  wrong {caller.total('wrong')}" if caller is not None and caller.total("checked") else ""
     lag = _lag_text(caller.latency if caller is not None else None, caller_interval)
     return (
         f"  [{clock}] {done / seconds:7.0f} calls/s{p99}{ratio}{lag}  in flight {accounting.in_flight}"
-        f"  accepted {accounting.accepted}{ended_badly}{wrong}  lost {accounting.lost}{failure_text(interval)}"
+        f"  accepted {accounting.accepted}{rejected}{ended_badly}{wrong}  lost {accounting.lost}"
+        f"{failure_text(interval)}"
     )
 
 

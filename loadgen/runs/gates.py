@@ -16,7 +16,7 @@ against the engine's merged :class:`~loadgen.core.stats.Snapshot` at the end of 
 Implicit gates
 --------------
 A scenario without ``[gates]`` is judged by :func:`implicit_gates`: no root call failed,
-expired, was cancelled by the end of the run, was lost or wrong (shards run elsewhere: or was
+expired, was cancelled by the end of the run, was lost, rejected (a full shard) or wrong (shards run elsewhere: or was
 still in flight when the run ended), and Locust saw no failed request; with the callers'
 statistics, also that no open-model arrival was dropped. Their results say they are implicit
 (``GateResult.implicit``).
@@ -176,6 +176,7 @@ IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (
     ("expired", "== 0"),
     ("cancelled", "== 0"),
     ("lost", "== 0"),
+    ("rejected", "== 0"),
     ("wrong", "== 0"),
     ("in_flight", "== 0"),
     ("locust.failures", "== 0"),
@@ -186,7 +187,7 @@ CALLER_IMPLICIT_GATES: Final[tuple[tuple[str, str], ...]] = (("dropped", "== 0")
 
 
 def implicit_gates(with_locust: bool = True, remote: bool = False, with_caller: bool = False) -> tuple[Gate, ...]:
-    """The gates of a scenario without ``[gates]``: nothing failed, expired, was cancelled, lost or wrong,
+    """The gates of a scenario without ``[gates]``: nothing failed, expired, was cancelled, lost, rejected or wrong,
     (*with_locust*) Locust counted no failed request and (*with_caller*, the callers' statistics are
     there) no open-model arrival was dropped. Local shards cancel what is left at the end, so
     ``in_flight == 0`` is judged only for shards run elsewhere (*remote*), which keep it running."""

@@ -30,12 +30,20 @@ metric                                    kind     value
 ``loop_lag.STAT``                         latency  how late each Locust process's event loop ran a
                                                    50 ms timer (a busy CPU); scope ``process``
 ``attempt.STAT``                          latency  endpoint attempts; scope ``function``, ``status``
+``queue.STAT``                            latency  how long attempts waited in a shard for a stream to
+                                                   the endpoint; scope ``function``, ``kind``
+                                                   (``attempt``)
 ``rpc.STAT``                              latency  ingress RPCs; unless scoped, how batches were
                                                    accepted: ``Dispatch`` RPCs and ``Session``
                                                    groups; scope ``rpc`` (``Dispatch``, ``Session``,
                                                    ``Wait``, ``*`` for all), ``status`` (``ok``/``error``)
 ``accepted``, ``lost``, ``in_flight``     count    root calls accepted / lost with a dead shard /
                                                    still in flight (gauge)
+``offered``, ``rejected``                 count    root calls offered to admission control / turned
+                                                   away by a full shard (RESOURCE_EXHAUSTED);
+                                                   ``rejected`` scope ``reason`` (``calls_in_flight``,
+                                                   ``held_bytes``)
+``rejected.ratio``                        ratio    rejected / offered
 ``completed``, ``expired``                count    root calls; scope ``function``
 ``cancelled``                             count    root calls ended by the end of the run (or a
                                                    drain) before they finished; scope ``function``
@@ -98,6 +106,7 @@ from typing import Final, Literal
 
 from loadgen.core.caller import FunctionChecks
 from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind, failed
+from loadgen.core.counters import rejected as rejected_for
 from loadgen.core.counters import retries as retries_of
 from loadgen.core.stats import Family, HistKey, HistogramSnapshot, Snapshot, merge_snapshots
 from loadgen.core.stats.caller import CALLER_OUTCOMES
@@ -126,6 +135,7 @@ _FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
     "engine.e2e": ("function", "outcome"),
     "e2e": ("function", "outcome"),
     "attempt": ("function", "status"),
+    "queue": ("function", "kind"),
     "rpc": ("rpc", "status"),
     "lag": ("user", "kind"),
     "loop_lag": ("process", "kind"),
@@ -136,6 +146,7 @@ _SOURCES: Final[dict[str, tuple[Family, bool]]] = {
     "engine.e2e": ("e2e", False),
     "e2e": ("e2e", False),
     "attempt": ("attempt", False),
+    "queue": ("queue", False),
     "rpc": ("rpc", False),
     "lag": ("lag", True),
     "loop_lag": ("loop_lag", True),
@@ -152,6 +163,9 @@ _CALLER_OUTCOMES: Final = CALLER_OUTCOMES
 # Every other metric: kind and the scope labels it takes.
 _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "accepted": ("count", ()),
+    "offered": ("count", ()),
+    "rejected": ("count", ("reason",)),
+    "rejected.ratio": ("ratio", ()),
     "completed": ("count", ("function",)),
     "failed": ("count", ("function", "status")),
     "expired": ("count", ("function",)),
@@ -408,6 +422,13 @@ class Metrics:
             return self._arrivals(name)
         if name == "accepted":
             return snap.counter(CounterKind.ACCEPTED)
+        if name == "offered":
+            return snap.counter(CounterKind.OFFERED)
+        if name == "rejected":
+            reason = metric.label("reason")
+            return snap.counters.get(rejected_for(reason), 0) if reason else snap.counter(CounterKind.REJECTED)
+        if name == "rejected.ratio":
+            return _ratio(snap.counter(CounterKind.REJECTED), snap.counter(CounterKind.OFFERED))
         if name == "lost":
             return snap.counter(CounterKind.LOST)
         if name == "in_flight":

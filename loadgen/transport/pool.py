@@ -476,6 +476,26 @@ class EndpointPool:
             if self.closed:
                 raise AttemptError(_TCP_ERROR, "endpoint pool closed")
 
+    def capacity(self, endpoint_url: str) -> int:
+        """Requests to *endpoint_url* that can be in progress at once without waiting for a slot: the
+        slots of its usable connections (an HTTP/2 one's limit is the server's, once known; an HTTP/1.1
+        one has one) plus those of the connections it may still open."""
+        per_connection = 1 if self.protocol == "http/1.1" else self.max_streams
+        route = self._routes.get(endpoint_url)
+        if route is None:
+            return self.connections * per_connection
+        origin = route[1]
+        if origin.protocol == "h1":
+            per_connection = 1
+        slots = 0
+        for conn in origin.conns:
+            if conn.usable:
+                slots += conn.limit
+                if origin.protocol == "h2":
+                    per_connection = min(per_connection, conn.limit)
+        spare = max(0, self.connections - len(origin.conns) - len(origin.draining))
+        return slots + spare * per_connection
+
     @property
     def open_connections(self) -> int:
         """Connections whose transport is open (ready, draining or still negotiating)."""

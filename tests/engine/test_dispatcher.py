@@ -29,6 +29,9 @@ class FakeTransport:
         self.most_in_flight = 0
         self._attempts: dict[str, int] = {}
 
+    def capacity(self, endpoint_url: str) -> int:
+        return 1 << 20
+
     async def post_run(self, endpoint_url: str, body: bytes) -> bytes:
         request = function_pb2.RunRequest.FromString(body)
         self.posts.append((endpoint_url, request))
@@ -114,18 +117,23 @@ def test_an_undecodable_body_fails_the_call_as_invalid_response() -> None:
     asyncio.run(main())
 
 
-def test_attempts_beyond_the_limit_wait_as_records_and_all_run() -> None:
+def test_attempts_beyond_the_limit_wait_as_records_and_all_run_leaving_a_reserve_to_other_functions() -> None:
     async def main() -> None:
         gate = asyncio.Event()
         transport = FakeTransport(echo, gate)
-        engine = dispatcher(transport, max_attempts_in_flight=2)
+        engine = dispatcher(transport, max_attempts_in_flight=3)
         ids = engine.submit(calls(5))
         await asyncio.sleep(0.01)
-        assert transport.in_flight == 2 and engine.queued_attempts == 3
+        assert transport.in_flight == 2 and engine.queued_attempts == 3  # one stream kept for other functions
+        other = engine.submit([call_pb2.Call(function="other", input=values.encode(1))])
+        await asyncio.sleep(0.01)
+        assert transport.in_flight == 3 and engine.queued_attempts == 3
         gate.set()
-        outcomes = [await engine.wait(dispatch_id, timeout=5) for dispatch_id in ids]
+        outcomes = [await engine.wait(dispatch_id, timeout=5) for dispatch_id in ids + other]
         assert {o.outcome for o in outcomes} == {Outcome.COMPLETED}
-        assert transport.most_in_flight == 2 and engine.queued_attempts == 0
+        assert transport.most_in_flight == 3 and engine.queued_attempts == 0
+        queued = engine.stats.snapshot().histogram("queue", ("echo", "attempt"))
+        assert queued.count == 5 and queued.max > 0  # three of them waited for a stream
 
     asyncio.run(main())
 

@@ -33,6 +33,9 @@ OTHER = {
     "max_response_bytes": ("1048576", "1MiB", 1 << 20),
     "max_poll_calls": ("500", "500", 500),
     "max_connections": ("100", "100", 100),
+    "max_calls_in_flight": ("2000", "2000", 2000),
+    "max_held_bytes": ('"64MiB"', "64MiB", 64 << 20),
+    "max_waits": ("100", "100", 100),
 }
 
 

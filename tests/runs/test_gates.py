@@ -389,12 +389,14 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
     stats.record_call("f", "expired", "TIMEOUT", 60.0)
     stats.record_call("f", "cancelled", "TIMEOUT", 5.0)
     stats.set_gauge("in_flight", 1)
+    stats.count_admission(3, "calls_in_flight")
     gates = implicit_gates(remote=True)
     assert [str(g) for g in gates] == [
         "failed == 0",
         "expired == 0",
         "cancelled == 0",
         "lost == 0",
+        "rejected == 0",
         "wrong == 0",
         "in_flight == 0",
         "locust.failures == 0",
@@ -405,6 +407,7 @@ def test_implicit_gates_fail_on_any_bad_call_and_say_they_are_implicit(tmp_path:
         "expired": False,
         "cancelled": False,
         "lost": True,
+        "rejected": False,
         "wrong": True,
         "in_flight": False,
         "locust.failures": False,
@@ -475,3 +478,17 @@ def test_caller_metrics_read_the_callers_statistics_and_e2e_is_the_engines_with_
     from loadgen.runs.gates import implicit_gates
 
     assert [str(g) for g in implicit_gates(with_caller=True)][-1] == "dropped == 0"
+
+
+def test_rejected_calls_are_gate_metrics_by_reason_and_balance_with_the_offered() -> None:
+    shard = ShardStats("shard-0")
+    shard.count_admission(90)
+    shard.count_accepted(90)
+    shard.count_admission(8, "calls_in_flight")
+    shard.count_admission(2, "held_bytes")
+    metrics = metrics_from(shard.snapshot(), DURATION)
+    assert metrics("offered") == 100 and metrics("rejected") == 10 and metrics("rejected.ratio") == 0.1
+    assert metrics("rejected{reason=held_bytes}") == 2 and metrics("rejected{reason=calls_in_flight}") == 8
+    accounting = shard.snapshot().accounting()
+    assert accounting.offered == accounting.accepted + accounting.rejected and accounting.admission_balanced
+    assert str(accounting).startswith("offered 100 = accepted 90 + rejected 10; ")

@@ -19,6 +19,8 @@ Latency families, each keyed by a pair of names:
 * ``rpc``: (RPC name, ``"ok"`` / ``"error"``), by :meth:`ShardStats.record_rpc`;
 * ``attempt``: (function, status name such as ``"OK"`` or ``"TCP_ERROR"``), by
   :meth:`ShardStats.record_attempt`;
+* ``queue``: (function, ``"attempt"``), how long an attempt waited in the shard for a stream to the
+  endpoint (the dispatcher's fair queue), recorded as it is sent;
 * ``e2e``: (function, ``"completed"`` / ``"failed"`` / ``"expired"`` / ``"cancelled"``), from a root
   call's acceptance to its end, by :meth:`ShardStats.record_call`.
 

@@ -17,8 +17,10 @@ from loadgen.core.counters import (
     EVICTED,
     EXPIRED,
     LOST,
+    OFFERED,
     Counter,
     failed,
+    rejected,
     retries,
 )
 from loadgen.core.stats.hdr import (
@@ -174,6 +176,13 @@ class ShardStats:
         if n < 0:
             raise ValueError("count must be >= 0")
         self._counters[ACCEPTED] = self._counters.get(ACCEPTED, 0) + n
+
+    def count_admission(self, offered: int, rejected_for: str = "") -> None:
+        """*offered* root calls reached admission control; all of them rejected for *rejected_for* if given."""
+        self._counters[OFFERED] = self._counters.get(OFFERED, 0) + offered
+        if rejected_for:
+            name = rejected(rejected_for)
+            self._counters[name] = self._counters.get(name, 0) + offered
 
     def count_retry(self, status: str) -> None:
         """An attempt that ended with *status* will be retried."""

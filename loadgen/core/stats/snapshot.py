@@ -19,6 +19,7 @@ from loadgen.core.counters import (
     COMPLETED,
     EXPIRED,
     LOST,
+    OFFERED,
     Counter,
     CounterKind,
     by_status,
@@ -56,9 +57,9 @@ __all__ = [
     "merge_snapshots",
 ]
 
-Family = Literal["rpc", "attempt", "e2e", "latency", "lag", "loop_lag"]
-FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e", "latency", "lag", "loop_lag")
-ENGINE_FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "e2e")
+Family = Literal["rpc", "attempt", "queue", "e2e", "latency", "lag", "loop_lag"]
+FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "queue", "e2e", "latency", "lag", "loop_lag")
+ENGINE_FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "queue", "e2e")
 """What shards record; the others are the callers' (:mod:`loadgen.core.stats.caller`)."""
 CALLER_FAMILIES: Final[tuple[Family, ...]] = ("latency", "lag", "loop_lag")
 Key = tuple[str, str]
@@ -176,6 +177,13 @@ class Accounting:
     in_flight: int
     lost: int
     cancelled: int = 0
+    offered: int = 0
+    rejected: int = 0
+
+    @property
+    def admission_balanced(self) -> bool:
+        """``offered == accepted + rejected`` (true of an engine without admission counters too)."""
+        return not self.offered or self.offered == self.accepted + self.rejected
 
     @property
     def accounted(self) -> int:
@@ -188,11 +196,16 @@ class Accounting:
 
     @property
     def balanced(self) -> bool:
-        return self.difference == 0
+        return self.difference == 0 and self.admission_balanced
 
     def __str__(self) -> str:
         verdict = "balanced" if self.balanced else f"UNBALANCED by {self.difference:+d}"
-        return (
+        admitted = ""
+        if self.offered:
+            admitted = f"offered {self.offered} = accepted {self.accepted} + rejected {self.rejected}" + (
+                "; " if self.admission_balanced else " (UNBALANCED); "
+            )
+        return admitted + (
             f"accepted {self.accepted} = completed {self.completed} + failed {self.failed}"
             f" + expired {self.expired} + cancelled {self.cancelled} + in_flight {self.in_flight}"
             f" + lost {self.lost}: {verdict}"
@@ -291,6 +304,8 @@ class Snapshot:
             in_flight=gauges.get(GAUGE_IN_FLIGHT, 0),
             lost=counters.get(LOST, 0),
             cancelled=counters.get(CANCELLED, 0),
+            offered=counters.get(OFFERED, 0),
+            rejected=total(counters, CounterKind.REJECTED),
         )
 
     def merge(self, other: Snapshot) -> Snapshot:
