@@ -5,8 +5,10 @@ far) and the time; nothing here reads a clock or does IO. A batch is taken whole
 
 Bytes held by a call are estimated as :data:`CALL_BYTES` (its records in the scheduler, the
 dispatcher and the ledger, measured at about 2.4 KB) plus the size of its input. A rejection carries a
-pushback in milliseconds: how long the excess takes to drain at the completion rate seen lately,
-between :data:`MIN_PUSHBACK_MS` and :data:`MAX_PUSHBACK_MS`.
+pushback in milliseconds: how long the excess (this batch's, plus every call rejected in the last
+second, the demand the shard could not take) takes to drain at the completion rate seen lately,
+between :data:`MIN_PUSHBACK_MS` and :data:`MAX_PUSHBACK_MS`; a storm of rejections so backs off
+its clients further.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class Admission:
         self.shard = shard
         self._sample: tuple[float, int] | None = None  # (time, ended) at the start of the rate window
         self._rate = 0.0  # root calls ended per second, lately
+        self._rejected = 0  # calls rejected since the rate window began
+        self._rejected_before = 0  # ... and in the window before it
 
     def calls(self, load: Load, count: int, batch_bytes: int, now: float) -> Rejection | None:
         """``None`` when a batch of *count* calls holding *batch_bytes* may be accepted, else why not."""
@@ -96,7 +100,7 @@ class Admission:
                 Reason.CALLS_IN_FLIGHT,
                 f"shard {self.shard} is full: {load.in_flight:,} calls in flight, at most "
                 f"{limits.max_calls_in_flight:,} (max_calls_in_flight); {_none_of(count)}",
-                self._pushback(excess),
+                self._pushback(excess, count),
             )
         if load.held_bytes + batch_bytes > limits.max_held_bytes and load.in_flight:
             share = batch_bytes / count if count else float(CALL_BYTES)
@@ -106,7 +110,7 @@ class Admission:
                 f"shard {self.shard} is full: its calls hold {format_size(load.held_bytes)}, at most "
                 f"{format_size(limits.max_held_bytes)} (max_held_bytes); {_none_of(count)} "
                 f"({format_size(batch_bytes)})",
-                self._pushback(excess_calls),
+                self._pushback(excess_calls, count),
             )
         return None
 
@@ -118,7 +122,7 @@ class Admission:
                 Reason.WAITS,
                 f"shard {self.shard} is full: {load.waits:,} Wait RPCs pending, at most "
                 f"{self.limits.max_waits:,} (max_waits); retry the Wait later",
-                self._pushback(load.waits - self.limits.max_waits + 1),
+                self._pushback(load.waits - self.limits.max_waits + 1, 0),
             )
         return None
 
@@ -129,11 +133,14 @@ class Admission:
         elif now - sample[0] >= _RATE_WINDOW_S:
             self._rate = max(0, load.ended - sample[1]) / (now - sample[0])
             self._sample = (now, load.ended)
+            self._rejected_before, self._rejected = self._rejected, 0
 
-    def _pushback(self, excess: int) -> int:
+    def _pushback(self, excess: int, rejected: int) -> int:
+        self._rejected += rejected
         if self._rate <= 0:
             return MAX_PUSHBACK_MS
-        return int(min(MAX_PUSHBACK_MS, max(MIN_PUSHBACK_MS, 1000 * excess / self._rate)))
+        demand = excess + max(self._rejected, self._rejected_before)
+        return int(min(MAX_PUSHBACK_MS, max(MIN_PUSHBACK_MS, 1000 * demand / self._rate)))
 
 
 def _none_of(count: int) -> str:

@@ -48,6 +48,7 @@ from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault
 __all__ = ["AsyncDispatcher", "CallListener", "Transport", "UnknownCall", "reserve_of"]
 
 _UNDECODABLE = FAULT_STATUS[Fault.UNDECODABLE]
+_COMPACT_SLACK = 1024  # queued attempts beyond twice the live calls that trigger a compaction
 
 
 def _error_text(kind: str, message: str, status_text: str = "") -> str:
@@ -160,9 +161,7 @@ class AsyncDispatcher:
         With a *listener*, each call's outcome goes to it when the call ends, and is kept for
         ``Wait`` only if the listener does not take it. *sizes*: the bytes each call holds
         (:func:`~loadgen.core.admission.call_bytes`; computed here when not given)."""
-        ids, actions = self.scheduler.submit(
-            calls, time.time(), default_endpoint=self.endpoint_url, listener=listener
-        )
+        ids, actions = self.scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_url, listener=listener)
         if sizes is None:
             sizes = [call_bytes(call.input.ByteSize()) for call in calls]
         live = self._live
@@ -281,6 +280,24 @@ class AsyncDispatcher:
             queue = self._queues[function] = collections.deque()
         queue.append((time.perf_counter(), attempt))
         self._queued += 1
+        if self._queued > 2 * self.scheduler.live_calls + _COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop queued attempts that are no longer current (their call expired or ended while they waited),
+        so a long queue holds no request of a finished call. At least half go each time: amortized O(1)."""
+        scheduler = self.scheduler
+        for function in list(self._queues):
+            kept = collections.deque(
+                entry
+                for entry in self._queues[function]
+                if scheduler.is_current(entry[1].dispatch_id, entry[1].attempt)
+            )
+            if kept:
+                self._queues[function] = kept
+            else:
+                del self._queues[function]
+        self._queued = sum(len(queue) for queue in self._queues.values())
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
         self.stats.record("queue", function, "attempt", waited)
