@@ -133,6 +133,8 @@ class AsyncDispatcher:
             collections.OrderedDict()
         )  # per function, attempts waiting for a stream (with the time they began to wait), round robin
         self._queued = 0
+        self._saturated = 0.0  # seconds during which attempts waited for a stream (the pool was the bottleneck)
+        self._saturated_since: float | None = None
         self._running: dict[str, int] = {}
         self._max_running = max(1, max_attempts_in_flight)
         self._timer: asyncio.TimerHandle | None = None
@@ -215,6 +217,7 @@ class AsyncDispatcher:
             self._apply(self.scheduler.cancel_all(time.time(), reason))
         self._queues.clear()
         self._queued = 0
+        self._queue_checked()
         for task in list(self._tasks):
             task.cancel()
         if self._timer is not None:
@@ -278,8 +281,11 @@ class AsyncDispatcher:
             return
         if queue is None:
             queue = self._queues[function] = collections.deque()
-        queue.append((time.perf_counter(), attempt))
+        now = time.perf_counter()
+        queue.append((now, attempt))
         self._queued += 1
+        if self._saturated_since is None:
+            self._saturated_since = now
         if self._queued > 2 * self.scheduler.live_calls + _COMPACT_SLACK:
             self._compact()
 
@@ -298,6 +304,7 @@ class AsyncDispatcher:
             else:
                 del self._queues[function]
         self._queued = sum(len(queue) for queue in self._queues.values())
+        self._queue_checked()
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
         self.stats.record("queue", function, "attempt", waited)
@@ -312,6 +319,17 @@ class AsyncDispatcher:
         if function is not None:
             self._running[function] -= 1
         self._next()
+
+    def _queue_checked(self) -> None:
+        """End a period of saturation when no attempt waits any more."""
+        if not self._queues and self._saturated_since is not None:
+            self._saturated += time.perf_counter() - self._saturated_since
+            self._saturated_since = None
+
+    def saturated_seconds(self) -> float:
+        """Seconds so far during which some attempt waited for a stream (every stream it may take was busy)."""
+        since = self._saturated_since
+        return self._saturated + (0.0 if since is None else time.perf_counter() - since)
 
     def _next(self) -> None:
         """Start queued attempts while streams are free: one per function in turn (round robin)."""
@@ -335,6 +353,7 @@ class AsyncDispatcher:
                     self._start(function, attempt, time.perf_counter() - queued_at)
                     progressed = True
                     break
+        self._queue_checked()
 
     @property
     def retained_results(self) -> tuple[int, int]:

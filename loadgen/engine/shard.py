@@ -121,6 +121,7 @@ class ShardProcess:
         self.stats.set_gauge("queue_age_ms", int(self.dispatcher.oldest_queued(time.perf_counter()) * 1000))
         self.stats.set_gauge("busy_streams", self.dispatcher.busy_streams)
         self.stats.set_gauge("streams", self.dispatcher.streams)
+        self.stats.set_gauge("pool_saturated_ms", int(self.dispatcher.saturated_seconds() * 1000))
         self.stats.set_gauge("held_bytes", self.dispatcher.held_bytes)
         self.stats.set_gauge("waits", self.frontend.waits)
         return self.stats.snapshot()

@@ -10,9 +10,20 @@ from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.core.units import format_latency
 from loadgen.runs.results import errors_table
 
-__all__ = ["LAG_SHOWN_US", "failure_text", "print_caller_latency", "print_checks", "print_failures", "progress_line"]
+__all__ = [
+    "LAG_SHOWN_US",
+    "POOL_BOTTLENECK",
+    "QUEUE_SHOWN_US",
+    "failure_text",
+    "pool_text",
+    "print_caller_latency",
+    "print_checks",
+    "print_failures",
+    "progress_line",
+]
 
 LAG_SHOWN_US = 100_000  # the progress line shows the generator's lag from 100 ms on
+QUEUE_SHOWN_US = 1000  # ... and a shard's queue p99 from 1 ms on (attempts waited for a stream to the endpoint)
 
 
 def failure_text(interval: Snapshot) -> str:
@@ -77,6 +88,9 @@ def progress_line(
         p99 += f"  engine e2e p99 {format_latency(engine_p99, 'ms', 1)} ms"
     if p99:
         p99 += " (worst function)"
+    queue_p99 = _worst_p99(interval, "queue")
+    if queue_p99 is not None and queue_p99 >= QUEUE_SHOWN_US:  # attempts waited for a stream to the endpoint
+        p99 += f"  queue p99 {format_latency(queue_p99, 'ms', 1)} ms"
     attempts = sum(interval.histogram("attempt", key).count for key in interval.keys("attempt"))
     retries = counter_total(counters, CounterKind.RETRIES)
     ratio = f"  retries {retries / attempts:.1%}" if attempts else ""
@@ -94,6 +108,24 @@ def progress_line(
         f"  accepted {accounting.accepted}{rejected}{ended_badly}{wrong}  lost {accounting.lost}"
         f"{failure_text(interval)}"
     )
+
+
+POOL_BOTTLENECK = 0.8
+"""Attempts waited for a stream this share of the run or more (on some shard): the pool was the bottleneck."""
+
+
+def pool_text(final: Snapshot, duration_s: float) -> str:
+    """The endpoint pool's size and how long attempts waited for a stream on the worst shard, with a hint
+    when that was most of the run; empty when the shards do not report it."""
+    shards = [summary.gauges for summary in final.per_shard.values() if "streams" in summary.gauges]
+    if not shards or duration_s <= 0:
+        return ""
+    streams = max(gauges["streams"] for gauges in shards)
+    busy = max(gauges.get("pool_saturated_ms", 0) for gauges in shards) / 1000 / duration_s
+    text = f"pool: {streams} streams per shard to the endpoint; every stream busy {min(busy, 1.0):.0%} of the run"
+    if busy >= POOL_BOTTLENECK:
+        text += " (worst shard): the pool was the bottleneck; raise engine.connections / max_streams"
+    return text
 
 
 def print_failures(final: Snapshot, limit: int = 8) -> None:

@@ -60,7 +60,7 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
-from loadgen.runs.console import print_caller_latency, print_checks, print_failures, progress_line
+from loadgen.runs.console import pool_text, print_caller_latency, print_checks, print_failures, progress_line
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -465,6 +465,9 @@ def _finish(
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    pool = pool_text(final, duration)
+    if pool:
+        print(pool)
     if accounting.cancelled:
         print(
             f"cancelled at the end: {accounting.cancelled} call(s) had not ended {scenario.load.stop_timeout:g}s"
@@ -479,7 +482,7 @@ def _finish(
         print(f"Locust: {totals.requests} requests, {totals.failures} failures")
     if not scenario.gates:
         print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired,")
-        print("       cancelled, lost, wrong or left in flight, no failed request)")
+        print("       cancelled, lost, rejected by a full shard, wrong or left in flight, no failed request)")
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         print(f"gate {mark}  {result.message}")

@@ -24,3 +24,25 @@ def test_the_benchmark_parses_the_progress_line_with_and_without_failures() -> N
         assert (int(found["elapsed"]), int(found["in_flight"]), int(found["accepted"])) == (elapsed, 13, 120)
         lost = _LOST.search(line[found.end() :])
         assert lost is not None and lost[1] == "0"
+
+
+def test_the_progress_line_shows_rejections_and_queue_time_and_the_pool_line_its_hint() -> None:
+    from loadgen.runs.console import pool_text
+
+    stats = ShardStats("shard-0")
+    stats.count_admission(150)
+    stats.count_accepted(100)
+    stats.count_admission(50, "calls_in_flight")
+    stats.record("queue", "echo", "attempt", 0.25)
+    stats.set_gauge("in_flight", 100)
+    stats.set_gauge("streams", 200)
+    stats.set_gauge("pool_saturated_ms", 9_000)
+    line = progress_line(8.0, 20.0, stats.snapshot(), 2.0, stats.snapshot())
+    assert "accepted 100  rejected 50" in line and "queue p99 250" in line
+    found = _PROGRESS.search(line)
+    assert found is not None and int(found["accepted"]) == 100, line
+    assert pool_text(stats.snapshot(), 10.0) == (
+        "pool: 200 streams per shard to the endpoint; every stream busy 90% of the run (worst shard): "
+        "the pool was the bottleneck; raise engine.connections / max_streams"
+    )
+    assert pool_text(stats.snapshot(), 100.0).endswith("busy 9% of the run")
