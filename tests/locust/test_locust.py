@@ -409,3 +409,30 @@ def test_an_overloaded_generator_shows_in_lag_and_caller_latency_not_in_the_engi
     assert metrics("latency.p99{function=echo,outcome=completed}") >= 200_000
     assert metrics("latency.count") == 200 == metrics("engine.e2e.count")
     assert metrics("engine.e2e.p99") < 100_000
+
+
+def test_calls_a_full_shard_rejects_are_failures_of_their_entries_and_balance_with_the_engine(
+    endpoint_url: str, signing_key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    """Every echo batch (10 calls) is above a 5-call cap: rejected whole, each Dispatch a failure that names
+    the setting; the single calls mostly fit. Locust's failures and the engine's rejected calls agree."""
+    with Supervisor(quick_engine(endpoint_url, signing_key, API_KEY, max_calls_in_flight=5)) as engine:
+        rows = run_locust(engine, tmp_path, "--exit-code-on-error", "0")
+        live = merged_snapshot(engine.url)
+    batch = echo_batch()
+    echo = rows[("grpc", "Dispatch echo")]
+    assert int(echo["Request Count"]) > 0 and echo["Failure Count"] == echo["Request Count"]
+    failures = read_failures_csv(tmp_path / "run_failures.csv")
+    assert any("max_calls_in_flight" in error and name == "Dispatch echo" for name, error in failures)
+    rejected_calls = sum(
+        int(row["Failure Count"]) * (batch if name == "Dispatch echo" else 1)
+        for (kind, name), row in rows.items()
+        if kind in ("grpc", "call") and name != "Aggregated"
+    )
+    accounting = live.accounting()
+    assert accounting.rejected == rejected_calls and accounting.offered == accounting.accepted + accounting.rejected
+
+
+def read_failures_csv(path: Path) -> list[tuple[str, str]]:
+    with path.open(newline="") as handle:
+        return [(row["Name"], row["Error"]) for row in csv.DictReader(handle)]
