@@ -261,7 +261,7 @@ class Supervisor:
         index = slot.config.index
         accepted, ended = self._ledger.outcomes(index)
         last = slot.last or ShardStats(f"shard-{index}").snapshot()
-        retired = last.retired(accepted, ended=ended)
+        retired = last.retired(accepted, ended=ended, rejected=self._ledger.rejected(index))
         self.lost += retired.counters.get(LOST, 0)
         self._retired.append(retired)
         self._ledger.reset(index)

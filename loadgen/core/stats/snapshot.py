@@ -27,6 +27,7 @@ from loadgen.core.counters import (
     parse_counters,
     total,
 )
+from loadgen.core.counters import rejected as rejected_for
 from loadgen.core.stats.hdr import (
     DEFAULT_PERCENTILES,
     HIGHEST_US,
@@ -384,7 +385,11 @@ class Snapshot:
         return Snapshot(per_shard, histograms)
 
     def mark_lost(
-        self, shard: str, accepted: int | None = None, ended: tuple[int, int, int, int] | None = None
+        self,
+        shard: str,
+        accepted: int | None = None,
+        ended: tuple[int, int, int, int] | None = None,
+        rejected: int | None = None,
     ) -> Snapshot:
         """*shard* died after this snapshot: a copy where it is final (``crashed``).
 
@@ -393,8 +398,10 @@ class Snapshot:
         to include calls accepted after this snapshot) minus completed, failed, expired and cancelled.
         *ended* = ``(completed, failed, expired, cancelled)`` from such a ledger counts the calls that
         ended after this snapshot too (failures it did not see by status go under
-        ``failed/UNKNOWN``). Its gauges become 0. A restarted shard may report under the same
-        name: a merge keeps crashed shards apart (see :func:`merge_snapshots`).
+        ``failed/UNKNOWN``). *rejected* from such a ledger counts the calls rejected after it (those
+        not seen by reason go under ``rejected/unknown``), and ``offered`` becomes accepted + rejected.
+        Its gauges become 0. A restarted shard may report under the same name: a merge keeps crashed
+        shards apart (see :func:`merge_snapshots`).
         """
         summary = self.per_shard[shard]
         counters = dict(summary.counters)
@@ -418,17 +425,28 @@ class Snapshot:
             + total(counters, CounterKind.FAILED)
         )
         counters[LOST] = max(counters.get(ACCEPTED, 0) - ended_total, 0)  # an excess of ended calls stays visible
+        seen_rejected = total(counters, CounterKind.REJECTED)
+        if rejected is not None and rejected > seen_rejected:
+            unknown_reason = rejected_for("unknown")
+            counters[unknown_reason] = counters.get(unknown_reason, 0) + rejected - seen_rejected
+        if OFFERED in counters or (rejected or 0) > 0:  # admission counted here: it balances again
+            counters[OFFERED] = counters.get(ACCEPTED, 0) + total(counters, CounterKind.REJECTED)
         per_shard = dict(self.per_shard)
         per_shard[shard] = ShardSummary(
             summary.seq, counters, dict.fromkeys(summary.gauges, 0), crashed=True, failures=summary.failures
         )
         return Snapshot(per_shard, self.histograms)
 
-    def retired(self, accepted: int | None = None, ended: tuple[int, int, int, int] | None = None) -> Snapshot:
+    def retired(
+        self,
+        accepted: int | None = None,
+        ended: tuple[int, int, int, int] | None = None,
+        rejected: int | None = None,
+    ) -> Snapshot:
         """:meth:`mark_lost` for the one shard of this snapshot."""
         if len(self.per_shard) != 1:
             raise ValueError(f"retired() needs a snapshot of one shard, not {len(self.per_shard)}")
-        return self.mark_lost(next(iter(self.per_shard)), accepted, ended)
+        return self.mark_lost(next(iter(self.per_shard)), accepted, ended, rejected)
 
     # -- serialization ------------------------------------------------------------------------
 
