@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 
-__all__ = ["die_with_parent", "die_with_parent_term", "stop_resource_tracker"]
+__all__ = ["die_with_parent", "die_with_parent_term", "forks_die_with_parent", "stop_resource_tracker"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,6 +27,29 @@ def die_with_parent(signum: int = signal.SIGKILL) -> None:
 def die_with_parent_term() -> None:
     """:func:`die_with_parent` with SIGTERM, so the child can still stop cleanly."""
     die_with_parent(signal.SIGTERM)
+
+
+_forking: list[int] = []  # the pid of the process forking right now (set by the hook's "before")
+_hooked: list[bool] = []
+
+
+def _record_forking() -> None:
+    _forking[:] = [os.getpid()]
+
+
+def _child_dies_with_parent() -> None:
+    die_with_parent(signal.SIGKILL)
+    if _forking and os.getppid() != _forking[0]:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def forks_die_with_parent() -> None:
+    """From now on, every process forked from this one (and from them) is killed when its parent
+    dies, whatever kills it: forked workers do not inherit :func:`die_with_parent` from their
+    parent, and a master killed outright would leave them running on. Idempotent."""
+    if not _hooked:
+        _hooked.append(True)
+        os.register_at_fork(before=_record_forking, after_in_child=_child_dies_with_parent)
 
 
 def stop_resource_tracker() -> None:
