@@ -52,17 +52,30 @@ def forks_die_with_parent() -> None:
         os.register_at_fork(before=_record_forking, after_in_child=_child_dies_with_parent)
 
 
-def stop_resource_tracker() -> None:
-    """Stop multiprocessing's resource tracker (started with the first spawned process) and wait for it.
+def stop_resource_tracker(timeout: float = 2.0) -> None:
+    """Stop multiprocessing's resource tracker (started with the first spawned process) and reap it.
 
     Left alone it notices its parent is gone only after the parent exited, and lingers for a second
     or more in the parent's process group (a process manager sees a straggler). Only for a command's
-    own end, once every child it spawned is joined: a program that embeds loadgen keeps its tracker.
+    own end: nothing happens while a process this one started with multiprocessing still runs (it
+    shares the tracker), and the wait is bounded by *timeout*.
     """
+    import multiprocessing
+    import time
     from multiprocessing import resource_tracker
 
     tracker = getattr(resource_tracker, "_resource_tracker", None)
-    stop = getattr(tracker, "_stop", None)
-    if stop is not None:
-        with contextlib.suppress(OSError, ChildProcessError):
-            stop()
+    fd, pid = getattr(tracker, "_fd", None), getattr(tracker, "_pid", None)
+    if tracker is None or fd is None or pid is None or multiprocessing.active_children():
+        return
+    with contextlib.suppress(OSError):
+        os.close(fd)  # its last writer gone, the tracker exits
+    tracker._fd = tracker._pid = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
