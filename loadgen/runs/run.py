@@ -299,13 +299,18 @@ def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapsh
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop Locust and its whole process group (its own session: the master and any worker it forked),
+    SIGTERM first, then SIGKILL for whatever is left, even once the master itself is gone."""
     if process.poll() is None:
-        process.terminate()
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -6,6 +6,7 @@ would patch this pytest process for gevent, so only its pure modules are importe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -14,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -409,3 +411,46 @@ def test_an_overloaded_generator_shows_in_lag_and_caller_latency_not_in_the_engi
     assert metrics("latency.p99{function=echo,outcome=completed}") >= 200_000
     assert metrics("latency.count") == 200 == metrics("engine.e2e.count")
     assert metrics("engine.e2e.p99") < 100_000
+
+
+@pytest.mark.timeout(60)
+def test_worker_processes_do_not_outlive_a_master_killed_outright(engine: Supervisor, tmp_path: Path) -> None:
+    """Forked workers do not inherit the parent-death signal: the plug-in arms it in each fork."""
+    command = [LOCUST, "-f", str(SCENARIOS / "quickstart_locustfile.py"), "--headless", "-u", "4", "-r", "4"]
+    command += ["-t", "30s", "--processes", "2", "--only-summary"]
+    with (tmp_path / "locust.log").open("w") as out:
+        master = subprocess.Popen(command, env=locust_env(engine), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _children(master.pid)) < 2:
+            assert master.poll() is None and time.monotonic() < deadline, "no workers started"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while merged_snapshot(engine.url).counters.get("accepted", 0) == 0:  # the load runs
+            assert time.monotonic() < deadline, "no call was dispatched"
+            time.sleep(0.2)
+        master.kill()
+        master.wait(10)
+        deadline = time.monotonic() + 5
+        while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)]:
+            assert time.monotonic() < deadline, f"workers outlived their master: {alive}"
+            time.sleep(0.1)
+    finally:
+        if master.poll() is None:
+            master.kill()
+        for pid in workers:  # whatever the outcome, nothing is left running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True

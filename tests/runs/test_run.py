@@ -196,16 +196,16 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
 
 def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_path: Path) -> None:
     """Calls that never end (60 s sleeps) are cancelled after stop_timeout, saying why (not expired: their
-    deadline had not come); failed and wrong calls fail the implicit gates (echo weighs most: some user
-    checks one before every user waits on a sleep); the run lasts duration + stop_timeout + start-up and
+    deadline had not come); failed and wrong calls fail the implicit gates (the waited sleep weighs little, so users
+    call fail and echo before each waits on one); the run lasts duration + stop_timeout + start-up and
     teardown."""
     scenario = tmp_path / "bad.toml"
     scenario.write_text(
         'name = "bad"\n[engine]\nshards = 1\n'
-        '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\n'
+        '[[workload]]\nfunction = "sleep"\nweight = 0.1\ninput = { ms = 60000 }\n'
         '[[workload]]\nfunction = "sleep"\ninput = { ms = 60000 }\nbatch = 10\nwait = false\n'
         '[[workload]]\nfunction = "fail"\ninput = { status = "PERMANENT_ERROR", times = 1 }\n'
-        '[[workload]]\nfunction = "echo"\nweight = 4\ninput = { message = "hi" }\nexpect = { message = "ho" }\n'
+        '[[workload]]\nfunction = "echo"\ninput = { message = "hi" }\nexpect = { message = "ho" }\n'
         '[load]\nusers = 4\nduration = "2s"\nstop_timeout = "1s"\n'
     )
     results = tmp_path / "results"
