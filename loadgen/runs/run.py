@@ -73,6 +73,7 @@ from loadgen.runs.gates import (
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
 from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
+from loadgen.runs.results.series import interval_record
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
 
@@ -254,6 +255,7 @@ def _monitor(
             previous = snapshot
             caller = caller_file(run_dir)
             if seconds > 0:
+                _append_progress(run_dir, interval_record(elapsed, seconds, interval, snapshot))
                 line = progress_line(elapsed, planned, interval, seconds, snapshot, caller)
                 print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
@@ -281,6 +283,16 @@ def _monitor(
         locust.kill()
         locust.wait()
     return _Watch(series, aborted, interrupted, late)
+
+
+PROGRESS_FILE = "progress.jsonl"
+"""One line per progress interval, written as the run goes (``summary.json``'s ``series`` once it ends):
+what a run killed outright leaves of its statistics."""
+
+
+def _append_progress(run_dir: Path, record: dict[str, object]) -> None:
+    with suppress(OSError), (run_dir / PROGRESS_FILE).open("ab") as out:
+        out.write(orjson.dumps(record) + b"\n")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
