@@ -188,6 +188,8 @@ def test_sigkill_leaves_no_orphan(tmp_path: Path) -> None:
     run_dir = only_run_dir(tmp_path)  # no summary, and marked so: the next run says it (test_results_folder)
     marker = json.loads((run_dir / "incomplete").read_text())
     assert marker["pid"] == process.pid and not (run_dir / "summary.json").exists()
+    progress = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+    assert progress and progress[0]["t"] > 0 and "completed_per_s" in progress[0]  # what it saw until killed
     from loadgen.runs.results.folder import notice_incomplete
 
     ((folder, what),) = notice_incomplete(tmp_path)

@@ -9,13 +9,19 @@ from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind
 from loadgen.core.stats import HistogramSnapshot, Snapshot
 from loadgen.runs.metrics import Metrics
 
-__all__ = ["SERIES_PERCENTILES", "time_series"]
+__all__ = ["SERIES_PERCENTILES", "interval_record", "time_series"]
 
 SERIES_PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0)
 
 
 def _pkey(q: float) -> str:
     return f"p{q:g}"
+
+
+def interval_record(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
+    """One record of :func:`time_series`: the interval ``(t - dt, t]`` whose statistics are *diff*,
+    *now* the cumulative snapshot at *t*."""
+    return _interval(t, dt, diff, now)
 
 
 def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
