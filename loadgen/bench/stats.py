@@ -3,7 +3,8 @@
 Measures, in ``--repeat`` interleaved rounds (the best and the median are reported):
 
 * the hot path, ns per call over the same pre-generated events and the same loop:
-  ``ShardStats.record_attempt`` / ``record_rpc`` / ``record_call`` against a bare
+  ``ShardStats.record_attempt`` / ``record_rpc`` / ``record_call``, a Locust process's
+  caller-side ``latency`` record (alone, and with the two clock reads a call costs) against a bare
   ``HdrHistogram.record_value`` (the floor a wrapper around hdrh could reach) and an
   empty function call (the loop and call overhead alone);
 * the per-second shard work with ``--keys`` histograms of ``--values`` values each:
@@ -37,6 +38,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.core.stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_FIGURES, ShardStats, Snapshot, merge_snapshots
 from loadgen.core.stats import hdr as stats
+from loadgen.core.stats.caller import caller_recorder
 
 Event = tuple[str, str, float, int]
 _clock = time.process_time_ns  # CPU time of this process: other processes on the machine do not count
@@ -58,6 +60,7 @@ class _HotPath:
     def __init__(self) -> None:
         self.hist = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
         self.shard = ShardStats("bench")
+        self.caller = caller_recorder("locust-bench")
 
     def round(self, events: list[Event]) -> dict[str, float]:
         """ns per call of each candidate over *events*."""
@@ -94,6 +97,19 @@ class _HotPath:
         for f, s, sec, _us in events:
             record_call(f, "completed" if s == "OK" else "failed", s, sec)
         result["ShardStats.record_call"] = (_clock() - start) / n
+
+        record = self.caller.record
+        start = _clock()
+        for f, s, sec, _us in events:
+            record("latency", f, "completed" if s == "OK" else "failed", sec)
+        result["caller latency: record"] = (_clock() - start) / n
+
+        monotonic = time.monotonic
+        start = _clock()
+        for f, s, _sec, _us in events:  # what DispatchUser does per call: its intended start, its end
+            issued = monotonic()
+            record("latency", f, "completed" if s == "OK" else "failed", monotonic() - issued)
+        result["caller latency: 2 clock reads + record"] = (_clock() - start) / n
         return result
 
 

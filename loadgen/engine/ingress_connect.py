@@ -93,8 +93,11 @@ class _ConnectIngress:
         path = target.decode("latin-1")
         rpc = path[len(DISPATCH_SERVICE) :] if path.startswith(DISPATCH_SERVICE) else ""
         if rpc not in ("Dispatch", "Wait"):
-            return error_reply("not_found", f"no such procedure: {path[:100]}")
+            message = f"no such procedure: {path[:100]}"
+            self.stats.record_failure("rpc", "(no such procedure)", "NOT_FOUND", message)
+            return error_reply("not_found", message)
         if method != b"POST":
+            self.stats.record_failure("rpc", rpc, "UNIMPLEMENTED", f"{method.decode('latin-1')[:10]}: use POST")
             return error_reply("unimplemented", "use POST", 405)
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in raw_headers}
         return asyncio.ensure_future(self._call(rpc, headers, body))

@@ -2,7 +2,9 @@
 
 Every process that runs users records into :data:`caller` (:func:`record_latency`,
 :func:`record_lag`, :func:`count`) and measures its own event loop's lag (a 50 ms timer,
-while a test runs). A worker adds its *cumulative* :class:`CallerReport` (test id, a sequence
+while a test runs); each report also says how many calls its users are waiting for and how
+long the oldest of them has waited (:func:`begin_wait`, :func:`end_wait`): an outage shows
+while it lasts, not only once its calls end. A worker adds its *cumulative* :class:`CallerReport` (test id, a sequence
 number that never goes back) to every Locust report (``report_to_master``, key
 :data:`REPORT_KEY`), and sends a final one (:data:`FINAL_MESSAGE`) once its users stopped; the
 master keeps the latest report of each worker (:data:`reports`) and, at the end of the test,
@@ -21,7 +23,13 @@ from typing import Any, Final
 import gevent  # type: ignore[import-untyped]
 
 from loadgen.core.counters import Counter
-from loadgen.core.stats.caller import CallerReport, LatestReports, caller_recorder
+from loadgen.core.stats.caller import (
+    GAUGE_OLDEST_WAITING,
+    GAUGE_WAITING,
+    CallerReport,
+    LatestReports,
+    caller_recorder,
+)
 from loadgen.core.stats.recorder import ShardStats
 
 __all__ = [
@@ -30,8 +38,10 @@ __all__ = [
     "FINAL_WAIT",
     "LOOP_TICK",
     "REPORT_KEY",
+    "begin_wait",
     "collect_finals",
     "count",
+    "end_wait",
     "offer",
     "record_lag",
     "record_latency",
@@ -54,7 +64,7 @@ reports = LatestReports()
 
 
 class _Process:
-    """This process's recorder, test id, report numbers and loop-lag timer."""
+    """This process's recorder, test id, report numbers, loop-lag timer and the calls its users wait for."""
 
     def __init__(self) -> None:
         self.recorder: ShardStats = caller_recorder("locust")
@@ -62,6 +72,8 @@ class _Process:
         self.seq = itertools.count()
         self.final = False
         self.timer: Any = None
+        self.tokens = itertools.count()
+        self.waiting: dict[int, tuple[float, int]] = {}  # token -> (intended start, calls)
 
 
 _process = _Process()
@@ -77,6 +89,18 @@ def record_latency(function: str, outcome: str, seconds: float, n: int = 1) -> N
 def record_lag(user: str, kind: str, seconds: float) -> None:
     """An ``arrival`` or ``task`` of *user* started *seconds* after it was due."""
     _process.recorder.record("lag", user, kind, seconds if seconds > 0.0 else 0.0)
+
+
+def begin_wait(issued: float, calls: int = 1) -> int:
+    """A user waits for *calls* calls intended to start at *issued*; returns the token for :func:`end_wait`."""
+    token = next(_process.tokens)
+    _process.waiting[token] = (issued, calls)
+    return token
+
+
+def end_wait(token: int) -> None:
+    """The wait of :func:`begin_wait` is over (its result came, or it failed, or the user stopped)."""
+    _process.waiting.pop(token, None)
 
 
 def count(counter: Counter, n: int = 1) -> None:
@@ -111,7 +135,11 @@ def stop_process_test() -> None:
 
 def report() -> dict[str, Any]:
     """This process's cumulative caller report, as the wire carries it."""
-    made = CallerReport(_process.recorder.shard, _process.test, next(_process.seq), _process.recorder.snapshot())
+    recorder, waiting = _process.recorder, _process.waiting.values()
+    recorder.set_gauge(GAUGE_WAITING, sum(calls for _, calls in waiting))
+    oldest = min((issued for issued, _ in waiting), default=None)
+    recorder.set_gauge(GAUGE_OLDEST_WAITING, 0 if oldest is None else int((time.monotonic() - oldest) * 1e6))
+    made = CallerReport(recorder.shard, _process.test, next(_process.seq), recorder.snapshot())
     data = made.to_json()
     data["final"] = _process.final
     return data

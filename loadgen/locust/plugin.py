@@ -48,6 +48,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.children import forks_die_with_parent
 from loadgen.locust import latency, webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
@@ -74,6 +75,8 @@ from loadgen.locust.user import DispatchUser
 __all__ = ["bridge"]
 
 logger = logging.getLogger(__name__)
+
+forks_die_with_parent()  # Locust's --processes workers are forked from here: none outlives its master
 
 CALLER_FILE_INTERVAL = 2.0
 

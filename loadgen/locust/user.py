@@ -263,6 +263,7 @@ class DispatchUser(User):
         """
         issued = self._issued()
         call = self._new_call(function, input, batch, args, kwargs, expiration)
+        token = latency.begin_wait(issued, batch)
         try:
             if not self.session:
                 ids = self._dispatch_unary(function, call, batch)
@@ -272,6 +273,8 @@ class DispatchUser(User):
         except DispatchFailed:
             latency.record_latency(function, "rejected", time.monotonic() - issued, batch)
             raise
+        finally:
+            latency.end_wait(token)
         latency.record_latency(function, "accepted", time.monotonic() - issued, len(ids))
         return ids
 
@@ -319,18 +322,23 @@ class DispatchUser(User):
         call = self._new_call(function, input, batch, args, kwargs, expiration)
         limit = self.wait_timeout if timeout is None else timeout
         if not self.session:
+            token = latency.begin_wait(issued, batch)
             try:
-                ids = self._dispatch_unary(function, call, batch)
-            except DispatchFailed:
-                latency.record_latency(function, "rejected", time.monotonic() - issued, batch)
-                raise
-            return [self._wait_for(i, function, limit, expect, issued)[0] for i in ids]
+                try:
+                    ids = self._dispatch_unary(function, call, batch)
+                except DispatchFailed:
+                    latency.record_latency(function, "rejected", time.monotonic() - issued, batch)
+                    raise
+                return [self._wait_for(i, function, limit, expect, issued)[0] for i in ids]
+            finally:
+                latency.end_wait(token)
         started_wall = time.time()
         session = link(self.address, self._metadata)
         group = session.submit(
             PendingGroup([call] * batch, answer=False, skip_results=False, timeout=limit, size=call.ByteSize() * batch)
         )
         name = f"call {function}"
+        token = latency.begin_wait(issued, batch)
         try:
             group.done.wait()
             received = time.monotonic()  # this user runs again: the caller has its results now
@@ -343,6 +351,8 @@ class DispatchUser(User):
                     checked.record_unfinished(function)
                     self._fire(name, group.started, started_wall, None, unfinished, kind="call")
             raise
+        finally:
+            latency.end_wait(token)
         if group.failure is not None:
             code, details = group.failure
             failure = DispatchFailed("call", code, details, group.retry_after)

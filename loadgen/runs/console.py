@@ -6,6 +6,7 @@ from loadgen.core.caller import CallerFile
 from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKind
 from loadgen.core.counters import total as counter_total
 from loadgen.core.stats import Family, Snapshot
+from loadgen.core.stats.caller import GAUGE_WAITING, oldest_waiting_us
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.core.units import format_latency
 from loadgen.runs.results import errors_table
@@ -14,6 +15,7 @@ __all__ = [
     "LAG_SHOWN_US",
     "POOL_BOTTLENECK",
     "QUEUE_SHOWN_US",
+    "WAITING_SHOWN_US",
     "failure_text",
     "pool_text",
     "print_caller_latency",
@@ -24,6 +26,7 @@ __all__ = [
 
 LAG_SHOWN_US = 100_000  # the progress line shows the generator's lag from 100 ms on
 QUEUE_SHOWN_US = 1000  # ... and a shard's queue p99 from 1 ms on (attempts waited for a stream to the endpoint)
+WAITING_SHOWN_US = 500_000  # and the calls callers wait for once the oldest has waited 0.5 s
 
 
 def failure_text(interval: Snapshot) -> str:
@@ -54,6 +57,10 @@ def _lag_text(callers: Snapshot | None, interval: Snapshot | None) -> str:
     if callers is None:
         return ""
     parts = []
+    oldest = oldest_waiting_us(callers)
+    if oldest >= WAITING_SHOWN_US:  # an outage shows while it lasts
+        waiting = callers.gauges.get(GAUGE_WAITING, 0)
+        parts.append(f"waiting {waiting} (oldest {format_latency(oldest)})")
     late, dropped = callers.counters.get(LATE, 0), callers.counters.get(DROPPED, 0)
     if late or dropped:
         parts.append(f"late {late}  dropped {dropped}")

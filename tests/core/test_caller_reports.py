@@ -71,3 +71,18 @@ def test_outcomes_of_final_statuses() -> None:
         "failed",
         "cancelled",
     ]
+
+
+def test_the_oldest_wait_of_a_merge_is_the_longest_of_any_process() -> None:
+    from loadgen.core.stats.caller import GAUGE_OLDEST_WAITING, GAUGE_WAITING, oldest_waiting_us
+
+    reports = LatestReports()
+    reports.start(1)
+    for client, (waiting, oldest) in {"a": (3, 1_200_000), "b": (5, 40_000)}.items():
+        recorder = caller_recorder(f"locust-{client}")
+        recorder.set_gauge(GAUGE_WAITING, waiting)
+        recorder.set_gauge(GAUGE_OLDEST_WAITING, oldest)
+        reports.offer(client, _report(f"locust-{client}", 1, 0, recorder.snapshot()))
+    merged = reports.merged()
+    assert merged.gauges[GAUGE_WAITING] == 8 and oldest_waiting_us(merged) == 1_200_000
+    assert oldest_waiting_us(Snapshot.empty()) == 0

@@ -491,6 +491,9 @@ def test_connect_wrong_method_and_path(engine: Supervisor, channels: dict[str, g
     assert get.status_code == 405 and get.json()["code"] == "unimplemented"
     assert other.status_code == 404 and other.json()["code"] == "not_found"
     assert run.status_code == 404 and run.json()["code"] == "not_found"
+    failures = engine.snapshot().failures  # answered, and counted under their codes
+    assert failures[("rpc", "Dispatch", "UNIMPLEMENTED")].count >= 1
+    assert failures[("rpc", "(no such procedure)", "NOT_FOUND")].count >= 2
 
 
 def test_connect_still_serves_after_bad_requests(engine: Supervisor) -> None:

@@ -153,6 +153,7 @@ def test_wrong_results_and_failures_on_sdk_071_fail_the_run_with_their_messages(
         "lost": True,
         "wrong": False,
         "locust.failures": False,
+        "dropped": True,
     }
     assert "gate FAIL  implicit gate (the scenario has no [gates]): wrong = " in done.stdout
     # A permanent failure: one attempt per call. A function the endpoint lacks: NOT_FOUND at once.

@@ -6,6 +6,7 @@ would patch this pytest process for gevent, so only its pure modules are importe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -14,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -358,17 +360,29 @@ def test_addresses_and_keys_resolve_in_order(monkeypatch: pytest.MonkeyPatch) ->
 HOG_LOCUSTFILE = """
 import time
 
-import gevent
-from locust import events
+import os
 
-from loadgen.locust import OpenModelUser, Stage
+import gevent
+from locust import constant, events, task
+
+from loadgen.locust import DispatchUser, OpenModelUser, Stage
 
 
 class Arrivals(OpenModelUser):
+    abstract = os.environ["HOG_MODEL"] != "open"
     stages = (Stage(4, 50),)
     grace = 2.0
 
     def arrival(self) -> None:
+        self.call("echo", {"message": "hi"}, timeout=10)
+
+
+class Users(DispatchUser):
+    abstract = os.environ["HOG_MODEL"] != "closed"
+    wait_time = constant(0.05)
+
+    @task
+    def echo(self) -> None:
         self.call("echo", {"message": "hi"}, timeout=10)
 
 
@@ -386,8 +400,9 @@ def _start(**_kwargs: object) -> None:
 """
 
 
+@pytest.mark.parametrize("model", ["open", "closed"])
 def test_an_overloaded_generator_shows_in_lag_and_caller_latency_not_in_the_engines(
-    engine: Supervisor, tmp_path: Path
+    model: str, engine: Supervisor, tmp_path: Path
 ) -> None:
     from loadgen.core.caller import parse_caller_document
     from loadgen.core.counters import ARRIVALS, LATE
@@ -396,19 +411,70 @@ def test_an_overloaded_generator_shows_in_lag_and_caller_latency_not_in_the_engi
     locustfile = tmp_path / "hog.py"
     locustfile.write_text(HOG_LOCUSTFILE)
     caller_file = tmp_path / "caller.json"
-    command = [LOCUST, "-f", str(locustfile), "--headless", "-u", "20", "-r", "20", "-t", "20s", "--only-summary"]
+    users, limit = ("20", "20s") if model == "open" else ("8", "4s")
+    command = [LOCUST, "-f", str(locustfile), "--headless", "-u", users, "-r", users, "-t", limit, "--only-summary"]
     command += ["--dispatch-caller-file", str(caller_file)]
     with (tmp_path / "locust.log").open("w") as out:
-        subprocess.run(command, env=locust_env(engine), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=60)
+        env = locust_env(engine, HOG_MODEL=model)
+        subprocess.run(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, timeout=60)
     caller = parse_caller_document(json.loads(caller_file.read_text()), "caller.json")
     assert caller.latency is not None and caller.processes["locust"]["final"]  # a local runner: one process
     engine_stats = merged_snapshot(engine.shard_addresses[0])
     metrics = Metrics(engine_stats, 4.0, caller=caller.latency)
-    assert caller.latency.counters[ARRIVALS] == 200 and caller.latency.counters[LATE] > 0
-    assert metrics("loop_lag.p90") >= 200_000 and metrics("lag.p99{kind=arrival}") >= 200_000
-    assert metrics("latency.p99{function=echo,outcome=completed}") >= 200_000
-    assert metrics("latency.count") == 200 == metrics("engine.e2e.count")
+    assert metrics("loop_lag.p90") >= 200_000  # the event loop runs late, whatever the load model
     assert metrics("engine.e2e.p99") < 100_000
+    if model == "open":
+        assert metrics("latency.p99{function=echo,outcome=completed}") >= 200_000
+        assert caller.latency.counters[ARRIVALS] == 200 and caller.latency.counters[LATE] > 0
+        assert metrics("lag.p99{kind=arrival}") >= 200_000
+        assert metrics("latency.count") == 200 == metrics("engine.e2e.count")
+    else:  # a closed loop issues nothing while the CPU is taken: its tasks start late, after their wait
+        assert metrics("lag.p90{kind=task}") >= 200_000 and metrics("arrivals") == 0
+        # every result a user received, once; a call the stop cut short has no caller latency (it is unfinished)
+        assert metrics("latency.count") == caller.total("results") > 0
+
+
+@pytest.mark.timeout(60)
+def test_worker_processes_do_not_outlive_a_master_killed_outright(engine: Supervisor, tmp_path: Path) -> None:
+    """Forked workers do not inherit the parent-death signal: the plug-in arms it in each fork."""
+    command = [LOCUST, "-f", str(SCENARIOS / "quickstart_locustfile.py"), "--headless", "-u", "4", "-r", "4"]
+    command += ["-t", "30s", "--processes", "2", "--only-summary"]
+    with (tmp_path / "locust.log").open("w") as out:
+        master = subprocess.Popen(command, env=locust_env(engine), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _children(master.pid)) < 2:
+            assert master.poll() is None and time.monotonic() < deadline, "no workers started"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while merged_snapshot(engine.url).counters.get("accepted", 0) == 0:  # the load runs
+            assert time.monotonic() < deadline, "no call was dispatched"
+            time.sleep(0.2)
+        master.kill()
+        master.wait(10)
+        deadline = time.monotonic() + 5
+        while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)]:
+            assert time.monotonic() < deadline, f"workers outlived their master: {alive}"
+            time.sleep(0.1)
+    finally:
+        if master.poll() is None:
+            master.kill()
+        for pid in workers:  # whatever the outcome, nothing is left running
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
 
 
 def test_calls_a_full_shard_rejects_are_failures_of_their_entries_and_balance_with_the_engine(

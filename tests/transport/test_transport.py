@@ -639,6 +639,22 @@ def test_a_response_above_max_response_bytes_fails_its_attempt_and_the_pool_keep
     run(main(), "uvloop")
 
 
+def test_an_h2_response_growing_past_max_response_bytes_is_cancelled_and_the_connection_serves_on() -> None:
+    def answer(conn: H2ServerConn, sid: int, headers: dict[bytes, bytes], body: bytes) -> None:
+        conn.respond(sid, 200, b"x" * 300_000 if body == b"big" else b"small")  # no content-length
+
+    async def main() -> None:
+        async with H2Server(answer) as server, EndpointPool(SIGNER, connections=1, max_response_bytes=100_000) as pool:
+            error = await expect_error(pool.post_run(server.url, b"big"), status_pb2.STATUS_INVALID_RESPONSE)
+            assert error.message == (
+                "response body of more than 100000 bytes, above the 100000 bytes loadgen takes (max_response_bytes)"
+            )
+            assert await pool.post_run(server.url, b"next") == b"small"
+            assert server.connections == 1  # the stream was cancelled, not the connection
+
+    run(main(), "uvloop")
+
+
 def test_response_parser_bounds_chunked_and_until_close_bodies() -> None:
     parser = ResponseParser(max_body=10)
     assert not parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")

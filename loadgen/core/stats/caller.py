@@ -14,7 +14,9 @@ the process), in the families the shards never use:
 * ``loop_lag``: (process, ``loop``), how late the process's event loop ran a 50 ms timer (CPU
   saturation of the load generator, whatever the load model).
 
-Counters: ``arrivals``, ``late``, ``dropped`` (open model).
+Counters: ``arrivals``, ``late``, ``dropped`` (open model). Gauges, per process at its report:
+``waiting`` (calls its users wait for) and ``oldest_waiting_us`` (how long the oldest of them
+has waited since its intended start; merged: read the largest with :func:`oldest_waiting_us`).
 
 Across processes (:class:`LatestReports`): each report is the process's *cumulative*
 snapshot with the test id and a sequence number that never goes back; the aggregator keeps
@@ -36,13 +38,18 @@ from loadgen.core.stats.snapshot import Snapshot, merge_snapshots
 
 __all__ = [
     "CALLER_OUTCOMES",
+    "GAUGE_OLDEST_WAITING",
+    "GAUGE_WAITING",
     "LAG_KINDS",
     "CallerReport",
     "LatestReports",
     "caller_recorder",
+    "oldest_waiting_us",
     "outcome_of",
 ]
 
+GAUGE_WAITING: Final = "waiting"
+GAUGE_OLDEST_WAITING: Final = "oldest_waiting_us"
 CALLER_OUTCOMES: Final = ("completed", "failed", "expired", "cancelled", "rejected", "accepted")
 LAG_KINDS: Final = ("arrival", "task")
 _BY_STATUS: Final = {"OK": "completed", "TIMEOUT": "expired", "CANCELLED": "cancelled"}
@@ -51,6 +58,11 @@ _BY_STATUS: Final = {"OK": "completed", "TIMEOUT": "expired", "CANCELLED": "canc
 def caller_recorder(process: str) -> ShardStats:
     """A fresh recorder for one Locust process's caller-side statistics."""
     return ShardStats(process, counters=(ARRIVALS, LATE, DROPPED), gauges=())
+
+
+def oldest_waiting_us(snapshot: Snapshot) -> int:
+    """The longest any call of *snapshot*'s processes had waited at their last reports, in µs."""
+    return max((s.gauges.get(GAUGE_OLDEST_WAITING, 0) for s in snapshot.per_shard.values()), default=0)
 
 
 def outcome_of(status: str) -> str:

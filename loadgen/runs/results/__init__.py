@@ -21,7 +21,10 @@ Layout: ``results/<UTC timestamp>-<scenario>/`` (:func:`new_run_dir`) holding
   throughput, retries and calls in flight over time, per-function and per-shard tables, the
   accounting, links to Locust's CSVs and the scenario;
 * Locust's own CSVs (``*_stats.csv``, ``*_stats_history.csv``, ``*_failures.csv``, ...) when
-  Locust wrote them there.
+  Locust wrote them there;
+* ``progress.jsonl``: one :func:`~loadgen.runs.results.series.interval_record` per progress
+  interval, appended as the run goes, and ``incomplete`` (:mod:`.folder`) until ``summary.json``
+  is written: what a run killed outright leaves.
 
 Pure apart from the files named above: :func:`build_summary`, :func:`time_series` and
 :func:`render_html` do no IO. One module per job: :mod:`.folder`, :mod:`.summary`, :mod:`.series`,

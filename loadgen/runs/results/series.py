@@ -7,15 +7,22 @@ from typing import Any, Final
 
 from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind
 from loadgen.core.stats import HistogramSnapshot, Snapshot
+from loadgen.core.stats.caller import GAUGE_WAITING, oldest_waiting_us
 from loadgen.runs.metrics import Metrics
 
-__all__ = ["SERIES_PERCENTILES", "time_series"]
+__all__ = ["SERIES_PERCENTILES", "interval_record", "time_series"]
 
 SERIES_PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0)
 
 
 def _pkey(q: float) -> str:
     return f"p{q:g}"
+
+
+def interval_record(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
+    """One record of :func:`time_series`: the interval ``(t - dt, t]`` whose statistics are *diff*,
+    *now* the cumulative snapshot at *t*."""
+    return _interval(t, dt, diff, now)
 
 
 def _interval(t: float, dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
@@ -59,10 +66,12 @@ def _hist_json(hist: HistogramSnapshot | None) -> dict[str, Any]:
     }
 
 
-def _caller_interval(dt: float, diff: Snapshot) -> dict[str, Any]:
+def _caller_interval(dt: float, diff: Snapshot, now: Snapshot) -> dict[str, Any]:
     metrics = Metrics(Snapshot.empty(), dt, caller=diff)
     counters = diff.counters
     return {
+        "waiting": now.gauges.get(GAUGE_WAITING, 0),
+        "oldest_waiting_us": oldest_waiting_us(now),
         "latency_us": _hist_json(metrics.histogram("latency")),
         "lag_us": _hist_json(metrics.histogram("lag")),
         "loop_lag_us": _hist_json(metrics.histogram("loop_lag")),
@@ -81,7 +90,7 @@ def _caller_records(points: Sequence[tuple[float, Snapshot]]) -> dict[float, dic
             diff = snapshot.minus(previous)
         except ValueError:  # a new test, or a process that restarted: start over from it
             diff = snapshot
-        out[t] = _caller_interval(t - previous_t, diff) if t > previous_t else {}
+        out[t] = _caller_interval(t - previous_t, diff, snapshot) if t > previous_t else {}
         previous_t, previous = t, snapshot
     return out
 
@@ -102,8 +111,10 @@ def time_series(
 
     *caller*: the callers' cumulative statistics read at the same moments (``caller.json``); each
     record then also has what they reported in between: ``latency_us`` (from the intended start,
-    count, p50, p90, p99, max), ``lag_us``, ``loop_lag_us``, ``arrivals_per_s``, ``late_per_s`` and
-    ``dropped_per_s``. Callers report every few seconds, so their part lags the engine's by as much.
+    count, p50, p90, p99, max), ``lag_us``, ``loop_lag_us``, ``arrivals_per_s``, ``late_per_s``,
+    ``dropped_per_s``, and at their last reports the calls they were ``waiting`` for and how long
+    the oldest had waited (``oldest_waiting_us``). Callers report every few seconds, so their part
+    lags the engine's by as much.
     """
     callers = _caller_records(caller)
     records: list[dict[str, Any]] = []
