@@ -151,6 +151,7 @@ def test_wrong_results_and_failures_on_sdk_071_fail_the_run_with_their_messages(
         "expired": True,
         "cancelled": True,
         "lost": True,
+        "rejected": True,
         "wrong": False,
         "locust.failures": False,
         "dropped": True,

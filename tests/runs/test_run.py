@@ -228,6 +228,7 @@ def test_without_gates_any_bad_call_fails_the_run_and_the_run_ends_on_time(tmp_p
         "expired": True,
         "cancelled": False,
         "lost": True,
+        "rejected": True,
         "wrong": False,
         "locust.failures": False,
         "dropped": True,
