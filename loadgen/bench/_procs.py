@@ -31,6 +31,8 @@ __all__ = [
     "OldMock",
     "ReferenceEndpoint",
     "check_linux",
+    "child_pids",
+    "command_line",
     "cpu_seconds",
     "engine_idle",
     "engine_progress",
@@ -67,6 +69,25 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of *pid* (every thread's ``/proc/PID/task/TID/children``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def command_line(pid: int) -> str:
+    """*pid*'s command line, arguments joined by spaces (``""`` once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def median(values: Iterable[float]) -> float:

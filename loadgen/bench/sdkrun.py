@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from loadgen.bench._procs import KeyPair, check_linux, cpu_seconds
+from loadgen.bench._procs import KeyPair, check_linux, child_pids, command_line, cpu_seconds
 from loadgen.core.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,20 +42,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def _role(pid: int) -> str | None:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+    command = command_line(pid)
+    if not command:
         return None
     if "-m locust" in command:
         return "Locust"
@@ -113,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline: dict[int, float] = {}
             while run.poll() is None:
                 pids = [(run.pid, "supervisor (loadgen run)")]
-                pids += [(child, role) for child in _children(run.pid) if (role := _role(child)) is not None]
+                pids += [(child, role) for child in child_pids(run.pid) if (role := _role(child)) is not None]
                 for pid, role in pids:
                     try:
                         cpu[pid] = (role, cpu_seconds(pid))

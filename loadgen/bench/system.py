@@ -54,6 +54,8 @@ from loadgen.bench._procs import (
     OldMock,
     ReferenceEndpoint,
     check_linux,
+    child_pids,
+    command_line,
     cpu_seconds,
     median,
     render_table,
@@ -169,26 +171,9 @@ class SystemRun:
     gates_passed: bool = False
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _role(pid: int, parent_role: str) -> str | None:
     """The role of a child of *parent_role*'s process (``None``: not counted)."""
-    command = _command(pid)
+    command = command_line(pid)
     if "multiprocessing.resource_tracker" in command or not command:
         return None
     if "loadgen.endpoint" in command:
@@ -206,7 +191,7 @@ def _tree(root: int) -> dict[int, str]:
     todo = [root]
     while todo:
         pid = todo.pop()
-        for child in _children(pid):
+        for child in child_pids(pid):
             role = _role(child, roles[pid])
             if role is not None and child not in roles:
                 roles[child] = role
