@@ -8,9 +8,26 @@ import ctypes
 import os
 import signal
 
-__all__ = ["die_with_parent", "die_with_parent_term", "forks_die_with_parent", "stop_resource_tracker"]
+__all__ = [
+    "die_with_parent",
+    "die_with_parent_term",
+    "forks_die_with_parent",
+    "pid_alive",
+    "stop_resource_tracker",
+]
 
 _PR_SET_PDEATHSIG = 1
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process *pid* exists (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def die_with_parent(signum: int = signal.SIGKILL) -> None:

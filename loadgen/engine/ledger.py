@@ -21,6 +21,8 @@ import tempfile
 from multiprocessing import reduction
 from typing import Any
 
+from loadgen.children import pid_alive
+
 __all__ = ["Ledger", "LedgerHandle", "remove_stale_files"]
 
 _ACCEPTED, _COMPLETED, _FAILED, _EXPIRED, _CANCELLED, _REJECTED = 0, 1, 2, 3, 4, 5
@@ -33,16 +35,6 @@ def _shm_dir() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_files(directory: str | None = None) -> list[str]:
     """Remove the ledger files of processes that are gone (named ``loadgen-ledger-<pid>-...``); return them."""
     where = directory or _shm_dir() or tempfile.gettempdir()
@@ -52,7 +44,7 @@ def remove_stale_files(directory: str | None = None) -> list[str]:
             if not name.startswith(_PREFIX):
                 continue
             pid_text = name[len(_PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not _alive(int(pid_text)):
+            if pid_text.isdigit() and not pid_alive(int(pid_text)):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(where, name))
                     removed.append(name)

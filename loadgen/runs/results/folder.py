@@ -19,6 +19,8 @@ from pathlib import Path
 
 import orjson
 
+from loadgen.children import pid_alive
+
 __all__ = ["INCOMPLETE_FILE", "mark_complete", "mark_incomplete", "new_run_dir", "notice_incomplete", "utc", "versions"]
 
 INCOMPLETE_FILE = "incomplete"
@@ -67,15 +69,8 @@ def mark_complete(run_dir: Path) -> None:
 
 
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether the run a marker names (by its ``pid``, any JSON value) still runs."""
+    return isinstance(pid, int) and pid > 0 and pid_alive(pid)
 
 
 def notice_incomplete(results_root: str | Path) -> list[tuple[Path, str]]:
