@@ -264,6 +264,7 @@ class Sample:
     rejected: int = 0
     held_mb: float = 0.0  # bytes the calls in flight hold (the admission estimate), all shards
     queued_attempts: int = 0
+    python_blocks: dict[str, int] = field(default_factory=dict)  # per shard: objects Python allocated
 
 
 def _rss_mb(pid: int) -> float:
@@ -278,9 +279,11 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
     snapshot = supervisor.snapshot()
     accounting = snapshot.accounting()
     ended = {}
+    blocks = {}
     for shard in snapshot.shards:
         own = snapshot.accounting(shard)
         ended[shard] = own.completed + own.failed + own.expired + own.cancelled
+        blocks[shard] = snapshot.per_shard[shard].gauges.get("python_blocks", 0)
     return Sample(
         t=round(t, 2),
         rss_mb=rss,
@@ -296,6 +299,7 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
         rejected=accounting.rejected,
         held_mb=round(snapshot.gauges.get("held_bytes", 0) / MB, 1),
         queued_attempts=snapshot.gauges.get("queued_attempts", 0),
+        python_blocks=blocks,
     )
 
 
@@ -338,6 +342,9 @@ def _summarize(samples: list[Sample], warmup: float, flat: float) -> list[dict[s
         }
         verdict = "flat" if abs(tail_slope) <= flat else ("growing" if tail_slope > 0 else "shrinking")
         if name.startswith("shard-"):
+            blocks = [(s.t, float(s.python_blocks.get(name, 0))) for s in tail if s.python_blocks.get(name)]
+            row["python_blocks_at_end"] = int(blocks[-1][1]) if blocks else None
+            row["python_blocks_per_min_last_third"] = round(_slope(blocks)) if len(blocks) > 1 else None
             retained = [(s.t, min(s.ended_per_shard.get(name, 0), RESULT_RETENTION)) for s in after]
             row["results_retained_at_end"] = retained[-1][1]
             full = [t for t, r in retained if r >= RESULT_RETENTION]
@@ -541,6 +548,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if restarts:
         print(f"shard restarts (t, shard): {restarts}")
+    for row in summary:
+        if row.get("python_blocks_at_end"):
+            print(
+                f"{row['process']}: {row['python_blocks_at_end']:,} Python objects allocated at the end, "
+                f"{row['python_blocks_per_min_last_third']:+,} per minute over the last third"
+            )
     flat = [r["process"] for r in summary if r["verdict"] == "flat"]
     print(f"flat (|slope| <= {args.flat:g} MB/min over the last third): {', '.join(flat) or 'none'}")
     for row in summary:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -124,6 +125,7 @@ class ShardProcess:
         self.stats.set_gauge("pool_saturated_ms", int(self.dispatcher.saturated_seconds() * 1000))
         self.stats.set_gauge("held_bytes", self.dispatcher.held_bytes)
         self.stats.set_gauge("waits", self.frontend.waits)
+        self.stats.set_gauge("python_blocks", sys.getallocatedblocks())
         return self.stats.snapshot()
 
     async def merged_snapshot(self) -> Snapshot:

@@ -9,11 +9,11 @@ from loadgen.core.stats import Family, Snapshot
 from loadgen.core.stats.caller import GAUGE_WAITING, oldest_waiting_us
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.core.units import format_latency
+from loadgen.runs.metrics import pool_usage
 from loadgen.runs.results import errors_table
 
 __all__ = [
     "LAG_SHOWN_US",
-    "POOL_BOTTLENECK",
     "QUEUE_SHOWN_US",
     "WAITING_SHOWN_US",
     "failure_text",
@@ -117,20 +117,15 @@ def progress_line(
     )
 
 
-POOL_BOTTLENECK = 0.8
-"""Attempts waited for a stream this share of the run or more (on some shard): the pool was the bottleneck."""
-
-
 def pool_text(final: Snapshot, duration_s: float) -> str:
     """The endpoint pool's size and how long attempts waited for a stream on the worst shard, with a hint
     when that was most of the run; empty when the shards do not report it."""
-    shards = [summary.gauges for summary in final.per_shard.values() if "streams" in summary.gauges]
-    if not shards or duration_s <= 0:
+    usage = pool_usage(final, duration_s)
+    if usage is None:
         return ""
-    streams = max(gauges["streams"] for gauges in shards)
-    busy = max(gauges.get("pool_saturated_ms", 0) for gauges in shards) / 1000 / duration_s
-    text = f"pool: {streams} streams per shard to the endpoint; every stream busy {min(busy, 1.0):.0%} of the run"
-    if busy >= POOL_BOTTLENECK:
+    text = f"pool: {usage.streams} streams per shard to the endpoint; every stream busy {usage.busy_ratio:.0%}"
+    text += " of the run"
+    if usage.bottleneck:
         text += " (worst shard): the pool was the bottleneck; raise engine.connections / max_streams"
     return text
 

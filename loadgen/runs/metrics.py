@@ -44,6 +44,10 @@ metric                                    kind     value
                                                    ``rejected`` scope ``reason`` (``calls_in_flight``,
                                                    ``held_bytes``)
 ``rejected.ratio``                        ratio    rejected / offered
+``pool.busy_ratio``                       ratio    share of the run during which every stream to the
+                                                   endpoint was busy and attempts waited for one
+                                                   (the worst shard): 0.8 or more, the pool was the
+                                                   bottleneck
 ``completed``, ``expired``                count    root calls; scope ``function``
 ``cancelled``                             count    root calls ended by the end of the run (or a
                                                    drain) before they finished; scope ``function``
@@ -122,9 +126,11 @@ __all__ = [
     "Metric",
     "MetricKind",
     "Metrics",
+    "PoolUsage",
     "format_value",
     "metrics_from",
     "parse_metric",
+    "pool_usage",
 ]
 
 MetricKind = Literal["latency", "ratio", "rate", "count"]
@@ -161,11 +167,40 @@ _OUTCOMES: Final = ("completed", "failed", "expired", "cancelled")
 _CALLER_OUTCOMES: Final = CALLER_OUTCOMES
 
 # Every other metric: kind and the scope labels it takes.
+POOL_BOTTLENECK: Final = 0.8
+"""Every stream was busy this share of the run or more (on some shard): the pool was the bottleneck."""
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """The endpoint pool of the worst shard: its streams, and the share of the run they were all busy."""
+
+    streams: int
+    busy_ratio: float
+
+    @property
+    def bottleneck(self) -> bool:
+        return self.busy_ratio >= POOL_BOTTLENECK
+
+    def to_json(self) -> dict[str, object]:
+        return {"streams": self.streams, "busy_ratio": round(self.busy_ratio, 4), "bottleneck": self.bottleneck}
+
+
+def pool_usage(snapshot: Snapshot, duration_s: float) -> PoolUsage | None:
+    """How busy the shards' endpoint pools were (None when the shards do not report it)."""
+    shards = [summary.gauges for summary in snapshot.per_shard.values() if "streams" in summary.gauges]
+    if not shards or duration_s <= 0:
+        return None
+    busy = max(gauges.get("pool_saturated_ms", 0) for gauges in shards) / 1000 / duration_s
+    return PoolUsage(max(gauges["streams"] for gauges in shards), min(busy, 1.0))
+
+
 _SIMPLE: Final[dict[str, tuple[MetricKind, tuple[str, ...]]]] = {
     "accepted": ("count", ()),
     "offered": ("count", ()),
     "rejected": ("count", ("reason",)),
     "rejected.ratio": ("ratio", ()),
+    "pool.busy_ratio": ("ratio", ()),
     "completed": ("count", ("function",)),
     "failed": ("count", ("function", "status")),
     "expired": ("count", ("function",)),
@@ -429,6 +464,9 @@ class Metrics:
             return snap.counters.get(rejected_for(reason), 0) if reason else snap.counter(CounterKind.REJECTED)
         if name == "rejected.ratio":
             return _ratio(snap.counter(CounterKind.REJECTED), snap.counter(CounterKind.OFFERED))
+        if name == "pool.busy_ratio":
+            usage = pool_usage(snap, self.duration_s)
+            return usage.busy_ratio if usage is not None else math.nan
         if name == "lost":
             return snap.counter(CounterKind.LOST)
         if name == "in_flight":

@@ -286,3 +286,20 @@ def test_html_report_verdicts_and_empty_runs() -> None:
     assert "No time series was recorded" in page and "This scenario has no gates" in page
     assert "No calls were recorded" in page and "<svg" not in page
     assert "No Locust CSV files" in page
+
+
+def test_the_pool_size_and_its_bottleneck_hint_are_in_the_summary_the_report_and_a_gate() -> None:
+    busy, idle = ShardStats("shard-0"), ShardStats("shard-1")
+    for shard, saturated_ms in ((busy, 10_800), (idle, 600)):
+        shard.set_gauge("streams", 200)
+        shard.set_gauge("pool_saturated_ms", saturated_ms)
+    snapshot = merge_snapshots([busy.snapshot(), idle.snapshot()])
+    summary = summary_of(snapshot=snapshot, series=[], gates=[])
+    assert summary["pool"] == {"streams": 200, "busy_ratio": 0.9, "bottleneck": True}  # the worst shard
+    page = render_html(summary)
+    assert "Endpoint pool: 200 streams per shard; every stream busy 90" in page and "the pool was the bottleneck" in page
+    (gate,) = evaluate([parse_gate("pool.busy_ratio", "< 0.5")], snapshot, 12.0)
+    assert not gate.passed and gate.observed == pytest.approx(0.9)
+    calm = summary_of(snapshot=idle.snapshot(), series=[], gates=[])
+    assert calm["pool"]["bottleneck"] is False and "the pool was the bottleneck" not in render_html(calm)
+    assert summary_of(snapshot=ShardStats("old").snapshot(), series=[], gates=[])["pool"] is None

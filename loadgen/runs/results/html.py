@@ -313,6 +313,20 @@ def _tiles(summary: Mapping[str, Any]) -> str:
     )
 
 
+def _pool_section(pool: Mapping[str, Any] | None) -> str:
+    """The endpoint pool's size and how long every stream was busy, with a hint when it was the bottleneck."""
+    if not pool:
+        return ""
+    text = (
+        f"Endpoint pool: {pool['streams']:,} streams per shard; every stream busy "
+        f"{format_value('ratio', pool['busy_ratio'])} of the run (worst shard)"
+    )
+    if pool.get("bottleneck"):
+        hint = "the pool was the bottleneck; raise engine.connections / max_streams"
+        return f'<div class="card bad">{_e(text)}: {hint}.</div>'
+    return f'<p class="muted">{_e(text)}.</p>'
+
+
 def _overall_e2e(summary: Mapping[str, Any]) -> dict[str, Any]:
     snapshot = summary.get("snapshot")
     if not snapshot:
@@ -379,6 +393,7 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         " e2e: root calls by outcome.</p>",
         _latency_section(summary.get("latency_us", {})),
         "<h2>Shards</h2>",
+        _pool_section(summary.get("pool")),
         _shards_section(summary.get("shards", {})),
         "<h2>Counters</h2>",
         _table(["counter", "value"], counter_rows),

@@ -16,7 +16,7 @@ from loadgen.core.counters import CounterKind, total
 from loadgen.core.stats import FAMILIES, HistogramSnapshot, Snapshot
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.runs.gates import GateResult
-from loadgen.runs.metrics import LocustTotals, Metrics
+from loadgen.runs.metrics import LocustTotals, Metrics, pool_usage
 from loadgen.runs.results.folder import utc, versions
 from loadgen.runs.results.series import time_series
 from loadgen.runs.scenario import Scenario, scenario_to_dict
@@ -227,6 +227,7 @@ def build_summary(
         "checks": _checks_json(checks) if checks is not None else None,
         "shards": shards,
         "accounting": _accounting_json(snapshot),
+        "pool": usage.to_json() if (usage := pool_usage(snapshot, duration)) is not None else None,
         "gates": {
             "passed": all(result.passed for result in gates) if gates else None,
             "results": [result.to_json() for result in gates],
