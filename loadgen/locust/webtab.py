@@ -30,6 +30,10 @@ retries by status, not by function: the ``(all)`` row shows those exact counters
 function's row shows its non-OK attempts that did not end its call (non-OK attempts -
 failed - expired - cancelled), which is the same number whenever every non-OK attempt is either
 retried or final.
+
+Per-shard columns (the Dispatch shards tab): calls accepted and ``rejected`` by a full shard (by
+reason: ``calls_in_flight``, ``held_bytes``), how they ended, lost, in flight and the attempts
+``queued`` for a stream to the endpoint now, open connections, retries, and whether it crashed.
 """
 
 from __future__ import annotations
@@ -75,12 +79,14 @@ FUNCTION_COLUMNS: list[tuple[str, str]] = [
 SHARD_COLUMNS: list[tuple[str, str]] = [
     ("shard", "Shard"),
     ("accepted", "Accepted"),
+    ("rejected", "Rejected (by reason)"),
     ("completed", "Completed"),
     ("failed", "Failed (by status)"),
     ("expired", "Expired"),
     ("cancelled", "Cancelled"),
     ("lost", "Lost"),
     ("inflight", "In flight"),
+    ("queued", "Attempts queued for a stream"),
     ("connections", "Open connections"),
     ("retries", "Retries (by status)"),
     ("crashed", "Crashed"),
@@ -177,6 +183,7 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
         counters = bridge.counters_since_start(shard)
         gauges = latest.gauges if shard is None else latest.per_shard[shard].gauges
         failed = by_status(counters, CounterKind.FAILED)
+        rejected = by_status(counters, CounterKind.REJECTED)
         retries = by_status(counters, CounterKind.RETRIES)
         if shard is None:
             crashed = str(sum(1 for s in latest.per_shard.values() if s.crashed))
@@ -186,12 +193,14 @@ def shard_rows(bridge: StatsBridge) -> list[dict[str, Any]]:
             {
                 "shard": ALL if shard is None else shard,
                 "accepted": counters.get(ACCEPTED, 0),
+                "rejected": f"{sum(rejected.values())} ({_by_status(rejected)})" if rejected else "0",
                 "completed": counters.get(COMPLETED, 0),
                 "failed": f"{sum(failed.values())} ({_by_status(failed)})" if failed else "0",
                 "expired": counters.get(EXPIRED, 0),
                 "cancelled": counters.get(CANCELLED, 0),
                 "lost": counters.get(LOST, 0),
                 "inflight": gauges.get(GAUGE_IN_FLIGHT, 0),
+                "queued": gauges.get("queued_attempts", 0),
                 "connections": gauges.get(GAUGE_OPEN_CONNECTIONS, 0),
                 "retries": f"{sum(retries.values())} ({_by_status(retries)})" if retries else "0",
                 "crashed": crashed,
