@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 import grpc
 import grpc.aio
 
-from loadgen.core.stats import Snapshot
+from loadgen.core.stats import ShardStats, Snapshot
 from loadgen.engine.frontend import ApiError, ShardFrontend, deadline_of
 from loadgen.pb import dispatch_pb2, dispatch_pb2_grpc, shard_pb2, shard_pb2_grpc
 from loadgen.protocol.constants import PUSHBACK_TRAILER
@@ -79,25 +79,40 @@ class StatsSource(Protocol):
     async def merged_snapshot(self) -> Snapshot: ...
 
 
-class _Answer:
-    """How one RPC ended, recorded when its handler leaves, however it leaves."""
+class _Answered:
+    """``async with _Answered(rpc, context, stats):`` around a handler's work: however the handler leaves
+    (answered, an :class:`ApiError` aborted with its code and pushback, cancelled or past its deadline),
+    the RPC is recorded with its code, and a non-OK one also as a failure of kind ``rpc``."""
 
-    __slots__ = ("code", "message", "started")
+    __slots__ = ("context", "rpc", "started", "stats")
 
-    def __init__(self) -> None:
+    def __init__(self, rpc: str, context: grpc.aio.ServicerContext[Any, Any], stats: ShardStats) -> None:
+        self.rpc, self.context, self.stats = rpc, context, stats
         self.started = time.perf_counter()
-        self.code = "UNKNOWN"
-        self.message = "the handler failed"
 
-    def failed(self, exc: ApiError) -> None:
-        self.code, self.message = exc.code.upper(), exc.message
+    async def __aenter__(self) -> None:
+        return None
 
-    def cut_short(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            self.code, self.message = "DEADLINE_EXCEEDED", "the RPC's deadline passed before it was answered"
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        if kind is None:
+            self.stats.record_rpc(self.rpc, True, time.perf_counter() - self.started)
+            return False
+        if isinstance(exc, ApiError):
+            self._failed(exc.code.upper(), exc.message)
+            await self.context.abort(grpc_code(exc.code), exc.message, pushback(exc))
+        elif isinstance(exc, asyncio.CancelledError):
+            remaining = self.context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                self._failed("DEADLINE_EXCEEDED", "the RPC's deadline passed before it was answered")
+            else:
+                self._failed("CANCELLED", "the client cancelled the RPC before it was answered")
         else:
-            self.code, self.message = "CANCELLED", "the client cancelled the RPC before it was answered"
+            self._failed("UNKNOWN", "the handler failed")
+        return False
+
+    def _failed(self, code: str, message: str) -> None:
+        self.stats.record_rpc(self.rpc, False, time.perf_counter() - self.started)
+        self.stats.record_failure("rpc", self.rpc, code, message)
 
 
 class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -105,45 +120,19 @@ class _DispatchServicer(dispatch_pb2_grpc.DispatchServiceServicer):
         self.frontend = frontend
         self.stats = frontend.stats
 
-    def _record(self, rpc: str, answer: _Answer) -> None:
-        ok = answer.code == "OK"
-        self.stats.record_rpc(rpc, ok, time.perf_counter() - answer.started)
-        if not ok:
-            self.stats.record_failure("rpc", rpc, answer.code, answer.message)
-
     async def Dispatch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        answer = _Answer()
-        try:
+        async with _Answered("Dispatch", context, self.stats):
             self.frontend.authenticate(context.invocation_metadata())
             ids = self.frontend.dispatch(request.calls)
-            answer.code = "OK"
-        except ApiError as exc:
-            answer.failed(exc)
-            await context.abort(grpc_code(exc.code), exc.message, pushback(exc))
-        except asyncio.CancelledError:
-            answer.cut_short(context)
-            raise
-        finally:
-            self._record("Dispatch", answer)
         return dispatch_pb2.DispatchResponse(dispatch_ids=ids)
 
     async def Wait(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        answer = _Answer()
         timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
-        try:
+        async with _Answered("Wait", context, self.stats):
             self.frontend.authenticate(context.invocation_metadata())
             timeout = deadline_of(timeout, context.time_remaining())
             waited = await self.frontend.wait(request.dispatch_id, timeout)
             context.set_trailing_metadata(waited.trailers())
-            answer.code = "OK"
-        except ApiError as exc:
-            answer.failed(exc)
-            await context.abort(grpc_code(exc.code), exc.message, pushback(exc))
-        except asyncio.CancelledError:
-            answer.cut_short(context)
-            raise
-        finally:
-            self._record("Wait", answer)
         return waited.result
 
 
