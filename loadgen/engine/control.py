@@ -6,7 +6,10 @@
 * shard → supervisor: :class:`Ready` (its private address), :class:`SnapshotReply`,
   :class:`Drained` (the final snapshot and how many calls it cancelled).
 
-Snapshots travel as :meth:`loadgen.core.stats.Snapshot.to_bytes`.
+Snapshots travel as :meth:`loadgen.core.stats.Snapshot.to_bytes`. A reply that comes after the
+supervisor stopped waiting for it (a shard slowed down by a busy machine) is still in the pipe at the
+next read: the supervisor reads past what it did not ask for, so it never takes a late snapshot for a
+new one, nor for the :class:`Drained` it waits for at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ class Peers:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
-    """Send a snapshot now (the health check)."""
+    """Send a snapshot now (the health check); the reply carries the same *seq*."""
+
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +50,10 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotReply:
+    """The snapshot asked for by the :class:`SnapshotRequest` numbered *seq*."""
+
     snapshot: bytes
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -27,6 +28,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -96,6 +98,7 @@ class Supervisor:
         self._ledger: Ledger | None = None
         self._slots: dict[int, _Slot] = {}
         self._retired: list[Snapshot] = []
+        self._requests = itertools.count(1)  # numbers the snapshot requests, so a late reply is told apart
         self._epoch_base = secrets.randbits(24)
         self._incarnations: dict[int, int] = {}
         self.lost = 0
@@ -169,7 +172,7 @@ class Supervisor:
         self._slots[index] = _Slot(config, process, ours)
 
     def _await_ready(self, slot: _Slot) -> None:
-        message = self._receive(slot, self.setup.ready_timeout)
+        message = self._receive(slot, self.setup.ready_timeout, lambda m: isinstance(m, Ready))
         if not isinstance(message, Ready):
             code = slot.process.exitcode
             raise ShardFailed(
@@ -178,7 +181,9 @@ class Supervisor:
             )
         slot.address = message.address
 
-    def _receive(self, slot: _Slot, timeout: float) -> ToSupervisor | None:
+    def _receive(self, slot: _Slot, timeout: float, wanted: Callable[[ToSupervisor], bool]) -> ToSupervisor | None:
+        """The first message from *slot* that is *wanted* within *timeout* seconds; messages before it (late
+        answers to requests the supervisor stopped waiting for) are read and dropped. None: timeout or dead."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -187,7 +192,9 @@ class Supervisor:
             try:
                 if slot.conn.poll(min(remaining, 0.2)):
                     message: ToSupervisor = slot.conn.recv()
-                    return message
+                    if wanted(message):
+                        return message
+                    continue
             except (EOFError, OSError):
                 return None
             if not slot.process.is_alive() and not slot.conn.poll(0):
@@ -238,11 +245,14 @@ class Supervisor:
     def _ask_snapshot(self, slot: _Slot) -> Snapshot | None:
         if not slot.process.is_alive():
             return None
+        seq = next(self._requests)
         try:
-            slot.conn.send(SnapshotRequest())
+            slot.conn.send(SnapshotRequest(seq))
         except OSError:
             return None
-        message = self._receive(slot, self.setup.health_timeout)
+        message = self._receive(
+            slot, self.setup.health_timeout, lambda m: isinstance(m, SnapshotReply) and m.seq == seq
+        )
         if not isinstance(message, SnapshotReply):
             return None
         return Snapshot.from_bytes(message.snapshot)
@@ -295,7 +305,7 @@ class Supervisor:
                 slot.conn.send(Drain(max(0.0, timeout), reason))
         finals = []
         for slot in self._slots.values():
-            message = self._receive(slot, timeout + 10)
+            message = self._receive(slot, timeout + 10, lambda m: isinstance(m, Drained))
             if isinstance(message, Drained):
                 finals.append(Snapshot.from_bytes(message.snapshot))
                 slot.process.join(10)

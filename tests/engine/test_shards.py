@@ -283,3 +283,33 @@ def test_over_its_connection_cap_a_shard_refuses_new_clients_at_once_says_so_and
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0
+
+
+def test_a_snapshot_answered_too_late_is_not_taken_for_a_later_answer_nor_for_the_drain(
+    endpoint_url: str, signing_key: Ed25519PrivateKey
+) -> None:
+    with Supervisor(options(endpoint_url, signing_key, shards=1, health_timeout=0.5)) as supervisor:
+        target = stub(supervisor.url)
+        long_call = dispatch(target, "sleep", {"ms": 30_000})
+        pid = supervisor._slots[0].process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # a shard starved of CPU: it answers after the supervisor gave up
+        try:
+            supervisor.snapshot()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert supervisor._slots[0].conn.poll(10)  # the late answer arrived and waits in the pipe
+        _, status = wait(target, dispatch(target, "echo", {}))
+        assert status == "STATUS_OK"
+        assert supervisor.snapshot().accounting().accepted == 2  # the new answer, not the late one
+        supervisor.snapshot()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            supervisor.snapshot()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert supervisor._slots[0].conn.poll(10)
+        final = supervisor.drain(0.5, "the test stopped the engine")
+    accounting = final.accounting()
+    assert accounting.balanced, str(accounting)
+    assert (accounting.completed, accounting.cancelled, accounting.lost) == (1, 1, 0), long_call
