@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 
 import grpc.aio
 
+from loadgen.allocator import pin_mmap_threshold
 from loadgen.children import die_with_parent
 from loadgen.core.scheduler import RetryPolicy
 from loadgen.core.stats import ShardStats, Snapshot
@@ -186,7 +187,7 @@ class ShardProcess:
         if isinstance(message, Peers):
             self.frontend.set_peers({index: Peer(address, epoch) for index, (address, epoch) in message.peers.items()})
         elif isinstance(message, SnapshotRequest):
-            self.conn.send(SnapshotReply(self.snapshot().to_bytes()))
+            self.conn.send(SnapshotReply(self.snapshot().to_bytes(), message.seq))
         elif isinstance(message, Drain):
             self._draining = asyncio.ensure_future(self._drain(message.seconds, message.reason))
 
@@ -200,6 +201,7 @@ class ShardProcess:
 def run_shard(config: ShardConfig, conn: Connection, parent_pid: int) -> None:
     """Entry point of a shard process."""
     die_with_parent()
+    pin_mmap_threshold()
     if os.getppid() != parent_pid:
         return  # the parent died before we could ask to die with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
