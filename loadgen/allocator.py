@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+from typing import Any, NamedTuple
 
-__all__ = ["MMAP_THRESHOLD", "pin_mmap_threshold"]
+__all__ = ["MMAP_THRESHOLD", "HeapUse", "heap_use", "pin_mmap_threshold"]
 
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD = 128 * 1024
@@ -31,3 +32,38 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     with contextlib.suppress(OSError, AttributeError):
         return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, threshold))
     return False
+
+
+class HeapUse(NamedTuple):
+    """What glibc's malloc holds: bytes in use (heap blocks and mapped blocks) and bytes free in its heaps."""
+
+    in_use: int
+    free: int
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _mallinfo2() -> Any:
+    with contextlib.suppress(OSError, AttributeError):
+        function = ctypes.CDLL("libc.so.6").mallinfo2
+        function.restype = _Mallinfo2
+        return function
+    return None
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def heap_use() -> HeapUse | None:
+    """glibc's own count of the memory malloc holds, over every arena (None without glibc 2.33+).
+
+    RSS that rises while ``in_use`` stays flat is fragmentation (``free`` grows), not a leak."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return HeapUse(info.uordblks + info.hblkhd, info.fordblks)

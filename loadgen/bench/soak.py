@@ -270,6 +270,7 @@ class Sample:
     held_mb: float = 0.0  # bytes the calls in flight hold (the admission estimate), all shards
     queued_attempts: int = 0
     python_blocks: dict[str, int] = field(default_factory=dict)  # per shard: objects Python allocated
+    malloc_mb: dict[str, tuple[float, float]] = field(default_factory=dict)  # per shard: C heap (in use, free)
 
 
 def _rss_mb(pid: int) -> float:
@@ -285,10 +286,16 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
     accounting = snapshot.accounting()
     ended = {}
     blocks = {}
+    heaps = {}
     for shard in snapshot.shards:
         own = snapshot.accounting(shard)
         ended[shard] = own.completed + own.failed + own.expired + own.cancelled
-        blocks[shard] = snapshot.per_shard[shard].gauges.get("python_blocks", 0)
+        gauges = snapshot.per_shard[shard].gauges
+        blocks[shard] = gauges.get("python_blocks", 0)
+        heaps[shard] = (
+            round(gauges.get("malloc_in_use_bytes", 0) / MB, 1),
+            round(gauges.get("malloc_free_bytes", 0) / MB, 1),
+        )
     return Sample(
         t=round(t, 2),
         rss_mb=rss,
@@ -305,6 +312,7 @@ def _sample(t: float, processes: dict[str, int], supervisor: Supervisor) -> Samp
         held_mb=round(snapshot.gauges.get("held_bytes", 0) / MB, 1),
         queued_attempts=snapshot.gauges.get("queued_attempts", 0),
         python_blocks=blocks,
+        malloc_mb=heaps,
     )
 
 
@@ -381,6 +389,10 @@ def _summarize(samples: list[Sample], warmup: float, flat: float) -> list[dict[s
             blocks = [(s.t, float(s.python_blocks.get(name, 0))) for s in tail if s.python_blocks.get(name)]
             row["python_blocks_at_end"] = int(blocks[-1][1]) if blocks else None
             row["python_blocks_per_min_last_third"] = round(_slope(blocks)) if len(blocks) > 1 else None
+            for part, label in ((0, "malloc_in_use"), (1, "malloc_free")):
+                heap = _trend([(s.t, s.malloc_mb[name][part]) for s in after if name in s.malloc_mb], flat)
+                row[f"{label}_mb_middle_third"] = heap.get("median_mb_middle_third")
+                row[f"{label}_mb_last_third"] = heap.get("median_mb_last_third")
             retained = [(s.t, min(s.ended_per_shard.get(name, 0), RESULT_RETENTION)) for s in after]
             row["results_retained_at_end"] = retained[-1][1]
             full = [t for t, r in retained if r >= RESULT_RETENTION]
@@ -596,6 +608,12 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{row['process']}: {row['python_blocks_at_end']:,} Python objects allocated at the end, "
                 f"{row['python_blocks_per_min_last_third']:+,} per minute over the last third"
+            )
+        if row.get("malloc_in_use_mb_last_third") is not None:
+            print(
+                f"{row['process']}: C heap (glibc malloc, median of the middle -> last third): in use "
+                f"{row['malloc_in_use_mb_middle_third']} -> {row['malloc_in_use_mb_last_third']} MB, free in its heaps "
+                f"{row['malloc_free_mb_middle_third']} -> {row['malloc_free_mb_last_third']} MB"
             )
     flat = [r["process"] for r in summary if r["verdict"] == "flat"]
     print(f"flat (not rising from the middle to the last third): {', '.join(flat) or 'none'}")

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 
 import grpc.aio
 
-from loadgen.allocator import pin_mmap_threshold
+from loadgen.allocator import heap_use, pin_mmap_threshold
 from loadgen.children import die_with_parent
 from loadgen.core.scheduler import RetryPolicy
 from loadgen.core.stats import ShardStats, Snapshot
@@ -127,6 +127,10 @@ class ShardProcess:
         self.stats.set_gauge("held_bytes", self.dispatcher.held_bytes)
         self.stats.set_gauge("waits", self.frontend.waits)
         self.stats.set_gauge("python_blocks", sys.getallocatedblocks())
+        heap = heap_use()
+        if heap is not None:
+            self.stats.set_gauge("malloc_in_use_bytes", heap.in_use)
+            self.stats.set_gauge("malloc_free_bytes", heap.free)
         return self.stats.snapshot()
 
     async def merged_snapshot(self) -> Snapshot:
