@@ -120,6 +120,24 @@ class Fleet:
 
     # ----------------------------------------------------------------- messages
 
+    def guard(self, runner: Any) -> None:
+        """Keep a worker that connects after the start out of Locust's list of workers.
+
+        Locust would hand it users at once (taking them from the others mid-call) before it could
+        hear it is not wanted; instead it gets Locust's ``ack``, asks for the configuration as every
+        worker does, and is turned away (:meth:`on_request`).
+        """
+        handle = runner.handle_message
+
+        def handle_message(client_id: str, msg: Any) -> None:
+            late = self.started_at is not None and client_id not in self.workers and client_id not in runner.clients
+            if msg.type == "client_ready" and late:
+                runner.send_message("ack", {"index": -1}, client_id=client_id)
+                return
+            handle(client_id, msg)
+
+        runner.handle_message = handle_message
+
     def on_request(self, runner: Any, client_id: str) -> None:
         if self.config is None:
             return
@@ -227,11 +245,23 @@ class Fleet:
         except OSError as exc:
             logger.warning("cannot write the workers file %s: %s", self.file, exc)
 
-    def loop(self, runner: Any) -> None:
+    def loop(self, runner: Any, ready_timeout: float) -> None:
+        born = time.monotonic()
         while True:
             self.watch(runner)
             self.write()
+            if self.started_at is None and time.monotonic() - born > ready_timeout:
+                self.give_up(runner, ready_timeout)
             gevent.sleep(WATCH_SECONDS)
+
+    def give_up(self, runner: Any, ready_timeout: float) -> None:
+        """Not every worker came in time: tell those that did to quit, and end this process (exit code 3)."""
+        ready = self.ready_count()
+        logger.error("%d worker(s) ready after %gs, fewer than expected: not starting", ready, ready_timeout)
+        for client_id in set(self.workers) | {node.id for node in runner.clients.all}:
+            runner.send_message("quit", None, client_id=client_id)
+        gevent.sleep(0.5)  # the quit messages on their way
+        os._exit(3)
 
 
 @dataclass

@@ -127,7 +127,9 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
             cluster.fleet.file = str(option(environment.parsed_options, "dispatch_workers_file", ""))
             runner.register_message(cluster.CONFIG_REQUEST, _on_config_request)
             runner.register_message(cluster.READY, _on_worker_ready)
-            gevent.spawn(cluster.fleet.loop, runner)
+            cluster.fleet.guard(runner)
+            timeout = float(option(environment.parsed_options, "dispatch_ready_timeout", DEFAULT_READY_TIMEOUT))
+            gevent.spawn(cluster.fleet.loop, runner, timeout)
     if runner is not None and not isinstance(runner, WorkerRunner) and environment.web_ui is not None:
         webtab.install(environment.web_ui, bridge, checked)
 

@@ -84,6 +84,7 @@ from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scena
 __all__ = ["RunOptions", "run"]
 
 POLL_SECONDS = 2.0
+GIVE_UP_BACKSTOP = 15.0  # seconds after --worker-timeout by which the Locust master must have given up
 STARTUP_ALLOWANCE = 30.0  # seconds Locust may take to start before the watchdog counts the run late
 
 
@@ -269,12 +270,8 @@ def _monitor(
                 if deadline is not None:
                     deadline = started + allowance + (planned or 0.0) + scenario.load.stop_timeout
             if isinstance(engine, FleetShards) and master is not None and engine.started_at is None:
-                if elapsed > master.worker_timeout:
-                    print(
-                        f"loadgen run: {engine.waiting_text()} after {master.worker_timeout:g}s: not starting."
-                        f" Start the others with: loadgen worker --master <this host>:{master.bind_port}",
-                        file=sys.stderr,
-                    )
+                if elapsed > master.worker_timeout + GIVE_UP_BACKSTOP:  # the Locust master gives up first
+                    print(_not_starting(engine, master), file=sys.stderr)
                     no_workers = True
                     locust.send_signal(signal.SIGTERM)
                     break
@@ -306,6 +303,11 @@ def _monitor(
                 late = True
                 print("loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr)
                 locust.send_signal(signal.SIGTERM)
+        if isinstance(engine, FleetShards) and master is not None and not no_workers:
+            engine.read()
+            if engine.started_at is None:  # the Locust master gave up waiting for the workers
+                print(_not_starting(engine, master), file=sys.stderr)
+                no_workers = True
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written before we go
@@ -318,6 +320,13 @@ def _monitor(
         locust.kill()
         locust.wait()
     return _Watch(series, caller_series, aborted, interrupted, late, no_workers)
+
+
+def _not_starting(engine: FleetShards, master: MasterSetup) -> str:
+    return (
+        f"loadgen run: {engine.waiting_text()} after {master.worker_timeout:g}s: not starting."
+        f" Start the others with: loadgen worker --master <this host>:{master.bind_port}"
+    )
 
 
 def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
@@ -541,8 +550,8 @@ def _finish(
             "aborted": bool(watch.aborted),
             "interrupted": watch.interrupted,
             "locust_exit_code": locust_code,
-            **({"workers": workers} if workers is not None else {}),
         },
+        workers=workers,
         checks=checks,
     )
     mark_complete(run_dir)
