@@ -245,12 +245,14 @@ class Fleet:
         except OSError as exc:
             logger.warning("cannot write the workers file %s: %s", self.file, exc)
 
-    def loop(self, runner: Any, ready_timeout: float) -> None:
+    def loop(self, runner: Any, ready_timeout: float | None) -> None:
+        """Every second: notice workers gone, write the workers file; give up when, *ready_timeout* s
+        after the start of this process, the test has not started (``None``: wait for ever, as a web UI does)."""
         born = time.monotonic()
         while True:
             self.watch(runner)
             self.write()
-            if self.started_at is None and time.monotonic() - born > ready_timeout:
+            if ready_timeout is not None and self.started_at is None and time.monotonic() - born > ready_timeout:
                 self.give_up(runner, ready_timeout)
             gevent.sleep(WATCH_SECONDS)
 

@@ -129,7 +129,8 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
             runner.register_message(cluster.READY, _on_worker_ready)
             cluster.fleet.guard(runner)
             timeout = float(option(environment.parsed_options, "dispatch_ready_timeout", DEFAULT_READY_TIMEOUT))
-            gevent.spawn(cluster.fleet.loop, runner, timeout)
+            headless = bool(getattr(environment.parsed_options, "headless", False))
+            gevent.spawn(cluster.fleet.loop, runner, timeout if headless else None)
     if runner is not None and not isinstance(runner, WorkerRunner) and environment.web_ui is not None:
         webtab.install(environment.web_ui, bridge, checked)
 

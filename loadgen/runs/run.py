@@ -270,12 +270,12 @@ def _monitor(
                 if deadline is not None:
                     deadline = started + allowance + (planned or 0.0) + scenario.load.stop_timeout
             if isinstance(engine, FleetShards) and master is not None and engine.started_at is None:
-                if elapsed > master.worker_timeout + GIVE_UP_BACKSTOP:  # the Locust master gives up first
+                if planned is not None and elapsed > master.worker_timeout + GIVE_UP_BACKSTOP:  # Locust gives up first
                     print(_not_starting(engine, master), file=sys.stderr)
                     no_workers = True
                     locust.send_signal(signal.SIGTERM)
                     break
-                if elapsed - waited >= 10 or not waited:
+                if planned is not None and (elapsed - waited >= 10 or not waited):
                     waited = elapsed or 0.001
                     print(f"loadgen run: waiting for workers: {engine.waiting_text()}", file=sys.stderr, flush=True)
                 continue
@@ -303,7 +303,7 @@ def _monitor(
                 late = True
                 print("loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr)
                 locust.send_signal(signal.SIGTERM)
-        if isinstance(engine, FleetShards) and master is not None and not no_workers:
+        if isinstance(engine, FleetShards) and master is not None and planned is not None and not no_workers:
             engine.read()
             if engine.started_at is None:  # the Locust master gave up waiting for the workers
                 print(_not_starting(engine, master), file=sys.stderr)
