@@ -33,7 +33,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen.children import die_with_parent
+from loadgen.children import die_with_parent, terminate
 from loadgen.engine.settings import EngineSetup
 from loadgen.engine.supervisor import ShardFailed, Supervisor
 from loadgen.runs.gates import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
@@ -203,19 +203,8 @@ class _Machine:
             self.channel.send("snapshot", data=supervisor.snapshot().to_json())
 
     def close(self) -> None:
-        _end_child(self.child)
+        terminate(self.child)
         if self.supervisor is not None:
             final = self.supervisor.drain(DRAIN_SECONDS, "the worker stopped before the call finished")
             _say(f"shards drained: {final.accounting()}")
         self.channel.close()
-
-
-def _end_child(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        with suppress(ProcessLookupError):
-            child.terminate()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
