@@ -289,25 +289,32 @@ def build_parser() -> argparse.ArgumentParser:
         "each the scenario and keys (over Locust's connection, never printed), starts the load once every worker's "
         "shards serve, and writes the one results folder with every worker's shard statistics merged. A worker that "
         "dies mid-run: its calls in flight count as lost (the verdict fails) and the run goes on. Workers reach this "
-        "machine on --master-bind-port, and the endpoint (the reference endpoint runs here, on --master-bind-host).",
+        "machine on --master-bind-port, and the endpoint (the reference endpoint runs here, on --master-bind-host). "
+        "Whoever reaches --master-bind-port gets the run's keys: open it to the load machines only.",
     )
     several.add_argument("--master", action="store_true", help="be the master of 'loadgen worker' machines")
     several.add_argument(
-        "--expect-workers", type=_positive, default=1, help="workers to wait for before the start (default: 1)"
+        "--expect-workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="workers to wait for before the start (default: 1)",
     )
     several.add_argument(
         "--master-bind-host",
         default="127.0.0.1",
+        metavar="HOST",
         help="address workers connect to, and the reference endpoint's; 0.0.0.0 for every interface "
         "(default: %(default)s)",
     )
     several.add_argument(
-        "--master-bind-port", type=int, default=5557, help="Locust's master port (default: %(default)s)"
+        "--master-bind-port", type=int, default=5557, metavar="PORT", help="Locust's master port (default: %(default)s)"
     )
     several.add_argument(
         "--worker-timeout",
         type=_duration,
         default=60.0,
+        metavar="DURATION",
         help="give up (exit code 3) when fewer than --expect-workers are ready this long after the start "
         "(default: 60s)",
     )
@@ -326,12 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--master", required=True, metavar="HOST[:PORT]", help="the master's address (port default: 5557)"
     )
     worker.add_argument(
-        "--bind-host", default="127.0.0.1", help="address this machine's shards bind (default: %(default)s)"
+        "--bind-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address this machine's shards bind (default: %(default)s)",
     )
     worker.add_argument(
         "--timeout",
         type=_duration,
         default=600.0,
+        metavar="DURATION",
         help="give up (exit code 3) when no run came from the master this long after the start (default: 10m)",
     )
     worker.set_defaults(handler=cmd_worker)

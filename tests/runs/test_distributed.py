@@ -154,6 +154,9 @@ def test_three_workers_one_killed_mid_run_is_reported_lost(machines: Machines, t
     others = [w for w in summary["workers"] if w["state"] == "ready"]
     assert all(w["accounting"]["completed"] > lost["accounting"]["completed"] for w in others)  # went on after
     assert "gate FAIL  lost" in out
+    (run_dir,) = list((tmp_path / "r").iterdir())
+    report = (run_dir / "report.html").read_text()
+    assert "<h2>Workers</h2>" in report and "call(s) in flight at its last report" in report
     assert [w.returncode for w in workers[1:]] == [0, 0]
     wait_for(lambda: no_process_with(address.split(":")[1]), "processes left behind", timeout=15)
     for i in range(3):  # the keys never show
