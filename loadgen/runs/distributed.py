@@ -101,6 +101,7 @@ class FleetShards:
 
     def notices(self) -> list[str]:
         """What changed since the last call: workers ready, lost."""
+        self.read()
         out = []
         for worker in self.workers:
             key = f"{worker.id}:{worker.state}"

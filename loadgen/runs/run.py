@@ -259,10 +259,10 @@ def _monitor(
         while locust.poll() is None:
             with suppress(subprocess.TimeoutExpired):
                 locust.wait(POLL_SECONDS)
+            for notice in engine.notices():  # a dead shard restarted, a worker ready or lost
+                print(f"loadgen run: {notice}", file=sys.stderr, flush=True)
             elapsed = time.monotonic() - started
             snapshot = engine.snapshot()
-            for notice in engine.notices():
-                print(f"loadgen run: {notice}", file=sys.stderr, flush=True)
             if isinstance(engine, FleetShards) and engine.started_at is not None and not fleet_started:
                 fleet_started = True  # the progress counts from the test's start, not from the wait for workers
                 started = time.monotonic() - max(0.0, time.time() - engine.started_at)
