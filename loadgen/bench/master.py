@@ -253,11 +253,16 @@ def main() -> None:
     report = _report(args.shards, seed=1)
     size = len(_pack("stats", report, "x"))
     print(f"one report: {size / 1024:.1f} KiB ({args.shards} shards' snapshot, Locust stats, caller latency)")
-    rows = []
+    rows: list[list[object]] = []
     results = []
     for count in counts:
         print(f"  {count} simulated workers, {seconds:g}s ...", file=sys.stderr, flush=True)
-        result = measure(count, seconds, args.interval, report)
+        try:
+            result = measure(count, seconds, args.interval, report)
+        except RuntimeError as exc:  # the crowd could not even connect in time: larger ones will not either
+            print(f"  {count} simulated workers: {str(exc).splitlines()[0]}", file=sys.stderr)
+            rows.append([count, "-", "-", "-", "-", "-", "did not start", "-"])
+            break
         results.append(result)
         rows.append(
             [
@@ -271,6 +276,7 @@ def main() -> None:
                 result["max_workers_at_interval"],
             ]
         )
+        print("  " + "  ".join(str(cell) for cell in rows[-1]), file=sys.stderr, flush=True)
     headers = ["workers", "sent/s", "taken/s", "MB/s", "master CPU", "ms CPU/report", "kept up", "max workers"]
     print(render_table(headers, rows))
     print(f"max workers: one core / CPU per report, at one report per {args.interval:g}s per worker")

@@ -43,7 +43,7 @@ expect = { message = "hi" }
 [load]
 users = 6
 spawn_rate = 6
-duration = "10s"
+duration = "8s"
 stop_timeout = "5s"
 [gates]
 "lost" = "== 0"
@@ -134,7 +134,7 @@ def test_three_workers_one_killed_mid_run_is_reported_lost(machines: Machines, t
             lambda: "calls/s" in master_err(tmp_path) and "accepted 0 " not in master_err(tmp_path).splitlines()[-1],
             "the load did not start: " + master_err(tmp_path),
         )
-        time.sleep(3)
+        time.sleep(2)
         workers[0].send_signal(signal.SIGKILL)
         out, _ = master.communicate(timeout=80)
     finally:
@@ -190,7 +190,7 @@ def test_open_model_over_two_workers_and_a_late_one_is_turned_away(machines: Mac
 
 @pytest.mark.timeout(60)
 def test_workers_that_never_come_end_the_run_with_a_clear_message(machines: Machines, tmp_path: Path) -> None:
-    master, address = start_master(tmp_path, CLOSED, machines, "--expect-workers", "2", "--worker-timeout", "5s")
+    master, address = start_master(tmp_path, CLOSED, machines, "--expect-workers", "2", "--worker-timeout", "3s")
     worker = machines.start_worker(0, address, tmp_path / "worker0.log")
     out, _ = master.communicate(timeout=40)
     assert master.returncode == 3, out + master_err(tmp_path)
