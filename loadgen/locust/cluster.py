@@ -105,6 +105,7 @@ class Fleet:
     started_at: float | None = None
     ending: bool = False
     file: str = ""
+    _merged: Snapshot | None = None  # merged() until a report or a loss changes it
 
     @property
     def active(self) -> bool:
@@ -175,6 +176,7 @@ class Fleet:
             return
         entry.reports += 1
         entry.heard_at = time.monotonic()
+        self._merged = None
 
     # ------------------------------------------------------------------ state
 
@@ -212,6 +214,7 @@ class Fleet:
                 entry.state = "left"
                 continue
             entry.state = "lost"
+            self._merged = None
             entry.lost_in_flight = entry.snapshot.accounting().in_flight if entry.snapshot is not None else 0
             logger.warning(
                 "%s (%s) lost: %d call(s) in flight at its last report count as lost",
@@ -222,8 +225,10 @@ class Fleet:
 
     def merged(self) -> Snapshot:
         """The run's statistics: every worker's latest snapshot, the lost ones' calls in flight as lost."""
-        members = [m for m in (e.member() for e in self.workers.values()) if m is not None]
-        return fleet_snapshot(members)
+        if self._merged is None:
+            members = [m for m in (e.member() for e in self.workers.values()) if m is not None]
+            self._merged = fleet_snapshot(members)
+        return self._merged
 
     def in_flight(self) -> int:
         return self.merged().accounting().in_flight

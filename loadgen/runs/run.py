@@ -431,6 +431,12 @@ def run(options: RunOptions) -> int:
                 "signing_key": signing_key,
             }
             passed = [config_pipe(config)]
+            if scenario.load.processes != 1:
+                print(
+                    "loadgen run: --master: load.processes does not apply (each 'loadgen worker' is one Locust"
+                    " process; start several on a machine for more)",
+                    file=sys.stderr,
+                )
             env = {k: v for k, v in env.items() if k not in ("DISPATCH_API_KEY", "LOADGEN_ADDRESSES")}
             env[MASTER_CONFIG_FD_ENV] = str(passed[0])
             print(
