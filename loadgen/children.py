@@ -7,6 +7,8 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
+from typing import Any
 
 __all__ = [
     "die_with_parent",
@@ -14,6 +16,7 @@ __all__ = [
     "forks_die_with_parent",
     "pid_alive",
     "stop_resource_tracker",
+    "terminate",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -28,6 +31,19 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop *process* if it still runs: SIGTERM, then SIGKILL after *timeout* seconds; reap it."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def die_with_parent(signum: int = signal.SIGKILL) -> None:

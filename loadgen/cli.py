@@ -1,4 +1,4 @@
-"""The ``loadgen`` command: ``run``, ``serve``, ``endpoint`` and ``keygen``."""
+"""The ``loadgen`` command: ``run``, ``worker``, ``serve``, ``endpoint`` and ``keygen``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -181,11 +182,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         processes=args.processes,
         stop_timeout=args.stop_timeout,
         results=args.results,
+        master=_master_setup(args),
     )
     try:
         return run(options)
     finally:
         stop_resource_tracker()  # its shards are joined: nothing of the run outlives it
+
+
+def _master_setup(args: argparse.Namespace) -> Any:
+    """``--master`` and its options, or ``None`` for a run on this machine alone."""
+    if not args.master:
+        return None
+    from loadgen.runs.locust_process import MasterSetup
+
+    return MasterSetup(
+        expect_workers=args.expect_workers,
+        bind_host=args.master_bind_host,
+        bind_port=args.master_bind_port,
+        worker_timeout=args.worker_timeout,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``loadgen worker``: one load machine of a ``loadgen run --master`` (see :mod:`loadgen.runs.worker`)."""
+    from loadgen.runs.worker import WorkerOptions, work
+
+    try:
+        return work(WorkerOptions(master=args.master, bind_host=args.bind_host, connect_timeout=args.timeout))
+    finally:
+        stop_resource_tracker()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _duration(text: str) -> float:
@@ -247,7 +283,69 @@ def build_parser() -> argparse.ArgumentParser:
         "them in flight (overrides the scenario's load.stop_timeout; default 10s)",
     )
     run.add_argument("--results", default="results", help="folder for run folders (default: %(default)s)")
+    several = run.add_argument_group(
+        "several machines",
+        "With --master this machine runs no load: it waits for --expect-workers 'loadgen worker' machines, sends "
+        "each the scenario and keys (over Locust's connection, never printed), starts the load once every worker's "
+        "shards serve, and writes the one results folder with every worker's shard statistics merged. A worker that "
+        "dies mid-run: its calls in flight count as lost (the verdict fails) and the run goes on. Workers reach this "
+        "machine on --master-bind-port, and the endpoint (the reference endpoint runs here, on --master-bind-host). "
+        "Whoever reaches --master-bind-port gets the run's keys: open it to the load machines only.",
+    )
+    several.add_argument("--master", action="store_true", help="be the master of 'loadgen worker' machines")
+    several.add_argument(
+        "--expect-workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="workers to wait for before the start (default: 1)",
+    )
+    several.add_argument(
+        "--master-bind-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address workers connect to, and the reference endpoint's; 0.0.0.0 for every interface "
+        "(default: %(default)s)",
+    )
+    several.add_argument(
+        "--master-bind-port", type=int, default=5557, metavar="PORT", help="Locust's master port (default: %(default)s)"
+    )
+    several.add_argument(
+        "--worker-timeout",
+        type=_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="give up (exit code 3) when fewer than --expect-workers are ready this long after the start "
+        "(default: 60s)",
+    )
     run.set_defaults(handler=cmd_run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="be one load machine of a 'loadgen run --master'",
+        description="Connect to a 'loadgen run --master' and take part in its run: receive the scenario and keys "
+        "from the master (no scenario file needed here), start this machine's own shards (the scenario's [engine]) "
+        "and a Locust worker that drives them, and report their statistics to the master until its run ends. Start "
+        "workers before the master's run starts: a worker that comes later is turned away. Exit code: 0 the master "
+        "ended the run, 2 usage error, 3 no run (master unreachable, turned away, shards failed).",
+    )
+    worker.add_argument(
+        "--master", required=True, metavar="HOST[:PORT]", help="the master's address (port default: 5557)"
+    )
+    worker.add_argument(
+        "--bind-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address this machine's shards bind (default: %(default)s)",
+    )
+    worker.add_argument(
+        "--timeout",
+        type=_duration,
+        default=600.0,
+        metavar="DURATION",
+        help="give up (exit code 3) when no run came from the master this long after the start (default: 10m)",
+    )
+    worker.set_defaults(handler=cmd_worker)
 
     commands.add_parser(
         "compare",

@@ -17,6 +17,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("scaling", "whole-engine throughput and CPU per call of every process, 1 shard vs 2 (closed loop)"),
     ("memory", "RSS per pending call with 100,000 calls in flight, loadgen vs the old mock"),
     ("oldmock", "the same echo workload through dispatch-py 0.7.1's mock and through loadgen (1 and 2 shards)"),
+    ("master", "how many loadgen worker machines one master takes: reports/s, bytes/s, CPU per report"),
     ("system", "loadgen run as a user runs it: CPU per call of Locust, shards, supervisor, endpoint; vs the old mock"),
 )
 

@@ -31,6 +31,7 @@ class EndpointProcess:
         verification_key: str | None,
         *,
         port: int = 0,
+        host: str = "127.0.0.1",
         extra: Sequence[str] = (),
         stderr: int | IO[Any] | None = None,
         cpu: int | None = None,
@@ -38,6 +39,7 @@ class EndpointProcess:
     ) -> None:
         self.verification_key = verification_key
         self.port = port
+        self.host = host
         self.extra = tuple(extra)
         self.stderr = stderr
         self.cpu = cpu
@@ -52,7 +54,7 @@ class EndpointProcess:
 
     def start(self) -> str:
         """Start it and return its URL once it listens; ``RuntimeError`` if it does not in time."""
-        command = [sys.executable, "-m", "loadgen.endpoint", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "loadgen.endpoint", "--host", self.host, "--port", str(self.port)]
         if self.verification_key is not None:
             command += ["--verification-key", self.verification_key]
         command += self.extra
@@ -103,10 +105,12 @@ class EndpointProcess:
 
 
 @contextmanager
-def reference_endpoint(verification_key: str, extra: Sequence[str] = (), timeout: float = 20.0) -> Iterator[str]:
-    """Run the reference endpoint on a free port of 127.0.0.1 (with *extra* arguments); yield its URL;
+def reference_endpoint(
+    verification_key: str, extra: Sequence[str] = (), timeout: float = 20.0, host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """Run the reference endpoint on a free port of *host* (with *extra* arguments); yield its URL;
     stop it after, on every exit path."""
-    with EndpointProcess(verification_key, extra=extra, timeout=timeout) as endpoint:
+    with EndpointProcess(verification_key, host=host, extra=extra, timeout=timeout) as endpoint:
         yield endpoint.url
 
 

@@ -40,6 +40,9 @@ feeds only counts above it, from the bucket counts of :meth:`HistogramSnapshot.c
 (:class:`~loadgen.core.stats.delta.HistogramDelta`); the web tab uses the same dict-based
 differences against the baseline, computed once per poll.
 
+Shards of ``loadgen worker`` machines (a master of a distributed ``loadgen run``): *source* gives the
+merged snapshot their reports make (:mod:`.cluster`), instead of a poll.
+
 Shards on several machines: give every shard address; the bridge groups them by host and
 asks one address per host for that host's merged snapshot, then merges the hosts (shard
 names become ``host/shard-N``). A poll that fails is logged and skipped; a snapshot that
@@ -55,7 +58,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +71,7 @@ import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent befor
 from loadgen.core.counters import Counter, CounterKind
 from loadgen.core.stats import GAUGE_IN_FLIGHT, HistKey, Snapshot, bucket_range, merge_snapshots
 from loadgen.core.stats.delta import HistogramDelta
+from loadgen.core.stats.fleet import labelled
 from loadgen.engine.client import EngineClient, EngineUnavailable
 from loadgen.locust.channels import channel
 from loadgen.locust.dispatched import dispatched
@@ -191,9 +195,11 @@ class StatsBridge:
         interval: float = DEFAULT_STATS_INTERVAL,
         settle: float = DEFAULT_SETTLE,
         timeout: float = 5.0,
+        source: Callable[[], bytes] | None = None,
     ) -> None:
-        if not addresses:
+        if not addresses and source is None:
             raise ValueError("the stats bridge needs at least one shard address")
+        self.source = source
         self.environment = environment
         self.groups = group_by_host(addresses)
         self.interval = interval
@@ -228,6 +234,8 @@ class StatsBridge:
 
     def fetch_bytes(self) -> list[tuple[str, bytes]]:
         """Each host's merged snapshot as ``(host, bytes)``; :class:`BridgeError` if one host has no answer."""
+        if self.source is not None:
+            return [("", self.source())]
         parts: list[tuple[str, bytes]] = []
         for host, addresses in self.groups.items():
             last: EngineUnavailable | None = None
@@ -247,11 +255,7 @@ class StatsBridge:
         snapshots = [Snapshot.from_bytes(raw) for _, raw in parts]
         if len(snapshots) == 1:
             return snapshots[0]
-        labelled = [
-            Snapshot({f"{host}/{name}": summary for name, summary in snap.per_shard.items()}, snap.histograms)
-            for (host, _), snap in zip(parts, snapshots, strict=True)
-        ]
-        return merge_snapshots(labelled)
+        return merge_snapshots(labelled(snap, host) for (host, _), snap in zip(parts, snapshots, strict=True))
 
     def fetch(self) -> Snapshot:
         """The shards' merged cumulative snapshot, now."""

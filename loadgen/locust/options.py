@@ -26,6 +26,10 @@ option                         environment variable    meaning
 ``--dispatch-run-time``                                stop the test this many seconds after it started:
                                                        users get ``--stop-timeout`` to finish their calls,
                                                        then (headless) Locust quits, workers' last reports in
+``--dispatch-workers-file``                            master of ``loadgen worker`` machines: each worker's
+                                                       state and shard statistics, every second
+``--dispatch-ready-timeout``                           master of ``loadgen worker`` machines: how long the
+                                                       start waits for connected workers' shards to serve
 =============================  ======================  =====================================================
 
 A command-line option or environment variable wins over a ``DispatchUser`` class attribute,
@@ -40,8 +44,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
+    "DEFAULT_READY_TIMEOUT",
     "DEFAULT_SETTLE",
     "DEFAULT_STATS_INTERVAL",
+    "MASTER_CONFIG_FD_ENV",
     "RPC_MODES",
     "add_arguments",
     "group_by_host",
@@ -57,6 +63,10 @@ RPC_MODES = ("session", "unary")
 
 DEFAULT_STATS_INTERVAL = 2.0
 DEFAULT_SETTLE = 10.0
+DEFAULT_READY_TIMEOUT = 60.0
+
+MASTER_CONFIG_FD_ENV = "LOADGEN_MASTER_CONFIG_FD"
+"""The descriptor of a pipe holding a distributed run's configuration, for the Locust master (not a secret)."""
 
 
 def add_arguments(parser: Any) -> None:
@@ -120,6 +130,21 @@ def add_arguments(parser: Any) -> None:
         include_in_web_ui=False,
         help="Stop the test this many seconds after it started, letting calls finish for up to --stop-timeout "
         "(then quit, when headless); unlike --run-time, workers' last results are in before Locust quits",
+    )
+    parser.add_argument(
+        "--dispatch-workers-file",
+        default="",
+        include_in_web_ui=False,
+        help="Master of 'loadgen worker' machines: write each worker's state and shard statistics to this "
+        "JSON file every second and at the end",
+    )
+    parser.add_argument(
+        "--dispatch-ready-timeout",
+        type=float,
+        default=DEFAULT_READY_TIMEOUT,
+        include_in_web_ui=False,
+        help="Master of 'loadgen worker' machines: at the start, seconds to wait for the connected workers' "
+        "shards to serve",
     )
 
 

@@ -45,11 +45,12 @@ from typing import Any
 
 import gevent  # type: ignore[import-untyped]
 from locust import events
+from locust.exception import RPCError
 from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.children import forks_die_with_parent
-from loadgen.locust import latency, webtab
+from loadgen.locust import cluster, latency, webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
 from loadgen.locust.checked import checked, write_caller_file
@@ -63,6 +64,7 @@ from loadgen.locust.openmodel import (
     set_share,
 )
 from loadgen.locust.options import (
+    DEFAULT_READY_TIMEOUT,
     DEFAULT_SETTLE,
     DEFAULT_STATS_INTERVAL,
     add_arguments,
@@ -114,8 +116,21 @@ def _on_init(environment: Any, **_kwargs: Any) -> None:
     if isinstance(runner, WorkerRunner):
         runner.register_message(OPEN_MODEL_MESSAGE, _on_share)
         runner.register_message(latency.FINAL_REQUEST, _on_final_request)
+        if cluster.worker_side.active:
+            runner.register_message(cluster.CONFIG, _on_config, concurrent=True)
+            runner.register_message(cluster.REFUSED, _on_refused)
+            runner.send_message(cluster.CONFIG_REQUEST, None)
     elif isinstance(runner, MasterRunner):
         runner.register_message(latency.FINAL_MESSAGE, _on_final)
+        cluster.fleet.load_config()
+        if cluster.fleet.active:
+            cluster.fleet.file = str(option(environment.parsed_options, "dispatch_workers_file", ""))
+            runner.register_message(cluster.CONFIG_REQUEST, _on_config_request)
+            runner.register_message(cluster.READY, _on_worker_ready)
+            cluster.fleet.guard(runner)
+            timeout = float(option(environment.parsed_options, "dispatch_ready_timeout", DEFAULT_READY_TIMEOUT))
+            headless = bool(getattr(environment.parsed_options, "headless", False))
+            gevent.spawn(cluster.fleet.loop, runner, timeout if headless else None)
     if runner is not None and not isinstance(runner, WorkerRunner) and environment.web_ui is not None:
         webtab.install(environment.web_ui, bridge, checked)
 
@@ -135,10 +150,39 @@ def _on_final(environment: Any, msg: Any, **_kwargs: Any) -> None:
     latency.offer(str(msg.node_id), msg.data)
 
 
+def _on_config_request(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    cluster.fleet.on_request(environment.runner, str(msg.node_id))
+
+
+def _on_worker_ready(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    cluster.fleet.on_ready(str(msg.node_id), msg.data)
+
+
+def _on_config(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    configure = cluster.worker_side.configure
+    assert configure is not None
+    try:
+        info = configure(environment, dict(msg.data or {}))
+    except Exception as exc:  # the shards could not start: the worker says why and leaves
+        logger.error("this worker cannot take part: %s", exc)
+        environment.runner.quit()
+        return
+    environment.runner.send_message(cluster.READY, info)
+
+
+def _on_refused(environment: Any, msg: Any, **_kwargs: Any) -> None:
+    reason = str((msg.data or {}).get("reason", "the master turned this worker away"))
+    if cluster.worker_side.refused is not None:
+        cluster.worker_side.refused(reason)
+    environment.runner.quit()
+
+
 def _on_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
     data[REPORT_KEY] = dispatched.take_unreported()
     data[CHECKS_KEY] = checked.take_unreported()
     data[latency.REPORT_KEY] = latency.report()
+    if cluster.worker_side.snapshot is not None:
+        data[cluster.REPORT_KEY] = {"snapshot": cluster.worker_side.snapshot}
 
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -146,6 +190,8 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> N
         latency.offer(client_id, data[latency.REPORT_KEY])
         if client_id not in _state["workers"]:
             _state["workers"].append(client_id)
+    if cluster.REPORT_KEY in data:
+        cluster.fleet.on_report(client_id, data[cluster.REPORT_KEY])
     report = data.get(REPORT_KEY)
     if isinstance(report, dict):
         dispatched.merge(report)
@@ -200,6 +246,10 @@ def _bridge_config(environment: Any) -> tuple[tuple[str, ...], str] | None:
 
 
 def _on_test_start(environment: Any, **_kwargs: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and cluster.fleet.active and cluster.fleet.started_at is None:
+        timeout = float(option(environment.parsed_options, "dispatch_ready_timeout", DEFAULT_READY_TIMEOUT))
+        cluster.fleet.wait_ready(runner, timeout)  # the spawn messages go out once every worker's shards serve
     dispatched.reset()
     checked.reset()
     reset_pacers()
@@ -220,7 +270,7 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
         latency.start_process_test("locust", test)
     if not _aggregates(environment):
         return
-    config = _bridge_config(environment)
+    config = ((), "") if cluster.fleet.active else _bridge_config(environment)
     if config is None:
         logger.warning("Dispatch stats bridge off: no shard addresses or API key (see --dispatch-addresses)")
     else:
@@ -229,12 +279,14 @@ def _on_test_start(environment: Any, **_kwargs: Any) -> None:
             if current is not None:
                 current.finish_polling()
             options = environment.parsed_options
+            fleet_source = (lambda: cluster.fleet.merged().to_bytes()) if cluster.fleet.active else None
             current = StatsBridge(
                 environment,
                 config[0],
                 config[1],
                 interval=float(option(options, "dispatch_stats_interval", DEFAULT_STATS_INTERVAL)),
-                settle=float(option(options, "dispatch_settle", DEFAULT_SETTLE)),
+                settle=0.0 if fleet_source else float(option(options, "dispatch_settle", DEFAULT_SETTLE)),
+                source=fleet_source,
             )
             _state["bridge"], _state["config"] = current, config
         current.begin()
@@ -272,8 +324,32 @@ def _stop_test(environment: Any, reason: str) -> None:
     logger.info("%s: stopping the test", reason)
     _state["stopper"] = None
     environment.runner.stop()  # graceful: users finish their calls for up to --stop-timeout
+    if isinstance(environment.runner, MasterRunner) and cluster.fleet.active:
+        _settle_fleet(float(option(options, "dispatch_settle", DEFAULT_SETTLE)))
     if options is not None and getattr(options, "headless", False):
+        if isinstance(environment.runner, MasterRunner) and cluster.fleet.active:
+            _end_fleet(environment)
         environment.runner.quit()
+
+
+def _settle_fleet(settle: float) -> None:
+    """Master of worker machines: let their calls in flight end (seen in their reports) for up to *settle* s,
+    before the quit that ends the workers and their reports."""
+    deadline = time.monotonic() + settle
+    while cluster.fleet.in_flight() > 0 and time.monotonic() < deadline:
+        gevent.sleep(0.25)
+
+
+def _end_fleet(environment: Any) -> None:
+    """The run is over: its statistics as they stand, and every worker told to quit (Locust tells only the
+    workers in its list, and a worker that just stopped its users is out of it for a while)."""
+    cluster.fleet.ending = True
+    cluster.fleet.write()
+    for client_id in cluster.fleet.workers:
+        try:
+            environment.runner.send_message("quit", None, client_id=client_id)
+        except RPCError:  # the master's socket is already closed: Locust told the workers it still knew
+            break
 
 
 def _on_test_stopping(environment: Any, **_kwargs: Any) -> None:
@@ -304,6 +380,8 @@ def _on_test_stop(environment: Any, **_kwargs: Any) -> None:
 
 
 def _on_quitting(environment: Any, **_kwargs: Any) -> None:
+    if cluster.fleet.active and isinstance(environment.runner, MasterRunner):
+        _end_fleet(environment)
     current = bridge()
     if current is not None and _aggregates(environment):
         current.finish(csv=bool(option(environment.parsed_options, "csv_prefix")))

@@ -7,6 +7,10 @@ points ``$LOADGEN_SCENARIO_JSON`` at it; the shard addresses and API key travel 
 :class:`OpenModelUser` whose arrivals pick a workload item by weight, with the scenario's
 ``stop_timeout`` as its grace. Inputs are encoded once per workload item, by the target's SDK
 codec; each waited result is checked against the item's ``expect``.
+
+Under ``loadgen worker`` (``$LOADGEN_WORKER_CHANNEL_FD`` set) there is no scenario file: the user
+classes are placeholders, idle, until the master's configuration arrives and its scenario's
+classes take their place (:mod:`loadgen.runs.worker_locust`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from locust import constant
 
 from loadgen.locust import DispatchUser, OpenModelUser, Stage
 from loadgen.protocol.codecs import get_codec
+from loadgen.runs import worker_locust
 from loadgen.runs.scenario import Scenario, WorkItem, parse_redacted
+from loadgen.runs.worker_channel import channel_from_env
 
 __all__ = ["build_user_class"]
 
@@ -82,4 +88,8 @@ def _load() -> Scenario:
     return parse_redacted(orjson.loads(Path(path).read_bytes()), path, Path(path).parent)
 
 
-User = build_user_class(_load())
+_worker_channel = channel_from_env()
+if _worker_channel is None:
+    User = build_user_class(_load())
+else:  # a 'loadgen worker': the scenario comes from the master (see loadgen.runs.worker_locust)
+    ScenarioUser, ScenarioArrivals = worker_locust.serve(_worker_channel, build_user_class)

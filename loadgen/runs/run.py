@@ -40,6 +40,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,6 +53,7 @@ from loadgen.endpoint.process import reference_endpoint
 from loadgen.engine.client import EngineClient
 from loadgen.engine.settings import EngineSetup
 from loadgen.engine.supervisor import ShardFailed, Supervisor
+from loadgen.locust.options import MASTER_CONFIG_FD_ENV
 from loadgen.protocol.keys import (
     KeyMaterialError,
     generate_private_key,
@@ -61,6 +63,7 @@ from loadgen.protocol.keys import (
     public_key_base64,
 )
 from loadgen.runs.console import pool_text, print_caller_latency, print_checks, print_failures, progress_line
+from loadgen.runs.distributed import FleetShards, advertised_url, config_pipe, worker_line
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -71,7 +74,7 @@ from loadgen.runs.gates import (
     exit_code,
     implicit_gates,
 )
-from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
+from loadgen.runs.locust_process import MasterSetup, caller_file, locust_command, locust_totals, planned_seconds
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
 from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.series import interval_record
@@ -81,6 +84,7 @@ from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scena
 __all__ = ["RunOptions", "run"]
 
 POLL_SECONDS = 2.0
+GIVE_UP_BACKSTOP = 15.0  # seconds after --worker-timeout by which the Locust master must have given up
 STARTUP_ALLOWANCE = 30.0  # seconds Locust may take to start before the watchdog counts the run late
 
 
@@ -98,6 +102,7 @@ class RunOptions:
     processes: int | None = None
     stop_timeout: float | None = None
     results: str = "results"
+    master: MasterSetup | None = None
 
 
 class _Shards:
@@ -114,8 +119,10 @@ class _Shards:
             return self.supervisor.snapshot()
         return self.client.merged_stats(self.addresses)
 
-    def check(self) -> list[int]:
-        return self.supervisor.check() if self.supervisor is not None else []
+    def notices(self) -> list[str]:
+        """What happened to the shards since the last call (a dead one is restarted)."""
+        restarted = self.supervisor.check() if self.supervisor is not None else []
+        return [f"shard {index} died and was restarted" for index in restarted]
 
     def finish(self, drain_timeout: float, reason: str) -> Snapshot:
         """The final snapshot, once the calls in flight ended or *drain_timeout* passed: local shards
@@ -181,8 +188,8 @@ def _resolve_keys(scenario: Scenario) -> _Keys:
 
 
 @contextmanager
-def _target(scenario: Scenario, keys: _Keys) -> Iterator[tuple[str, str]]:
-    """Yield ``(endpoint URL, signing key as base64 seed)`` for the run."""
+def _target(scenario: Scenario, keys: _Keys, host: str = "127.0.0.1") -> Iterator[tuple[str, str]]:
+    """Yield ``(endpoint URL, signing key as base64 seed)`` for the run (the reference endpoint on *host*)."""
     target = scenario.target
     if not target.reference:
         assert target.url is not None
@@ -193,7 +200,7 @@ def _target(scenario: Scenario, keys: _Keys) -> Iterator[tuple[str, str]]:
         extra += ["--inject-failure-rate", str(target.inject.rate), "--inject-failure-status", target.inject.status]
         if target.inject.seed is not None:
             extra += ["--seed", str(target.inject.seed)]
-    with reference_endpoint(keys.verification, extra=extra) as url:
+    with reference_endpoint(keys.verification, extra=extra, host=host) as url:
         yield url, private_key_base64(keys.signing)
 
 
@@ -225,31 +232,53 @@ class _Watch:
     aborted: list[GateResult]
     interrupted: bool
     late: bool
+    no_workers: bool = False  # a master whose workers did not all come: nothing ran
 
 
 def _monitor(
-    engine: _Shards,
+    engine: _Shards | FleetShards,
     locust: subprocess.Popen[bytes],
     scenario: Scenario,
     planned: float | None,
     run_dir: Path,
+    master: MasterSetup | None = None,
 ) -> _Watch:
-    """Poll the shards until Locust exits (or Ctrl-C, or the watchdog)."""
+    """Poll the shards until Locust exits (or Ctrl-C, or the watchdog, or the workers never come)."""
     started = time.monotonic()
-    deadline = None if planned is None else started + STARTUP_ALLOWANCE + planned + scenario.load.stop_timeout
+    allowance = STARTUP_ALLOWANCE
+    if master is not None:  # the workers' start, and their calls' settling after the load stopped
+        allowance += master.worker_timeout + scenario.load.stop_timeout
+    deadline = None if planned is None else started + allowance + planned + scenario.load.stop_timeout
     series: list[tuple[float, Snapshot]] = []
     caller_series: list[tuple[float, Snapshot]] = []
     previous: Snapshot | None = None
     aborted: list[GateResult] = []
-    interrupted = late = False
+    interrupted = late = no_workers = fleet_started = False
+    waited = 0.0
     try:
         while locust.poll() is None:
             with suppress(subprocess.TimeoutExpired):
                 locust.wait(POLL_SECONDS)
-            for index in engine.check():
-                print(f"loadgen run: shard {index} died and was restarted", file=sys.stderr)
+            for notice in engine.notices():  # a dead shard restarted, a worker ready or lost
+                print(f"loadgen run: {notice}", file=sys.stderr, flush=True)
             elapsed = time.monotonic() - started
             snapshot = engine.snapshot()
+            if isinstance(engine, FleetShards) and engine.started_at is not None and not fleet_started:
+                fleet_started = True  # the progress counts from the test's start, not from the wait for workers
+                started = time.monotonic() - max(0.0, time.time() - engine.started_at)
+                elapsed = time.monotonic() - started
+                if deadline is not None:
+                    deadline = started + allowance + (planned or 0.0) + scenario.load.stop_timeout
+            if isinstance(engine, FleetShards) and master is not None and engine.started_at is None:
+                if planned is not None and elapsed > master.worker_timeout + GIVE_UP_BACKSTOP:  # Locust gives up first
+                    print(_not_starting(engine, master), file=sys.stderr)
+                    no_workers = True
+                    locust.send_signal(signal.SIGTERM)
+                    break
+                if planned is not None and (elapsed - waited >= 10 or not waited):
+                    waited = elapsed or 0.001
+                    print(f"loadgen run: waiting for workers: {engine.waiting_text()}", file=sys.stderr, flush=True)
+                continue
             interval = snapshot.minus(previous) if previous is not None else snapshot
             seconds = elapsed - (series[-1][0] if series else 0.0)
             series.append((elapsed, snapshot))
@@ -274,6 +303,11 @@ def _monitor(
                 late = True
                 print("loadgen run: Locust did not stop within duration + stop_timeout: stopping it", file=sys.stderr)
                 locust.send_signal(signal.SIGTERM)
+        if isinstance(engine, FleetShards) and master is not None and planned is not None and not no_workers:
+            engine.read()
+            if engine.started_at is None:  # the Locust master gave up waiting for the workers
+                print(_not_starting(engine, master), file=sys.stderr)
+                no_workers = True
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the results are written before we go
@@ -285,7 +319,14 @@ def _monitor(
     except subprocess.TimeoutExpired:
         locust.kill()
         locust.wait()
-    return _Watch(series, caller_series, aborted, interrupted, late)
+    return _Watch(series, caller_series, aborted, interrupted, late, no_workers)
+
+
+def _not_starting(engine: FleetShards, master: MasterSetup) -> str:
+    return (
+        f"loadgen run: {engine.waiting_text()} after {master.worker_timeout:g}s: not starting."
+        f" Start the others with: loadgen worker --master <this host>:{master.bind_port}"
+    )
 
 
 def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
@@ -336,6 +377,12 @@ def run(options: RunOptions) -> int:
     try:
         scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
         scenario = _apply_overrides(scenario, options)
+        if options.master is not None and scenario.remote is not None:
+            raise ScenarioError(
+                options.scenario or "the quickstart",
+                "engine.addresses",
+                "--master: each worker starts its own shards; a scenario with shards run elsewhere cannot use it",
+            )
         keys = _resolve_keys(scenario)
     except (ScenarioError, KeyMaterialError) as exc:
         print(f"loadgen run: {exc}", file=sys.stderr)
@@ -350,10 +397,17 @@ def run(options: RunOptions) -> int:
     mark_incomplete(run_dir, started_at)
     (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario), option=orjson.OPT_INDENT_2))
     print(f"loadgen run: scenario {scenario.name!r}, results in {run_dir}", file=sys.stderr)
+    master = options.master
     with ExitStack() as stack:
+        engine: _Shards | FleetShards
         try:
-            endpoint_url, signing_key = stack.enter_context(_target(scenario, keys))
-            engine = _shards(scenario, endpoint_url, signing_key, stack)
+            host = master.bind_host if master is not None else "127.0.0.1"
+            endpoint_url, signing_key = stack.enter_context(_target(scenario, keys, host))
+            if master is None:
+                engine = _shards(scenario, endpoint_url, signing_key, stack)
+            else:
+                endpoint_url = advertised_url(endpoint_url, master.bind_host)
+                engine = FleetShards(run_dir, master.expect_workers)
         except (ShardFailed, RuntimeError, KeyMaterialError, ScenarioError, OSError) as exc:
             print(f"loadgen run: could not start: {exc}", file=sys.stderr)
             mark_incomplete(run_dir, started_at, f"it could not start: {exc}")
@@ -363,36 +417,68 @@ def run(options: RunOptions) -> int:
             mark_incomplete(run_dir, started_at, "it was interrupted while starting")
             return EXIT_RUN_FAILED
         where = "the reference endpoint" if scenario.target.reference else endpoint_url
-        shards = len(engine.addresses)
-        print(f"loadgen run: {shards} shard(s) driving {where}", file=sys.stderr)
+        env = os.environ | {"LOADGEN_SCENARIO_JSON": str(run_dir / "scenario.json")}
+        passed: list[int] = []
+        if isinstance(engine, _Shards):
+            print(f"loadgen run: {len(engine.addresses)} shard(s) driving {where}", file=sys.stderr)
+            env |= {"LOADGEN_ADDRESSES": ",".join(engine.addresses), "DISPATCH_API_KEY": engine.api_key}
+        else:
+            assert master is not None
+            config = {
+                "scenario": scenario_to_dict(scenario),
+                "endpoint_url": endpoint_url,
+                "api_key": secrets.token_hex(16),
+                "signing_key": signing_key,
+            }
+            passed = [config_pipe(config)]
+            if scenario.load.processes != 1:
+                print(
+                    "loadgen run: --master: load.processes does not apply (each 'loadgen worker' is one Locust"
+                    " process; start several on a machine for more)",
+                    file=sys.stderr,
+                )
+            env = {k: v for k, v in env.items() if k not in ("DISPATCH_API_KEY", "LOADGEN_ADDRESSES")}
+            env[MASTER_CONFIG_FD_ENV] = str(passed[0])
+            print(
+                f"loadgen run: master on {master.bind_host}:{master.bind_port}, waiting for"
+                f" {master.expect_workers} worker(s): loadgen worker --master <this host>:{master.bind_port};"
+                f" their shards drive {where} ({endpoint_url})",
+                file=sys.stderr,
+            )
         print(f"loadgen run: inputs and outputs as sdk {scenario.target.sdk!r} encodes them", file=sys.stderr)
-        env = os.environ | {
-            "LOADGEN_SCENARIO_JSON": str(run_dir / "scenario.json"),
-            "LOADGEN_ADDRESSES": ",".join(engine.addresses),
-            "DISPATCH_API_KEY": engine.api_key,
-        }
         log = stack.enter_context((run_dir / "locust.log").open("wb"))
-        locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
-            locust_command(scenario, options.web, options.web_port, run_dir),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent_term,
-        )
+        try:
+            locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
+                locust_command(scenario, options.web, options.web_port, run_dir, master),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent_term,
+                pass_fds=passed,
+            )
+        finally:
+            for fd in passed:
+                os.close(fd)
         stack.callback(_stop, locust)
         if options.web:
             print(f"loadgen run: Locust web UI on http://127.0.0.1:{options.web_port} (Ctrl-C ends the run)")
         planned = None if options.web else planned_seconds(scenario)
         run_started = time.monotonic()
-        watch = _monitor(engine, locust, scenario, planned, run_dir)
+        watch = _monitor(engine, locust, scenario, planned, run_dir, master)
+        if watch.no_workers and isinstance(engine, FleetShards):
+            mark_incomplete(run_dir, started_at, f"it did not start: {engine.waiting_text()}")
+            return EXIT_RUN_FAILED
         duration = time.monotonic() - run_started
         caller = caller_file(run_dir)
         if caller is not None and caller.started_at is not None:  # from the test's start, not Locust's
             duration = min(duration, max(time.time() - caller.started_at, 0.001))
+            if master is not None and caller.stopping_at is not None:  # not the workers' stop and settling
+                duration = min(duration, max(caller.stopping_at - caller.started_at, 0.001))
         final = engine.finish(_drain_budget(scenario, caller, watch.interrupted), _end_reason(scenario, watch))
         locust_code = locust.returncode
-    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, caller_file(run_dir))
+    workers = engine.summaries() if isinstance(engine, FleetShards) else None
+    return _finish(run_dir, scenario, final, watch, locust_code, duration, started_at, caller_file(run_dir), workers)
 
 
 def _end_reason(scenario: Scenario, watch: _Watch) -> str:
@@ -429,6 +515,7 @@ def _finish(
     duration: float,
     started_at: datetime,
     caller: CallerFile | None,
+    workers: list[dict[str, Any]] | None = None,
 ) -> int:
     totals = locust_totals(run_dir)
     checks = caller.checks if caller is not None else None
@@ -470,6 +557,7 @@ def _finish(
             "interrupted": watch.interrupted,
             "locust_exit_code": locust_code,
         },
+        workers=workers,
         checks=checks,
     )
     mark_complete(run_dir)
@@ -497,6 +585,8 @@ def _finish(
         )
     if totals is not None:
         print(f"Locust: {totals.requests} requests, {totals.failures} failures")
+    for worker in workers or ():
+        print(worker_line(worker))
     if not scenario.gates:
         print("gates: the scenario has no [gates]; judged by the implicit ones (nothing failed, expired,")
         print("       cancelled, lost, rejected by a full shard, wrong or left in flight, no failed request)")

@@ -253,6 +253,24 @@ def _shards_section(shards: Mapping[str, Any]) -> str:
     return _table(head, rows, row_class=classes)
 
 
+def _workers_section(workers: Sequence[Mapping[str, Any]] | None) -> str:
+    """Per worker machine of a distributed run (``summary.json``'s ``workers``); nothing for a local run."""
+    if not workers:
+        return ""
+    names = ("accepted", "completed", "failed", "expired", "cancelled", "in_flight", "lost")
+    rows, classes = [], []
+    for worker in workers:
+        acc = worker.get("accounting") or {}
+        state = str(worker.get("state", ""))
+        if state == "lost":
+            state = f"lost: {worker.get('lost_in_flight', 0)} call(s) in flight at its last report"
+        rows.append([_e(worker.get("id")), _e(worker.get("host")), _e(worker.get("shards")), _e(state)])
+        rows[-1] += [_e(acc.get(name, 0)) for name in names]
+        classes.append("bad" if worker.get("state") == "lost" else "")
+    head = ["worker", "host", "shards", "state", *(name.replace("_", " ") for name in names)]
+    return "<h2>Workers</h2>" + _table(head, rows, numeric_from=4, row_class=classes)
+
+
 def _locust_section(run_dir: Path | None, files: Sequence[str]) -> str:
     if not files:
         return '<p class="muted">No Locust CSV files in this folder.</p>'
@@ -392,6 +410,7 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         '<p class="muted">rpc: Dispatch API RPCs; attempt: each endpoint attempt by status;'
         " e2e: root calls by outcome.</p>",
         _latency_section(summary.get("latency_us", {})),
+        _workers_section(summary.get("workers")),
         "<h2>Shards</h2>",
         _pool_section(summary.get("pool")),
         _shards_section(summary.get("shards", {})),

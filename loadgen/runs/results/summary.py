@@ -157,6 +157,7 @@ def build_summary(
     checks: Mapping[str, FunctionChecks] | None = None,
     caller: Snapshot | None = None,
     caller_series: Sequence[tuple[float, Snapshot]] = (),
+    workers: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` document (see the module docstring); no IO.
 
@@ -228,6 +229,7 @@ def build_summary(
         "shards": shards,
         "accounting": _accounting_json(snapshot),
         "pool": usage.to_json() if (usage := pool_usage(snapshot, duration)) is not None else None,
+        "workers": [dict(worker) for worker in workers] if workers is not None else None,
         "gates": {
             "passed": all(result.passed for result in gates) if gates else None,
             "results": [result.to_json() for result in gates],
@@ -260,6 +262,7 @@ def write_summary(
     checks: Mapping[str, FunctionChecks] | None = None,
     caller: Snapshot | None = None,
     caller_series: Sequence[tuple[float, Snapshot]] = (),
+    workers: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write ``run_dir/summary.json`` (:func:`build_summary`, listing the CSVs found in *run_dir*); return it."""
     folder = Path(run_dir)
@@ -278,6 +281,7 @@ def write_summary(
         checks=checks,
         caller=caller,
         caller_series=caller_series,
+        workers=workers,
     )
     data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
     (folder / SUMMARY_FILE).write_bytes(data)

@@ -45,10 +45,6 @@ class ScenarioError(ValueError):
         super().__init__(f"{file}: {key}: {problem}" if key else f"{file}: {problem}")
 
 
-
-
-
-
 @dataclass(frozen=True, slots=True)
 class KeyRef:
     """A secret or key as a scenario names it: ``env`` (a variable name), ``path`` (a file) or ``inline``."""

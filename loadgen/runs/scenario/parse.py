@@ -375,7 +375,7 @@ class _Parser:
                 raise self.fail(
                     f"{path}.input",
                     'with sdk = "dispatch-py" a call takes args = [...] and kwargs = { ... } (the function\'s '
-                    'arguments), not input; for an endpoint that takes one input value, set [target] sdk = '
+                    "arguments), not input; for an endpoint that takes one input value, set [target] sdk = "
                     '"reference" (loadgen\'s endpoint), "dispatch-go" or "raw"',
                 )
             if "input_bytes" in w:
@@ -399,9 +399,7 @@ class _Parser:
     def function_name(self, path: str, value: object, target: Target) -> str:
         name = self.string(path, value)
         if not FUNCTION_NAME.fullmatch(name):
-            raise self.fail(
-                path, f"expected a function name matching {FUNCTION_NAME.pattern}, got {describe(name)}"
-            )
+            raise self.fail(path, f"expected a function name matching {FUNCTION_NAME.pattern}, got {describe(name)}")
         if target.reference and name not in catalogue.FUNCTION_NAMES:
             raise self.fail(
                 path,
