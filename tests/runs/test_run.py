@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -141,7 +142,8 @@ def _start_and_wait_for_progress(results: Path) -> tuple[subprocess.Popen[str], 
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     assert process.stderr is not None
     for line in process.stderr:  # bounded: the run itself lasts at most 60 s
-        if "calls/s" in line:
+        accepted = re.search(r"calls/s.* accepted (\d+)", line)
+        if accepted and int(accepted[1]) > 0:  # the load runs (a run stopped before any call says nothing ran)
             break
     return process, _descendants(process.pid)
 
