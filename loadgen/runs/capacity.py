@@ -262,7 +262,7 @@ class CapacitySearch:
             return self._done("max_steps")
         return rate
 
-    def _done(self, reason: StopReason) -> None:
+    def _done(self, reason: StopReason) -> float | None:
         self._stop = reason
         return None
 

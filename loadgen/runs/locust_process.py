@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import socket
+import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Final
 
@@ -15,7 +19,15 @@ from loadgen.core.caller import CALLER_FILE, CallerFile, parse_caller_document
 from loadgen.runs.metrics import LocustTotals
 from loadgen.runs.scenario import Scenario
 
-__all__ = ["LOCUSTFILE", "caller_file", "locust_command", "locust_totals", "planned_seconds", "read_caller_file"]
+__all__ = [
+    "LOCUSTFILE",
+    "caller_file",
+    "locust_command",
+    "locust_totals",
+    "planned_seconds",
+    "read_caller_file",
+    "stop_locust",
+]
 
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
 LOCUST_BACKSTOP: Final = 15.0  # Locust's own --run-time, beyond duration + stop_timeout: if our stop never came
@@ -51,6 +63,21 @@ def locust_command(scenario: Scenario, web: bool, web_port: int, run_dir: Path) 
     else:
         command += ["--headless"]
     return command
+
+
+def stop_locust(process: subprocess.Popen[bytes]) -> None:
+    """Stop Locust and its whole process group (its own session: the master and any worker it forked),
+    SIGTERM first, then SIGKILL for whatever is left, even once the master itself is gone."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:

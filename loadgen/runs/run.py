@@ -72,11 +72,13 @@ from loadgen.runs.gates import (
     implicit_gates,
 )
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
+from loadgen.runs.locust_process import stop_locust as _stop
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
 from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.series import interval_record
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
+from loadgen.runs.search import finish_search, run_search
 
 __all__ = ["RunOptions", "run"]
 
@@ -98,6 +100,8 @@ class RunOptions:
     processes: int | None = None
     stop_timeout: float | None = None
     results: str = "results"
+    find_capacity: bool = False
+    """Run the scenario as a capacity search (``model = "search"``) whatever its load model."""
 
 
 class _Shards:
@@ -146,6 +150,8 @@ def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
         changes["processes"] = options.processes
     if options.stop_timeout is not None:
         changes["stop_timeout"] = options.stop_timeout
+    if options.find_capacity:
+        changes.update(model="search", stages=())
     engine = scenario.engine if options.shards is None else replace(scenario.engine, shards=options.shards)
     return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
 
@@ -310,21 +316,6 @@ def _append_progress(run_dir: Path, record: dict[str, object]) -> None:
         out.write(orjson.dumps(record) + b"\n")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop Locust and its whole process group (its own session: the master and any worker it forked),
-    SIGTERM first, then SIGKILL for whatever is left, even once the master itself is gone."""
-    if process.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -337,6 +328,10 @@ def run(options: RunOptions) -> int:
         scenario = load_scenario(options.scenario) if options.scenario else default_scenario()
         scenario = _apply_overrides(scenario, options)
         keys = _resolve_keys(scenario)
+        if scenario.load.model == "search" and options.web:
+            raise ScenarioError(
+                scenario.source or "<scenario>", "load.model", "a capacity search runs headless: not with --web"
+            )
     except (ScenarioError, KeyMaterialError) as exc:
         print(f"loadgen run: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -371,6 +366,14 @@ def run(options: RunOptions) -> int:
             "LOADGEN_ADDRESSES": ",".join(engine.addresses),
             "DISPATCH_API_KEY": engine.api_key,
         }
+        if scenario.load.model == "search":
+            searched = time.monotonic()
+            record = run_search(scenario, engine, run_dir, env)
+            reason = "the capacity search ended before the call finished"
+            final = engine.finish(min(scenario.load.stop_timeout, 10.0) if record.interrupted else 0.0, reason)
+            duration = time.monotonic() - searched
+            stack.close()  # the endpoint and the shards: stopped before the results are written
+            return finish_search(run_dir, scenario, final, record, duration, started_at)
         log = stack.enter_context((run_dir / "locust.log").open("wb"))
         locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
             locust_command(scenario, options.web, options.web_port, run_dir),
