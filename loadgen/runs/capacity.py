@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from loadgen.core.units import format_latency
 from loadgen.runs.gates import GateResult
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "StepVerdict",
     "broken",
     "judged",
+    "knee_table",
 ]
 
 StopReason = Literal["precision", "ceiling", "floor", "max_steps", "interrupted", "run_failed"]
@@ -274,3 +276,32 @@ class CapacitySearch:
             failed = next(s for s in self.steps if not s.passed and s.rate == high)
         stop = self._stop or "max_steps"
         return CapacityResult(low, failed, stop, tuple(self.steps), self.settings)
+
+
+def knee_table(steps: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The steps of a ``capacity`` document, by rate: offered rate, verdict, throughput, latency
+    percentiles (callers, ms), the gate that failed. The first row is the header."""
+    rows = [["step", "rate/s", "verdict", "throughput/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "failed gate"]]
+    for step in sorted(steps, key=lambda s: (float(s["rate"]), int(s["index"]))):
+        latency = step.get("latency_us") or {}
+
+        def ms(key: str, latency: Mapping[str, Any] = latency) -> str:
+            value = latency.get(key)
+            return "-" if not latency.get("count") or value is None else format_latency(float(value), "ms", 1)
+
+        verdict = str(step["verdict"]) + (" (early)" if step.get("aborted") else "")
+        throughput = step.get("throughput")
+        rows.append(
+            [
+                str(step["index"]),
+                f"{float(step['rate']):g}",
+                verdict,
+                "-" if throughput is None or math.isnan(float(throughput)) else f"{float(throughput):.1f}",
+                ms("p50"),
+                ms("p90"),
+                ms("p99"),
+                ms("p99.9"),
+                step.get("failed_gate") or "",
+            ]
+        )
+    return rows

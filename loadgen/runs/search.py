@@ -23,11 +23,10 @@ end the step at once, failed.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ from loadgen.core.caller import CallerFile, FunctionChecks
 from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKind
 from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.core.units import format_latency
-from loadgen.runs.capacity import CapacityResult, CapacitySearch, StepVerdict, broken, judged
+from loadgen.runs.capacity import CapacityResult, CapacitySearch, StepVerdict, broken, judged, knee_table
 from loadgen.runs.console import print_failures, progress_line
 from loadgen.runs.gates import Gate, GateResult, abort_check, evaluate, exit_code, implicit_gates
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, stop_locust
@@ -56,7 +55,6 @@ __all__ = [
     "SearchRecord",
     "capacity_gate",
     "finish_search",
-    "knee_table",
     "print_knee_table",
     "run_search",
     "step_gates",
@@ -352,35 +350,6 @@ def capacity_gate(result: CapacityResult) -> GateResult:
         "rate",
         observed_text=("none" if observed is None else f"{observed:g}/s"),
     )
-
-
-def knee_table(steps: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """The steps of a ``capacity`` document, by rate: offered rate, verdict, throughput, latency
-    percentiles (callers, ms), the gate that failed. The first row is the header."""
-    rows = [["step", "rate/s", "verdict", "throughput/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "failed gate"]]
-    for step in sorted(steps, key=lambda s: (float(s["rate"]), int(s["index"]))):
-        latency = step.get("latency_us") or {}
-
-        def ms(key: str, latency: Mapping[str, Any] = latency) -> str:
-            value = latency.get(key)
-            return "-" if not latency.get("count") or value is None else format_latency(float(value), "ms", 1)
-
-        verdict = str(step["verdict"]) + (" (early)" if step.get("aborted") else "")
-        throughput = step.get("throughput")
-        rows.append(
-            [
-                str(step["index"]),
-                f"{float(step['rate']):g}",
-                verdict,
-                "-" if throughput is None or math.isnan(float(throughput)) else f"{float(throughput):.1f}",
-                ms("p50"),
-                ms("p90"),
-                ms("p99"),
-                ms("p99.9"),
-                step.get("failed_gate") or "",
-            ]
-        )
-    return rows
 
 
 def print_knee_table(capacity: Mapping[str, Any]) -> None:

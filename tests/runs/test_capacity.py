@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from loadgen.runs.capacity import CapacitySearch, CapacityResult, SearchSettings, StepVerdict, broken, judged
+from loadgen.runs.capacity import CapacityResult, CapacitySearch, SearchSettings, StepVerdict, broken, judged
 from loadgen.runs.gates import GateResult
 
 
