@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help='search for the highest arrival rate that passes the scenario\'s gates (as [load] model = "search"): '
         "open-model steps from [load.search] start_rate, doubling until a step fails, then bisecting to the "
-        "precision (default 5%%); each step is a warm-up (default 3s) plus a judged hold (default 10s). Prints "
+        "precision (default 5%%); each step is a warm-up (default 4s) plus a judged hold (default 10s). Prints "
         "the knee table and the capacity; exit 0 when it meets [load.search] min_capacity (without one: a "
         "rate passed), else 1",
     )

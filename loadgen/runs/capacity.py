@@ -67,7 +67,7 @@ class SearchSettings:
     min_rate: float = 1.0
     precision: float = 0.05
     step: float = 10.0
-    warmup: float = 3.0
+    warmup: float = 4.0
     max_steps: int = 20
     min_capacity: float | None = None
     abort_in_flight: int | None = None

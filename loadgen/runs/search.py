@@ -23,6 +23,7 @@ end the step at once, failed.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ from typing import Any, Protocol
 import orjson
 
 from loadgen.children import die_with_parent_term
-from loadgen.core.caller import CallerFile, FunctionChecks
+from loadgen.core.caller import CALLER_FILE_INTERVAL, CallerFile, FunctionChecks
 from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKind
 from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.core.units import format_latency
@@ -59,6 +60,7 @@ __all__ = [
     "run_search",
     "step_gates",
     "step_scenario",
+    "warmup_seconds",
 ]
 
 STEP_POLL = 0.25
@@ -87,11 +89,18 @@ class SearchRecord:
     interrupted: bool = False
 
 
+def warmup_seconds(scenario: Scenario) -> float:
+    """The warm-up of each step: ``warmup`` rounded up to a whole number of the callers' report
+    intervals, so that the window opens with a report (2 s: 3 s of warm-up are 4)."""
+    warmup = scenario.load.search.warmup
+    return math.ceil(warmup / CALLER_FILE_INTERVAL - 1e-9) * CALLER_FILE_INTERVAL
+
+
 def step_scenario(scenario: Scenario, rate: float) -> Scenario:
     """The open-model scenario of one step at *rate*: warm-up then the judged hold, at that rate."""
-    search = scenario.load.search
-    stages = ((Stage(search.warmup, rate),) if search.warmup > 0 else ()) + (Stage(search.step, rate),)
-    load = replace(scenario.load, model="open", stages=stages, duration=search.warmup + search.step)
+    search, warmup = scenario.load.search, warmup_seconds(scenario)
+    stages = ((Stage(warmup, rate),) if warmup > 0 else ()) + (Stage(search.step, rate),)
+    load = replace(scenario.load, model="open", stages=stages, duration=warmup + search.step)
     return replace(scenario, load=load)
 
 
@@ -144,17 +153,19 @@ class _Step:
         stop_locust(self.process)
         self.log.close()
 
-    def poll(self, caller: CallerFile | None) -> None:
-        """Open the window once the warm-up is over; note the engine at the end of the hold."""
+    def poll(self, caller: CallerFile | None) -> float:
+        """Open the window once the warm-up is over; note the engine at the end of the hold. Returns
+        how long to wait before the next poll (at most :data:`STEP_POLL`, less before the hold ends)."""
         now = time.monotonic()
         if caller is None or caller.started_at is None or caller.written_at is None or caller.latency is None:
-            return
-        warmup = self.scenario.load.search.warmup
-        if self.window is None and caller.written_at >= caller.started_at + warmup:
+            return STEP_POLL
+        warmup = warmup_seconds(self.scenario)
+        if self.window is None and caller.written_at >= caller.started_at + warmup - 0.05:
             self.window = _Window(self.engine.snapshot(), caller.latency, now)
-        hold_over = caller.started_at + warmup + self.scenario.load.search.step
-        if self.window is not None and self.hold_end is None and time.time() >= hold_over:
+        until_over = caller.started_at + warmup + self.scenario.load.search.step - time.time()
+        if self.window is not None and self.hold_end is None and until_over <= 0:
             self.hold_end, self.hold_ended = self.engine.snapshot(), now
+        return STEP_POLL if self.hold_end is not None or until_over <= 0 else min(STEP_POLL, until_over)
 
     def check(self, snapshot: Snapshot, caller: CallerFile | None) -> None:
         """Stop the step at once when it clearly breaks (:func:`broken`)."""
@@ -286,17 +297,18 @@ def run_search(
 
 def _watch(step: _Step, record: SearchRecord, began: float) -> None:
     """Poll a step until its Locust process ends: the window, progress lines, early stops, a late start."""
-    planned = step.scenario.load.search.warmup + step.scenario.load.search.step
+    planned = step.open.load.duration
     previous = step.engine.snapshot()
     last_line = time.monotonic()
     deadline = step.started + STEP_STARTUP + planned + step.scenario.load.stop_timeout
+    wait = STEP_POLL
     while step.process.poll() is None:
         with suppress(subprocess.TimeoutExpired):
-            step.process.wait(STEP_POLL)
+            step.process.wait(wait)
         for index in step.engine.check():
             print(f"loadgen run: shard {index} died and was restarted", file=sys.stderr)
         caller = caller_file(step.folder)
-        step.poll(caller)
+        wait = step.poll(caller)
         now = time.monotonic()
         if now - last_line >= PROGRESS_SECONDS:
             snapshot = step.engine.snapshot()

@@ -10,7 +10,7 @@ import pytest
 from loadgen.runs.capacity import SearchSettings
 from loadgen.runs.run import RunOptions, _apply_overrides
 from loadgen.runs.scenario import ScenarioError, Stage, load_scenario, loads_scenario, parse_scenario, scenario_to_dict
-from loadgen.runs.search import step_gates, step_scenario
+from loadgen.runs.search import step_gates, step_scenario, warmup_seconds
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -20,7 +20,7 @@ def test_model_search_alone_takes_every_default() -> None:
     assert scenario.load.model == "search"
     assert scenario.load.search == SearchSettings()
     defaults = SearchSettings()
-    assert (defaults.start_rate, defaults.precision, defaults.step, defaults.warmup) == (10.0, 0.05, 10.0, 3.0)
+    assert (defaults.start_rate, defaults.precision, defaults.step, defaults.warmup) == (10.0, 0.05, 10.0, 4.0)
     assert defaults.min_capacity is None and defaults.abort_in_flight is None
     assert parse_scenario(scenario_to_dict(scenario), "again.toml") == scenario
 
@@ -112,3 +112,10 @@ def test_steps_are_judged_by_the_scenario_gates_else_the_implicit_ones() -> None
     assert {"failed", "expired", "lost", "wrong", "dropped"} <= names
     assert "locust.failures" not in names  # Locust's totals cover the warm-up too
     assert all(gate.implicit for gate in implicit)
+
+
+@pytest.mark.parametrize(("warmup", "seconds"), [(0, 0.0), (1, 2.0), (2, 2.0), (3, 4.0), (4, 4.0), (4.5, 6.0)])
+def test_the_warm_up_is_a_whole_number_of_caller_reports(warmup: float, seconds: float) -> None:
+    scenario = loads_scenario(f'[load]\nmodel = "search"\n[load.search]\nwarmup = {warmup}\n')
+    assert warmup_seconds(scenario) == seconds
+    assert step_scenario(scenario, 5.0).load.duration == seconds + scenario.load.search.step
