@@ -67,6 +67,7 @@ from loadgen.runs.gates import (
     EXIT_USAGE,
     GateResult,
     abort_check,
+    accounting_problems,
     evaluate,
     exit_code,
     implicit_gates,
@@ -447,10 +448,7 @@ def _finish(
         problems.append(f"Locust exited with code {locust_code} (see {run_dir / 'locust.log'})")
     if watch.late:
         problems.append("Locust did not stop within duration + stop_timeout and was stopped")
-    if not accounting.balanced:
-        problems.append(f"the accounting does not balance: {accounting}")
-    if accounting.accepted == 0:
-        problems.append("no call was accepted: nothing ran")
+    problems += accounting_problems(final)
     code = exit_code(results, run_failed=bool(problems))
     write_gates_json(results, run_dir / "gates.json")
     write_junit(results, run_dir / "junit.xml", f"loadgen.{scenario.name}", duration)

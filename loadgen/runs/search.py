@@ -43,7 +43,15 @@ from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.core.units import format_latency
 from loadgen.runs.capacity import CapacityResult, CapacitySearch, StepVerdict, broken, judged, knee_table
 from loadgen.runs.console import print_failures, progress_line
-from loadgen.runs.gates import Gate, GateResult, abort_check, evaluate, exit_code, implicit_gates
+from loadgen.runs.gates import (
+    Gate,
+    GateResult,
+    abort_check,
+    accounting_problems,
+    evaluate,
+    exit_code,
+    implicit_gates,
+)
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, stop_locust
 from loadgen.runs.metrics import LocustTotals, Metrics
 from loadgen.runs.results import write_html_report, write_summary
@@ -57,6 +65,7 @@ __all__ = [
     "capacity_gate",
     "finish_search",
     "print_knee_table",
+    "rate_floors",
     "run_search",
     "step_gates",
     "step_scenario",
@@ -104,10 +113,19 @@ def step_scenario(scenario: Scenario, rate: float) -> Scenario:
     return replace(scenario, load=load)
 
 
+def rate_floors(scenario: Scenario) -> tuple[Gate, ...]:
+    """The scenario's gates that set a lower bound on a rate (``calls_per_s > 50``): a step offering
+    less cannot pass them, so a search does not judge steps by them (``min_capacity`` is its floor)."""
+    return tuple(g for g in scenario.gates if g.metric.kind == "rate" and g.condition.op in (">", ">="))
+
+
 def step_gates(scenario: Scenario) -> tuple[Gate, ...]:
-    """The gates that judge each step: the scenario's, else the implicit ones (without Locust's totals,
-    which cover the warm-up too)."""
-    return scenario.gates or implicit_gates(with_locust=False, remote=scenario.remote is not None, with_caller=True)
+    """The gates that judge each step: the scenario's but its :func:`rate_floors`, else the implicit
+    ones (without Locust's totals, which cover the warm-up too)."""
+    if scenario.gates:
+        floors = rate_floors(scenario)
+        return tuple(gate for gate in scenario.gates if gate not in floors)
+    return implicit_gates(with_locust=False, remote=scenario.remote is not None, with_caller=True)
 
 
 @dataclass
@@ -254,6 +272,12 @@ def run_search(
         f" {settings.warmup:g}s warm-up + {settings.step:g}s judged per step, precision {settings.precision:.0%}",
         file=sys.stderr,
     )
+    for gate in rate_floors(scenario):
+        print(
+            f"loadgen run: gate {gate} is not judged per step (a step offering less cannot pass it);"
+            " [load.search] min_capacity sets the least capacity to find",
+            file=sys.stderr,
+        )
     try:
         while (rate := search.next_rate()) is not None:
             index = len(search.steps) + 1
@@ -382,11 +406,7 @@ def finish_search(
     the search itself failed."""
     gate = capacity_gate(record.result)
     accounting = final.accounting()
-    problems = list(record.problems)
-    if not accounting.balanced:
-        problems.append(f"the accounting does not balance: {accounting}")
-    if accounting.accepted == 0:
-        problems.append("no call was accepted: nothing ran")
+    problems = record.problems + accounting_problems(final)
     code = exit_code([gate], run_failed=bool(problems))
     capacity = record.result.to_json()
     write_gates_json([gate], run_dir / "gates.json")

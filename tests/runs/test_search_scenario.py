@@ -9,8 +9,16 @@ import pytest
 
 from loadgen.runs.capacity import SearchSettings
 from loadgen.runs.run import RunOptions, _apply_overrides
-from loadgen.runs.scenario import ScenarioError, Stage, load_scenario, loads_scenario, parse_scenario, scenario_to_dict
-from loadgen.runs.search import step_gates, step_scenario, warmup_seconds
+from loadgen.runs.scenario import (
+    ScenarioError,
+    Stage,
+    default_scenario,
+    load_scenario,
+    loads_scenario,
+    parse_scenario,
+    scenario_to_dict,
+)
+from loadgen.runs.search import rate_floors, step_gates, step_scenario, warmup_seconds
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -119,3 +127,15 @@ def test_the_warm_up_is_a_whole_number_of_caller_reports(warmup: float, seconds:
     scenario = loads_scenario(f'[load]\nmodel = "search"\n[load.search]\nwarmup = {warmup}\n')
     assert warmup_seconds(scenario) == seconds
     assert step_scenario(scenario, 5.0).load.duration == seconds + scenario.load.search.step
+
+
+def test_a_lower_bound_on_a_rate_does_not_judge_steps() -> None:
+    scenario = loads_scenario(
+        '[load]\nmodel = "search"\n[gates]\n"calls_per_s" = "> 50"\n"accepted_per_s" = ">= 5"\n'
+        '"latency.p99" = "< 1s"\n"dropped_per_s" = "< 1"\n'
+    )
+    assert [str(g) for g in rate_floors(scenario)] == ["calls_per_s > 50", "accepted_per_s >= 5"]
+    assert [str(g) for g in step_gates(scenario)] == ["latency.p99 < 1s", "dropped_per_s < 1"]
+    quickstart = _apply_overrides(default_scenario(), RunOptions(find_capacity=True))
+    assert "calls_per_s > 50" not in {str(g) for g in step_gates(quickstart)}
+    assert "latency.p99 < 1s" in {str(g) for g in step_gates(quickstart)}
