@@ -151,6 +151,7 @@ class _Step:
         self.hold_end: Snapshot | None = None
         self.hold_ended: float | None = None
         self.broke: tuple[str, str] | None = None
+        self.broken_at: tuple[Snapshot, CallerFile] | None = None  # the engine and the callers when it broke
         self.gates = step_gates(scenario)
         search = scenario.load.search
         self.limit = search.abort_in_flight or scenario.load.max_in_flight
@@ -198,13 +199,18 @@ class _Step:
         failing = abort_check(self.gates, engine, elapsed, checks=caller.checks, caller=callers)
         dropped = callers.counters.get(DROPPED, 0)
         self.broke = broken(failing, dropped, snapshot.accounting().in_flight, self.limit)
-        if self.broke is not None:
+        if self.broke is not None:  # judged on the window up to now, not on the step's teardown
+            self.broken_at = (snapshot, caller)
+            if self.hold_end is None:
+                self.hold_end, self.hold_ended = snapshot, time.monotonic()
             print(f"loadgen run: step {self.index} at {self.rate:g}/s breaks: {self.broke[1]}", file=sys.stderr)
             self.process.terminate()
 
     def verdict(self, final: Snapshot, caller: CallerFile | None) -> StepVerdict | None:
         """The step's verdict on its window (``None``: it never got past its warm-up)."""
         window = self.window
+        if self.broken_at is not None:
+            final, caller = self.broken_at
         if window is None or caller is None or caller.latency is None:
             return None
         engine = final.minus(window.engine)

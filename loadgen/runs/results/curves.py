@@ -35,7 +35,7 @@ def knee_charts(capacity: Mapping[str, Any]) -> list[str]:
         for key, color in (("p50", _PALETTE[2]), ("p90", _PALETTE[1]), ("p99", _PALETTE[3]), ("p99.9", _PALETTE[5]))
     ]
     found = capacity.get("rate")
-    title = "Latency against offered rate, one point per step (callers' view)"
+    title = "Latency against offered rate (callers, one point per step)"
     if found is not None:
         title += f"; capacity {float(found):g} calls/s"
     charts = [
@@ -54,7 +54,7 @@ def knee_charts(capacity: Mapping[str, Any]) -> list[str]:
     ]
     charts.append(
         svg_chart(
-            "Throughput (completed calls/s) against offered rate; dashed: throughput = offered",
+            "Throughput against offered rate (dashed: = offered)",
             throughput,
             y_label="calls/s",
             hover_text=lambda v: f"{v:.1f}/s",
@@ -115,14 +115,14 @@ def distribution_charts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             hist = metrics.histogram(family, scope)
             if hist is not None and hist.count:
                 points: list[tuple[float, float | None]] = list(percentile_curve(hist))
-                lines.append(Line(f"{label} (n {hist.count:,})", color, points))
+                lines.append(Line(label, color, points))
         if not lines:
             continue
         charts.append(
             (
                 name,
                 svg_chart(
-                    f"{name}: latency by percentile (HDR percentile distribution; all outcomes)",
+                    f"{name}: latency by percentile",
                     lines,
                     y_label="ms",
                     y_text=_ms_tick,

@@ -289,7 +289,8 @@ def _capacity_section(capacity: Mapping[str, Any] | None) -> list[str]:
         f"Open-model steps of arrival rate from {settings.get('start_rate', '?'):g} calls/s, each"
         f" {settings.get('warmup', 0):g} s of warm-up then {settings.get('step', 0):g} s judged by the gates on"
         f" that window alone; doubling until a step failed, then bisecting to {settings.get('precision', 0):.0%}."
-        f" Stopped: {capacity.get('stop_text', '')}."
+        f" Stopped: {capacity.get('stop_text', '')}. Throughput: calls completed per second during the judged"
+        " hold (a backlog from the warm-up can lift it above the offered rate)."
     )
     return [
         "<h2>Capacity</h2>",
@@ -309,7 +310,7 @@ def _distribution_section(summary: Mapping[str, Any]) -> list[str]:
         '<p class="muted">Per function, the whole run: each curve is the latency at every percentile, the'
         " tail spread out on a log scale (90%, 99%, 99.9%, ... are equally far apart), up to the maximum;"
         " callers' latency counts from the intended start, engine e2e from acceptance, attempts per"
-        " endpoint attempt.</p>",
+        " endpoint attempt; all outcomes. Hover for the values at each percentile.</p>",
         *(chart for _, chart in charts),
     ]
 
