@@ -64,6 +64,7 @@ __all__ = [
     "SearchRecord",
     "capacity_gate",
     "finish_search",
+    "in_flight_limit",
     "print_knee_table",
     "rate_floors",
     "run_search",
@@ -128,6 +129,13 @@ def step_gates(scenario: Scenario) -> tuple[Gate, ...]:
     return implicit_gates(with_locust=False, remote=scenario.remote is not None, with_caller=True)
 
 
+def in_flight_limit(scenario: Scenario) -> int:
+    """Calls in flight at which a step breaks: ``abort_in_flight``, else what the load generator's
+    executors (``max_in_flight``) keep in flight when every one of them waits (times the largest batch)."""
+    explicit = scenario.load.search.abort_in_flight
+    return explicit or scenario.load.max_in_flight * max((item.batch for item in scenario.workload), default=1)
+
+
 @dataclass
 class _Window:
     """A step's window so far: where it opened (engine and callers) and when."""
@@ -153,8 +161,7 @@ class _Step:
         self.broke: tuple[str, str] | None = None
         self.broken_at: tuple[Snapshot, CallerFile] | None = None  # the engine and the callers when it broke
         self.gates = step_gates(scenario)
-        search = scenario.load.search
-        self.limit = search.abort_in_flight or scenario.load.max_in_flight
+        self.limit = in_flight_limit(scenario)
         scenario_json = self.folder / "scenario.json"
         scenario_json.write_bytes(orjson.dumps(scenario_to_dict(self.open), option=orjson.OPT_INDENT_2))
         self.log = (self.folder / "locust.log").open("wb")

@@ -18,7 +18,7 @@ from loadgen.runs.scenario import (
     parse_scenario,
     scenario_to_dict,
 )
-from loadgen.runs.search import rate_floors, step_gates, step_scenario, warmup_seconds
+from loadgen.runs.search import in_flight_limit, rate_floors, step_gates, step_scenario, warmup_seconds
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -139,3 +139,15 @@ def test_a_lower_bound_on_a_rate_does_not_judge_steps() -> None:
     quickstart = _apply_overrides(default_scenario(), RunOptions(find_capacity=True))
     assert "calls_per_s > 50" not in {str(g) for g in step_gates(quickstart)}
     assert "latency.p99 < 1s" in {str(g) for g in step_gates(quickstart)}
+
+
+def test_a_step_breaks_when_every_executor_waits() -> None:
+    plain = loads_scenario('[load]\nmodel = "search"\nmax_in_flight = 200\n')
+    assert in_flight_limit(plain) == 200
+    batched = loads_scenario(
+        '[load]\nmodel = "search"\nmax_in_flight = 200\n[[workload]]\nfunction = "echo"\nbatch = 10\n'
+        '[[workload]]\nfunction = "sleep"\n'
+    )
+    assert in_flight_limit(batched) == 2000
+    explicit = loads_scenario('[load]\nmodel = "search"\n[load.search]\nabort_in_flight = 50\n')
+    assert in_flight_limit(explicit) == 50
