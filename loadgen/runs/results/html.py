@@ -286,9 +286,10 @@ def _capacity_section(capacity: Mapping[str, Any] | None) -> list[str]:
     table = _table(rows[0], [[_e(cell) for cell in row] for row in rows[1:]], row_class=classes, numeric_to=8)
     settings = capacity.get("settings") or {}
     how = (
-        f"Open-model steps of arrival rate from {settings.get('start_rate', '?'):g} calls/s, each"
-        f" {settings.get('warmup', 0):g} s of warm-up then {settings.get('step', 0):g} s judged by the gates on"
-        f" that window alone; doubling until a step failed, then bisecting to {settings.get('precision', 0):.0%}."
+        f"Open-model steps of arrival rate from {float(settings.get('start_rate', 0)):g} calls/s, each"
+        f" {float(settings.get('warmup', 0)):g} s of warm-up then {float(settings.get('step', 0)):g} s judged by"
+        f" the gates on that window alone; doubling until a step failed, then bisecting to"
+        f" {float(settings.get('precision', 0)):.0%}."
         f" Stopped: {capacity.get('stop_text', '')}. Throughput: calls completed per second during the judged"
         " hold (a backlog from the warm-up can lift it above the offered rate)."
     )
