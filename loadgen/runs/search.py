@@ -282,7 +282,8 @@ def run_search(
     settings = scenario.load.search
     print(
         f"loadgen run: capacity search from {settings.start_rate:g} calls/s (up to {settings.max_rate:g}),"
-        f" {settings.warmup:g}s warm-up + {settings.step:g}s judged per step, precision {settings.precision:.0%}",
+        f" {warmup_seconds(scenario):g}s warm-up + {settings.step:g}s judged per step,"
+        f" precision {settings.precision:.0%}",
         file=sys.stderr,
     )
     for gate in rate_floors(scenario):
