@@ -60,7 +60,14 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
-from loadgen.runs.console import pool_text, print_caller_latency, print_checks, print_failures, progress_line
+from loadgen.runs.console import (
+    caller_interval,
+    pool_text,
+    print_caller_latency,
+    print_checks,
+    print_failures,
+    progress_line,
+)
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -297,14 +304,7 @@ def _monitor(
 
 def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
     """What the callers reported since the last read that differs (None: nothing new, or a new test)."""
-    if callers is None:
-        return None
-    if not earlier:
-        return callers
-    try:
-        return callers.minus(earlier[-1][1])
-    except ValueError:
-        return None
+    return caller_interval(callers, earlier[-1][1] if earlier else None)
 
 
 PROGRESS_FILE = "progress.jsonl"

@@ -42,7 +42,7 @@ from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKin
 from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.core.units import format_latency
 from loadgen.runs.capacity import CapacityResult, CapacitySearch, StepVerdict, broken, judged, knee_table
-from loadgen.runs.console import print_failures, progress_line
+from loadgen.runs.console import caller_interval, print_failures, progress_line
 from loadgen.runs.gates import (
     Gate,
     GateResult,
@@ -337,6 +337,7 @@ def _watch(step: _Step, record: SearchRecord, began: float) -> None:
     """Poll a step until its Locust process ends: the window, progress lines, early stops, a late start."""
     planned = step.open.load.duration
     previous = step.engine.snapshot()
+    previous_callers: Snapshot | None = None
     last_line = time.monotonic()
     deadline = step.started + STEP_STARTUP + planned + step.scenario.load.stop_timeout
     wait = STEP_POLL
@@ -351,12 +352,15 @@ def _watch(step: _Step, record: SearchRecord, began: float) -> None:
         if now - last_line >= PROGRESS_SECONDS:
             snapshot = step.engine.snapshot()
             record.series.append((now - began, snapshot))
+            callers = caller.latency if caller is not None else None
+            fresh = caller_interval(callers, previous_callers)
             line = progress_line(
-                now - step.started, planned, snapshot.minus(previous), now - last_line, snapshot, caller
+                now - step.started, planned, snapshot.minus(previous), now - last_line, snapshot, caller, fresh
             )
             print(f"  step {step.index} at {step.rate:g}/s{line[1:]}", file=sys.stderr, flush=True)
             step.check(snapshot, caller)
             previous, last_line = snapshot, now
+            previous_callers = callers or previous_callers
         if now > deadline and step.process.poll() is None:
             print(f"loadgen run: step {step.index}'s Locust did not stop in time: stopping it", file=sys.stderr)
             step.process.terminate()
