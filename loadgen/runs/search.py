@@ -9,12 +9,15 @@ go to ``steps/NN-RATE/`` in the run folder (``locust.log``, ``caller.json``, Loc
 of its Locust process (the hold, plus the grace in which its last arrivals end), by differencing
 cumulative snapshots: the engine's (taken by this process) and the callers' (``caller.json``,
 which the step's Locust rewrites every 2 s). The window opens at the first caller file written
-after the warm-up; the engine's snapshot is taken when that file is seen (polled every 0.25 s),
-so both views open within a poll of each other. A fresh Locust process per step means the
+after the warm-up; the engine's snapshot is taken when that file is seen (polled every 50 ms
+while it is due), so both views open within a poll of each other. The warm-up is a whole number
+of report intervals, so that the window opens right after it. A fresh Locust process per step means the
 callers' statistics start from zero at every step: nothing of an earlier step leaks into a
 later one on the callers' side, which is where the ``latency.*`` gates (the right SLO) read.
-Rates (``calls_per_s``, the throughput) are over the hold: from the window's start to the end
-of the schedule. Before the next step, calls still in flight get ``stop_timeout`` to end.
+Rates (``calls_per_s``, the throughput) are per second of the window's arrivals: their number
+at the step's rate (the open model offers exactly that rate, whenever its schedule began), so
+the calls that end in the grace after the hold count for it. Before the next step, calls still
+in flight get ``stop_timeout`` to end.
 
 **Early stop.** Every 2 s the window so far is checked (:func:`~loadgen.runs.capacity.broken`):
 an ``abort_on_fail`` gate failing, a dropped arrival or calls in flight at the executors' limit
@@ -38,7 +41,7 @@ import orjson
 
 from loadgen.children import die_with_parent_term
 from loadgen.core.caller import CALLER_FILE_INTERVAL, CallerFile, FunctionChecks
-from loadgen.core.counters import ARRIVALS, COMPLETED, DROPPED, LATE, CounterKind
+from loadgen.core.counters import ARRIVALS, DROPPED, LATE, CounterKind
 from loadgen.core.stats import Snapshot, merge_snapshots
 from loadgen.core.units import format_latency
 from loadgen.runs.capacity import CapacityResult, CapacitySearch, StepVerdict, broken, judged, knee_table
@@ -71,9 +74,11 @@ __all__ = [
     "step_gates",
     "step_scenario",
     "warmup_seconds",
+    "window_seconds",
 ]
 
 STEP_POLL = 0.25
+WINDOW_POLL = 0.05  # while the report that opens a step's window is due
 PROGRESS_SECONDS = 2.0
 STEP_STARTUP = 30.0  # seconds a step's Locust may take to start before the step counts as broken
 
@@ -156,8 +161,6 @@ class _Step:
         self.folder = run_dir / "steps" / f"{index:02d}-{rate:g}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.window: _Window | None = None
-        self.hold_end: Snapshot | None = None
-        self.hold_ended: float | None = None
         self.broke: tuple[str, str] | None = None
         self.broken_at: tuple[Snapshot, CallerFile] | None = None  # the engine and the callers when it broke
         self.gates = step_gates(scenario)
@@ -180,18 +183,18 @@ class _Step:
         self.log.close()
 
     def poll(self, caller: CallerFile | None) -> float:
-        """Open the window once the warm-up is over; note the engine at the end of the hold. Returns
-        how long to wait before the next poll (at most :data:`STEP_POLL`, less before the hold ends)."""
+        """Open the window with the first callers' report after the warm-up. Returns how long to wait
+        before the next poll (:data:`WINDOW_POLL` while that report is due, else :data:`STEP_POLL`)."""
         now = time.monotonic()
+        if self.window is not None:
+            return STEP_POLL
         if caller is None or caller.started_at is None or caller.written_at is None or caller.latency is None:
             return STEP_POLL
-        warmup = warmup_seconds(self.scenario)
-        if self.window is None and caller.written_at >= caller.started_at + warmup - 0.05:
+        opens = caller.started_at + warmup_seconds(self.scenario)
+        if caller.written_at >= opens - 0.05:
             self.window = _Window(self.engine.snapshot(), caller.latency, now)
-        until_over = caller.started_at + warmup + self.scenario.load.search.step - time.time()
-        if self.window is not None and self.hold_end is None and until_over <= 0:
-            self.hold_end, self.hold_ended = self.engine.snapshot(), now
-        return STEP_POLL if self.hold_end is not None or until_over <= 0 else min(STEP_POLL, until_over)
+            return STEP_POLL
+        return WINDOW_POLL if time.time() >= opens - 0.1 else STEP_POLL
 
     def check(self, snapshot: Snapshot, caller: CallerFile | None) -> None:
         """Stop the step at once when it clearly breaks (:func:`broken`)."""
@@ -208,8 +211,6 @@ class _Step:
         self.broke = broken(failing, dropped, snapshot.accounting().in_flight, self.limit)
         if self.broke is not None:  # judged on the window up to now, not on the step's teardown
             self.broken_at = (snapshot, caller)
-            if self.hold_end is None:
-                self.hold_end, self.hold_ended = snapshot, time.monotonic()
             print(f"loadgen run: step {self.index} at {self.rate:g}/s breaks: {self.broke[1]}", file=sys.stderr)
             self.process.terminate()
 
@@ -225,24 +226,39 @@ class _Step:
             callers = caller.latency.minus(window.caller)
         except ValueError:
             return None
-        ended = self.hold_ended or time.monotonic()
-        seconds = max(ended - window.opened, 1e-3)
+        seconds = window_seconds(self.rate, callers.counters.get(ARRIVALS, 0), time.monotonic() - window.opened)
         results = evaluate(self.gates, engine, seconds, locust_totals(self.folder), caller.checks, callers)
-        measured = _measured(engine, callers, (self.hold_end or final).minus(window.engine), seconds)
+        measured = _measured(engine, callers, seconds)
         if self.broke is not None:
             check, message = self.broke
             return StepVerdict(self.rate, False, check, message, True, measured, tuple(results))
         return judged(self.rate, results, measured)
 
 
-def _measured(engine: Snapshot, callers: Snapshot, hold: Snapshot, seconds: float) -> dict[str, Any]:
-    """A step's numbers for the reports: offered and completed rates, latencies, what went wrong."""
+def window_seconds(rate: float, arrivals: int, elapsed: float) -> float:
+    """How long a step's window offered load: the arrivals in it at the step's rate (the open model
+    offers exactly *rate* a second, whenever its schedule started), else the *elapsed* time."""
+    return arrivals / rate if arrivals > 0 and rate > 0 else max(elapsed, 1e-3)
+
+
+def _succeeded(callers: Snapshot) -> int:
+    """Calls that succeeded as their callers saw them: completed (waited for) or accepted (not waited for)."""
+    return sum(
+        hist.count
+        for (family, _, outcome), hist in callers.histograms.items()
+        if family == "latency" and outcome in ("completed", "accepted")
+    )
+
+
+def _measured(engine: Snapshot, callers: Snapshot, seconds: float) -> dict[str, Any]:
+    """A step's numbers for the reports over *seconds*: the throughput (calls that succeeded, counted
+    where the arrivals are: by the callers), latencies, what went wrong."""
     metrics = Metrics(engine, seconds, caller=callers)
     counters = callers.counters
     return {
         "seconds": round(seconds, 3),
-        "offered_per_s": counters.get(ARRIVALS, 0) / seconds,
-        "throughput": hold.counters.get(COMPLETED, 0) / seconds,
+        "arrivals": counters.get(ARRIVALS, 0),
+        "throughput": _succeeded(callers) / seconds,
         "completed": engine.counter(CounterKind.COMPLETED),
         "failed": engine.counter(CounterKind.FAILED) + engine.counter(CounterKind.EXPIRED),
         "late": counters.get(LATE, 0),

@@ -18,7 +18,7 @@ from loadgen.runs.scenario import (
     parse_scenario,
     scenario_to_dict,
 )
-from loadgen.runs.search import in_flight_limit, rate_floors, step_gates, step_scenario, warmup_seconds
+from loadgen.runs.search import in_flight_limit, rate_floors, step_gates, step_scenario, warmup_seconds, window_seconds
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -151,3 +151,9 @@ def test_a_step_breaks_when_every_executor_waits() -> None:
     assert in_flight_limit(batched) == 2000
     explicit = loads_scenario('[load]\nmodel = "search"\n[load.search]\nabort_in_flight = 50\n')
     assert in_flight_limit(explicit) == 50
+
+
+def test_a_window_lasts_as_long_as_its_arrivals_at_the_step_rate() -> None:
+    assert window_seconds(40.0, 76, elapsed=2.5) == 1.9  # the schedule began late: the arrivals say how long
+    assert window_seconds(40.0, 0, elapsed=2.5) == 2.5  # no arrival (yet): the time that passed
+    assert window_seconds(40.0, 0, elapsed=0.0) > 0
