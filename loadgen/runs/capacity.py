@@ -11,7 +11,10 @@ gates on that step's window alone. :class:`CapacitySearch` decides the rates:
    below ``min_rate``; a failure there ends the search: no rate passed).
 3. **Bisection.** Between the highest passing rate and the lowest failing one, the midpoint,
    until they are within ``precision`` of the passing one (``high - low <= precision * low``).
-4. **Limits.** At most ``max_steps`` steps.
+4. **Retries.** With ``retries`` > 0, a failing step is run again at the same rate, up to that
+   many times; the rate fails only if every try fails (one pass is a pass), so that a noisy
+   machine's hiccup does not set the capacity.
+5. **Limits.** At most ``max_steps`` steps.
 
 The capacity is the highest rate that passed; ``failed_gate`` is the gate that failed at the
 lowest failing rate above it. A step that clearly breaks ends early (:func:`broken`): an
@@ -71,14 +74,16 @@ class SearchSettings:
     max_steps: int = 20
     min_capacity: float | None = None
     abort_in_flight: int | None = None
+    retries: int = 0
+    """A failing step is run again up to this many times; its rate fails only if every try fails."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.start_rate <= self.max_rate or math.isinf(self.max_rate):
             raise ValueError(f"need 0 < min_rate <= start_rate <= max_rate < inf, not {self}")
         if not 0 < self.precision < 1:
             raise ValueError(f"precision must be between 0 and 1 (exclusive), not {self.precision}")
-        if not self.step > 0 or not self.warmup >= 0 or self.max_steps < 1:
-            raise ValueError(f"need step > 0, warmup >= 0 and max_steps >= 1, not {self}")
+        if not self.step > 0 or not self.warmup >= 0 or self.max_steps < 1 or self.retries < 0:
+            raise ValueError(f"need step > 0, warmup >= 0, max_steps >= 1 and retries >= 0, not {self}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,7 @@ class SearchSettings:
             "max_steps": self.max_steps,
             "min_capacity": self.min_capacity,
             "abort_in_flight": self.abort_in_flight,
+            "retries": self.retries,
         }
 
 
@@ -228,8 +234,19 @@ class CapacitySearch:
 
     @property
     def high(self) -> float | None:
-        """The lowest rate that failed."""
-        return min((s.rate for s in self.steps if not s.passed), default=None)
+        """The lowest rate that failed (every one of its ``1 + retries`` tries)."""
+        passed = {s.rate for s in self.steps if s.passed}
+        tries = 1 + self.settings.retries
+        failed = [s.rate for s in self.steps if not s.passed and s.rate not in passed]
+        return min((rate for rate in failed if failed.count(rate) >= tries), default=None)
+
+    def _retry(self) -> float | None:
+        """The last step's rate when it failed and has tries left (no try at that rate passed)."""
+        last = self.steps[-1]
+        if last.passed or any(s.passed for s in self.steps if s.rate == last.rate):
+            return None
+        failures = sum(1 for s in self.steps if s.rate == last.rate and not s.passed)
+        return last.rate if failures < 1 + self.settings.retries else None
 
     def stop(self, reason: StopReason) -> None:
         """End the search now (interrupted, or a step could not run)."""
@@ -245,6 +262,9 @@ class CapacitySearch:
         s = self.settings
         if not self.steps:
             return s.start_rate
+        again = self._retry()
+        if again is not None:
+            return self._next(again)
         low, high = self.low, self.high
         if high is None:  # everything passed: double, up to the ceiling
             assert low is not None
@@ -273,7 +293,7 @@ class CapacitySearch:
         low, high = self.low, self.high
         failed = None
         if high is not None:
-            failed = next(s for s in self.steps if not s.passed and s.rate == high)
+            failed = [s for s in self.steps if not s.passed and s.rate == high][-1]
         stop = self._stop or "max_steps"
         return CapacityResult(low, failed, stop, tuple(self.steps), self.settings)
 

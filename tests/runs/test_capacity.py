@@ -171,3 +171,39 @@ def test_a_step_passes_only_when_every_gate_passes_and_names_the_first_that_fail
 def test_settings_that_cannot_search_are_refused(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SearchSettings(**changes)  # type: ignore[arg-type]
+
+
+def hiccups() -> Callable[[float], bool]:
+    """True capacity 300, but every first try at a rate over 100 fails (a noisy machine)."""
+    tries: dict[float, int] = {}
+
+    def passes(rate: float) -> bool:
+        tries[rate] = tries.get(rate, 0) + 1
+        return rate <= 300 and (rate <= 100 or tries[rate] > 1)
+
+    return passes
+
+
+def test_retries_run_a_failing_step_again_and_one_pass_is_a_pass() -> None:
+    result = search(SearchSettings(start_rate=100, precision=0.05, retries=1, max_steps=40), hiccups())
+    assert rates(result)[:5] == [100, 200, 200, 400, 400]  # 200 failed once, then passed; 400 failed twice
+    assert result.rate is not None and result.rate <= 300 < result.failed.rate  # type: ignore[union-attr]
+    assert result.failed.rate - result.rate <= 0.05 * result.rate  # type: ignore[union-attr]
+    without = search(SearchSettings(start_rate=100, precision=0.05, max_steps=40), hiccups())
+    assert without.rate == 100 and rates(without)[:2] == [100, 200]  # without retries the first hiccup decides
+
+
+def test_a_rate_fails_only_when_every_try_failed() -> None:
+    state = CapacitySearch(SearchSettings(start_rate=10, retries=2))
+    state.record(StepVerdict(10, True))
+    state.record(StepVerdict(20, False))
+    assert state.high is None and state.next_rate() == 20
+    state.record(StepVerdict(20, False))
+    assert state.next_rate() == 20
+    state.record(StepVerdict(20, False))
+    assert state.high == 20 and state.next_rate() == 15
+    result = CapacitySearch(SearchSettings(start_rate=10, retries=1))
+    result.record(StepVerdict(10, False, "latency.p99 < 1ms", "first"))
+    result.record(StepVerdict(10, False, "latency.p99 < 1ms", "second"))
+    assert result.next_rate() == 5
+    assert result.result().failed.message == "second"  # type: ignore[union-attr]

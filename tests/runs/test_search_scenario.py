@@ -51,9 +51,10 @@ warmup = 0
 max_steps = 9
 min_capacity = 150
 abort_in_flight = 200
+retries = 2
 """
     )
-    assert scenario.load.search == SearchSettings(20, 800, 2, 0.1, 5.0, 0.0, 9, 150, 200)
+    assert scenario.load.search == SearchSettings(20, 800, 2, 0.1, 5.0, 0.0, 9, 150, 200, 2)
     assert scenario.load.max_in_flight == 300 and scenario.load.stop_timeout == 2.0
     assert loads_scenario('[load]\nmodel = "search"\n[load.search]\nprecision = 0.02\n').load.search.precision == 0.02
     assert parse_scenario(scenario_to_dict(scenario), "again.toml") == scenario
@@ -90,6 +91,7 @@ def test_search_settings_beside_another_model_are_kept_for_find_capacity() -> No
         ('model = "search"\n[load.search]\nmin_capacity = -5', "load.search.min_capacity", "positive"),
         ('model = "search"\n[load.search]\nabort_in_flight = 0.5', "load.search.abort_in_flight", "integer"),
         ('model = "search"\nsearch = 3', "load.search", "expected a table"),
+        ('model = "search"\n[load.search]\nretries = -1', "load.search.retries", "from 0 to 10"),
     ],
 )
 def test_broken_search_settings_name_the_key(text: str, key: str, expected: str) -> None:

@@ -19,9 +19,14 @@ POINTS_PER_DECADE: Final = 12
 
 def knee_charts(capacity: Mapping[str, Any]) -> list[str]:
     """Latency percentiles (as callers saw them) and throughput against the offered rate, one point
-    per step (by rate): where latency turns up and throughput stops following the offered rate is
+    per rate tried (by rate): where latency turns up and throughput stops following the offered rate is
     the knee. Dashed in the throughput chart: throughput = offered rate."""
-    steps = sorted(capacity.get("steps", []), key=lambda s: float(s["rate"]))
+    by_rate: dict[float, Mapping[str, Any]] = {}
+    for step in capacity.get("steps", []):  # a rate tried again (retries): its pass, else its last try
+        rate = float(step["rate"])
+        if rate not in by_rate or step.get("passed") or not by_rate[rate].get("passed"):
+            by_rate[rate] = step
+    steps = [by_rate[rate] for rate in sorted(by_rate)]
     if not steps:
         return []
 

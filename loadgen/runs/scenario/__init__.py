@@ -77,7 +77,8 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     max_steps = 20                      # default 20
     # min_capacity = 200                # exit 1 unless the capacity found is at least this
     # abort_in_flight = 1000            # a step breaks at this many calls in flight (default:
-    #                                   # max_in_flight)
+    #                                   # max_in_flight times the largest batch)
+    retries = 0                         # a failing step is tried again this many times (default 0)
 
     [gates]                             # metric = condition (see loadgen.runs.metrics for the metrics)
     "latency.p99" = "< 250ms"

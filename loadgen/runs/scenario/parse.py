@@ -508,6 +508,7 @@ class _Parser:
             "max_steps",
             "min_capacity",
             "abort_in_flight",
+            "retries",
         )
         sv = self.table(path, value, keys)
         default = SearchSettings()
@@ -538,6 +539,7 @@ class _Parser:
             max_steps=self.integer(f"{path}.max_steps", sv.get("max_steps", default.max_steps), 1, 1000),
             min_capacity=min_capacity,
             abort_in_flight=abort_in_flight,
+            retries=self.integer(f"{path}.retries", sv.get("retries", default.retries), 0, 10),
         )
 
     def fraction(self, path: str, value: object) -> float:
