@@ -82,7 +82,7 @@ from loadgen.runs.gates import (
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, planned_seconds
 from loadgen.runs.locust_process import stop_locust as _stop
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
-from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
+from loadgen.runs.results.folder import append_progress, mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.series import interval_record
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
@@ -274,7 +274,7 @@ def _monitor(
             if callers is not None:
                 caller_series.append((elapsed, callers))
             if seconds > 0:
-                _append_progress(run_dir, interval_record(elapsed, seconds, interval, snapshot))
+                append_progress(run_dir, interval_record(elapsed, seconds, interval, snapshot))
                 line = progress_line(elapsed, planned, interval, seconds, snapshot, caller, caller_interval)
                 print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
@@ -305,16 +305,6 @@ def _monitor(
 def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
     """What the callers reported since the last read that differs (None: nothing new, or a new test)."""
     return caller_interval(callers, earlier[-1][1] if earlier else None)
-
-
-PROGRESS_FILE = "progress.jsonl"
-"""One line per progress interval, written as the run goes (``summary.json``'s ``series`` once it ends):
-what a run killed outright leaves of its statistics."""
-
-
-def _append_progress(run_dir: Path, record: dict[str, object]) -> None:
-    with suppress(OSError), (run_dir / PROGRESS_FILE).open("ab") as out:
-        out.write(orjson.dumps(record) + b"\n")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -58,7 +58,8 @@ from loadgen.runs.gates import (
 from loadgen.runs.locust_process import caller_file, locust_command, locust_totals, stop_locust
 from loadgen.runs.metrics import LocustTotals, Metrics
 from loadgen.runs.results import write_html_report, write_summary
-from loadgen.runs.results.folder import mark_complete
+from loadgen.runs.results.folder import append_progress, mark_complete
+from loadgen.runs.results.series import interval_record
 from loadgen.runs.results.summary import histogram_summary
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import Scenario, Stage, scenario_to_dict
@@ -158,6 +159,7 @@ class _Step:
     ) -> None:
         self.index, self.rate, self.scenario, self.engine = index, rate, scenario, engine
         self.open = step_scenario(scenario, rate)
+        self.run_dir = run_dir
         self.folder = run_dir / "steps" / f"{index:02d}-{rate:g}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.window: _Window | None = None
@@ -368,6 +370,9 @@ def _watch(step: _Step, record: SearchRecord, began: float) -> None:
         if now - last_line >= PROGRESS_SECONDS:
             snapshot = step.engine.snapshot()
             record.series.append((now - began, snapshot))
+            append_progress(
+                step.run_dir, interval_record(now - began, now - last_line, snapshot.minus(previous), snapshot)
+            )
             callers = caller.latency if caller is not None else None
             fresh = caller_interval(callers, previous_callers)
             line = progress_line(

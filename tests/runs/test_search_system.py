@@ -78,6 +78,8 @@ def test_a_short_search_names_the_highest_passing_rate_and_the_gate_above_it(tmp
     assert summary["accounting"]["balanced"] and summary["accounting"]["failed"] == 0
     assert summary["accounting"]["completed"] == summary["accounting"]["accepted"] > 0
     assert summary["checks"]["functions"]["echo"]["wrong"] == 0
+    progress = [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+    assert len(progress) >= 4 and all("completed_per_s" in record for record in progress)  # what a kill leaves
     # Progress while it ran, the knee table and the capacity at the end.
     assert "step 3: 40 calls/s" in output and "step 3 at 40 calls/s FAIL: calls_per_s < 35" in output
     assert "capacity search: 4 step(s), by offered rate" in output
