@@ -329,6 +329,10 @@ def run(options: RunOptions) -> int:
     except (OSError, ValueError) as exc:
         print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if scenario.load.model == "search" and any(
+        v is not None for v in (options.users, options.spawn_rate, options.duration)
+    ):
+        print("loadgen run: --users, --spawn-rate and --duration do not apply to a capacity search", file=sys.stderr)
     for folder, what in notice_incomplete(options.results):
         print(f"loadgen run: {folder} is incomplete ({what}); its summary is missing", file=sys.stderr)
     started_at = datetime.now(UTC)
