@@ -30,7 +30,7 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -98,6 +98,8 @@ class SearchRecord:
 
     result: CapacityResult
     series: list[tuple[float, Snapshot]] = field(default_factory=list)
+    caller_series: list[tuple[float, Snapshot]] = field(default_factory=list)
+    """The callers' statistics of every step so far, cumulative (each step's processes by their own names)."""
     callers: Snapshot | None = None
     checks: dict[str, FunctionChecks] | None = None
     locust: LocustTotals | None = None
@@ -160,6 +162,7 @@ class _Step:
         self.index, self.rate, self.scenario, self.engine = index, rate, scenario, engine
         self.open = step_scenario(scenario, rate)
         self.run_dir = run_dir
+        self.prefix = f"step{index}/"  # of its Locust processes' names in the search's callers' statistics
         self.folder = run_dir / "steps" / f"{index:02d}-{rate:g}"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.window: _Window | None = None
@@ -316,7 +319,7 @@ def run_search(
             print(f"loadgen run: step {index}: {rate:g} calls/s", file=sys.stderr, flush=True)
             step = _Step(index, rate, scenario, engine, run_dir, env)
             try:
-                _watch(step, record, began)
+                _watch(step, record, began, callers)
             finally:
                 step.close()
             caller = caller_file(step.folder)
@@ -332,7 +335,7 @@ def run_search(
             search.record(verdict)
             print(_verdict_line(index, verdict), file=sys.stderr, flush=True)
             if caller is not None and caller.latency is not None:
-                callers.append(_renamed(caller.latency, f"step{index}/"))
+                callers.append(_renamed(caller.latency, step.prefix))
                 for function, checked in caller.checks.items():
                     checks.setdefault(function, FunctionChecks()).add(checked)
             step_totals = locust_totals(step.folder)
@@ -351,7 +354,7 @@ def run_search(
     return record
 
 
-def _watch(step: _Step, record: SearchRecord, began: float) -> None:
+def _watch(step: _Step, record: SearchRecord, began: float, earlier: Sequence[Snapshot]) -> None:
     """Poll a step until its Locust process ends: the window, progress lines, early stops, a late start."""
     planned = step.open.load.duration
     previous = step.engine.snapshot()
@@ -370,6 +373,9 @@ def _watch(step: _Step, record: SearchRecord, began: float) -> None:
         if now - last_line >= PROGRESS_SECONDS:
             snapshot = step.engine.snapshot()
             record.series.append((now - began, snapshot))
+            if caller is not None and caller.latency is not None:  # with the earlier steps' final statistics
+                every = [*earlier, _renamed(caller.latency, step.prefix)]
+                record.caller_series.append((now - began, merge_snapshots(every)))
             append_progress(
                 step.run_dir, interval_record(now - began, now - last_line, snapshot.minus(previous), snapshot)
             )
@@ -458,6 +464,7 @@ def finish_search(
         scenario=scenario,
         gates=[gate],
         series=record.series,
+        caller_series=record.caller_series,
         caller=record.callers,
         locust=record.locust,
         duration_s=duration,

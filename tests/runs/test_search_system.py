@@ -87,3 +87,5 @@ def test_a_short_search_names_the_highest_passing_rate_and_the_gate_above_it(tmp
     page = (run_dir / "report.html").read_text()
     assert "<h2>Capacity</h2>" in page and "Latency against offered rate" in page
     assert "<h2>Latency distribution</h2>" in page and "echo: latency by percentile" in page
+    assert "Latency as callers saw it" in page  # over time, across the steps
+    assert any("latency_us" in record for record in summary["series"])
