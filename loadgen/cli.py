@@ -183,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop_timeout=args.stop_timeout,
         results=args.results,
         master=_master_setup(args),
+        find_capacity=args.find_capacity,
     )
     try:
         return run(options)
@@ -281,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_duration,
         help="after the load stops, how long calls in flight may take to end before the run ends and reports "
         "them in flight (overrides the scenario's load.stop_timeout; default 10s)",
+    )
+    run.add_argument(
+        "--find-capacity",
+        action="store_true",
+        help='search for the highest arrival rate that passes the scenario\'s gates (as [load] model = "search"): '
+        "open-model steps from [load.search] start_rate, doubling until a step fails, then bisecting to the "
+        "precision (default 5%%); each step is a warm-up (default 4s) plus a judged hold (default 10s). Prints "
+        "the knee table and the capacity; exit 0 when it meets [load.search] min_capacity (without one: a "
+        "rate passed), else 1",
     )
     run.add_argument("--results", default="results", help="folder for run folders (default: %(default)s)")
     several = run.add_argument_group(

@@ -45,6 +45,7 @@ from loadgen.core.stats.snapshot import Snapshot
 
 __all__ = [
     "CALLER_FILE",
+    "CALLER_FILE_INTERVAL",
     "FORMAT",
     "MAX_SAMPLES",
     "CallerChecks",
@@ -57,6 +58,8 @@ __all__ = [
 
 FORMAT: Final = "loadgen.caller/1"
 CALLER_FILE: Final = "caller.json"
+CALLER_FILE_INTERVAL: Final = 2.0
+"""Seconds between two writes of the caller file during a test (and once at its start, and at its end)."""
 MAX_SAMPLES: Final = 5
 
 

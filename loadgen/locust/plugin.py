@@ -50,6 +50,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.children import forks_die_with_parent
+from loadgen.core.caller import CALLER_FILE_INTERVAL
 from loadgen.locust import cluster, latency, webtab
 from loadgen.locust.bridge import StatsBridge
 from loadgen.locust.checked import REPORT_KEY as CHECKS_KEY
@@ -79,8 +80,6 @@ __all__ = ["bridge"]
 logger = logging.getLogger(__name__)
 
 forks_die_with_parent()  # Locust's --processes workers are forked from here: none outlives its master
-
-CALLER_FILE_INTERVAL = 2.0
 
 _state: dict[str, Any] = {
     "bridge": None,

@@ -16,6 +16,7 @@ __all__ = [
     "LAG_SHOWN_US",
     "QUEUE_SHOWN_US",
     "WAITING_SHOWN_US",
+    "caller_interval",
     "failure_text",
     "pool_text",
     "print_caller_latency",
@@ -71,6 +72,17 @@ def _lag_text(callers: Snapshot | None, interval: Snapshot | None) -> str:
         if worst >= LAG_SHOWN_US:
             parts.append(f"generator lag max {format_latency(worst, 'ms', 1)} ms")
     return "".join(f"  {part}" for part in parts)
+
+
+def caller_interval(callers: Snapshot | None, earlier: Snapshot | None) -> Snapshot | None:
+    """What the callers reported since *earlier*, their previous read (all of it without one; None:
+    nothing read, or a new test began in between)."""
+    if callers is None or earlier is None:
+        return callers
+    try:
+        return callers.minus(earlier)
+    except ValueError:
+        return None
 
 
 def progress_line(

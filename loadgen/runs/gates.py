@@ -72,6 +72,7 @@ __all__ = [
     "Gate",
     "GateResult",
     "abort_check",
+    "accounting_problems",
     "evaluate",
     "exit_code",
     "implicit_gates",
@@ -331,6 +332,18 @@ def abort_check(
             if result.observed is not None and not result.passed:
                 failing.append(result)
     return failing
+
+
+def accounting_problems(final: Snapshot) -> list[str]:
+    """What in *final* (a run's last snapshot) makes the run itself failed: an accounting that does
+    not balance, or no call accepted at all."""
+    accounting = final.accounting()
+    problems = []
+    if not accounting.balanced:
+        problems.append(f"the accounting does not balance: {accounting}")
+    if accounting.accepted == 0:
+        problems.append("no call was accepted: nothing ran")
+    return problems
 
 
 def exit_code(results: Iterable[GateResult], *, run_failed: bool = False) -> int:

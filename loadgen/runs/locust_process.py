@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import socket
+import subprocess
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -25,6 +29,7 @@ __all__ = [
     "locust_totals",
     "planned_seconds",
     "read_caller_file",
+    "stop_locust",
 ]
 
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
@@ -82,6 +87,21 @@ def locust_command(
     else:
         command += ["--headless"]
     return command
+
+
+def stop_locust(process: subprocess.Popen[bytes]) -> None:
+    """Stop Locust and its whole process group (its own session: the master and any worker it forked),
+    SIGTERM first, then SIGKILL for whatever is left, even once the master itself is gone."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _free_port() -> int:

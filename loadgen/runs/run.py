@@ -62,7 +62,14 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
-from loadgen.runs.console import pool_text, print_caller_latency, print_checks, print_failures, progress_line
+from loadgen.runs.console import (
+    caller_interval,
+    pool_text,
+    print_caller_latency,
+    print_checks,
+    print_failures,
+    progress_line,
+)
 from loadgen.runs.distributed import FleetShards, advertised_url, config_pipe, worker_line
 from loadgen.runs.gates import (
     EXIT_OK,
@@ -70,16 +77,19 @@ from loadgen.runs.gates import (
     EXIT_USAGE,
     GateResult,
     abort_check,
+    accounting_problems,
     evaluate,
     exit_code,
     implicit_gates,
 )
 from loadgen.runs.locust_process import MasterSetup, caller_file, locust_command, locust_totals, planned_seconds
+from loadgen.runs.locust_process import stop_locust as _stop
 from loadgen.runs.results import new_run_dir, write_html_report, write_summary
-from loadgen.runs.results.folder import mark_complete, mark_incomplete, notice_incomplete
+from loadgen.runs.results.folder import append_progress, mark_complete, mark_incomplete, notice_incomplete
 from loadgen.runs.results.series import interval_record
 from loadgen.runs.results.verdicts import write_gates_json, write_junit
 from loadgen.runs.scenario import KeyRef, Scenario, ScenarioError, default_scenario, load_scenario, scenario_to_dict
+from loadgen.runs.search import finish_search, run_search
 
 __all__ = ["RunOptions", "run"]
 
@@ -103,6 +113,8 @@ class RunOptions:
     stop_timeout: float | None = None
     results: str = "results"
     master: MasterSetup | None = None
+    find_capacity: bool = False
+    """Run the scenario as a capacity search (``model = "search"``) whatever its load model."""
 
 
 class _Shards:
@@ -153,6 +165,8 @@ def _apply_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
         changes["processes"] = options.processes
     if options.stop_timeout is not None:
         changes["stop_timeout"] = options.stop_timeout
+    if options.find_capacity:
+        changes.update(model="search", stages=())
     engine = scenario.engine if options.shards is None else replace(scenario.engine, shards=options.shards)
     return replace(scenario, load=replace(load, **changes), engine=engine)  # type: ignore[arg-type]
 
@@ -289,7 +303,7 @@ def _monitor(
             if callers is not None:
                 caller_series.append((elapsed, callers))
             if seconds > 0:
-                _append_progress(run_dir, interval_record(elapsed, seconds, interval, snapshot))
+                append_progress(run_dir, interval_record(elapsed, seconds, interval, snapshot))
                 line = progress_line(elapsed, planned, interval, seconds, snapshot, caller, caller_interval)
                 print(line, file=sys.stderr, flush=True)
             if not aborted and scenario.gates:
@@ -331,39 +345,7 @@ def _not_starting(engine: FleetShards, master: MasterSetup) -> str:
 
 def _caller_interval(callers: Snapshot | None, earlier: list[tuple[float, Snapshot]]) -> Snapshot | None:
     """What the callers reported since the last read that differs (None: nothing new, or a new test)."""
-    if callers is None:
-        return None
-    if not earlier:
-        return callers
-    try:
-        return callers.minus(earlier[-1][1])
-    except ValueError:
-        return None
-
-
-PROGRESS_FILE = "progress.jsonl"
-"""One line per progress interval, written as the run goes (``summary.json``'s ``series`` once it ends):
-what a run killed outright leaves of its statistics."""
-
-
-def _append_progress(run_dir: Path, record: dict[str, object]) -> None:
-    with suppress(OSError), (run_dir / PROGRESS_FILE).open("ab") as out:
-        out.write(orjson.dumps(record) + b"\n")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop Locust and its whole process group (its own session: the master and any worker it forked),
-    SIGTERM first, then SIGKILL for whatever is left, even once the master itself is gone."""
-    if process.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    return caller_interval(callers, earlier[-1][1] if earlier else None)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -384,12 +366,23 @@ def run(options: RunOptions) -> int:
                 "--master: each worker starts its own shards; a scenario with shards run elsewhere cannot use it",
             )
         keys = _resolve_keys(scenario)
+        if scenario.load.model == "search" and options.web:
+            raise ScenarioError(
+                scenario.source or "<scenario>", "load.model", "a capacity search runs headless: not with --web"
+            )
     except (ScenarioError, KeyMaterialError) as exc:
         print(f"loadgen run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, ValueError) as exc:
         print(f"loadgen run: cannot use the scenario: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if scenario.load.model == "search" and options.master is not None:
+        print("loadgen run: a capacity search runs on one machine: --master does not apply", file=sys.stderr)
+        return EXIT_USAGE
+    if scenario.load.model == "search" and any(
+        v is not None for v in (options.users, options.spawn_rate, options.duration)
+    ):
+        print("loadgen run: --users, --spawn-rate and --duration do not apply to a capacity search", file=sys.stderr)
     for folder, what in notice_incomplete(options.results):
         print(f"loadgen run: {folder} is incomplete ({what}); its summary is missing", file=sys.stderr)
     started_at = datetime.now(UTC)
@@ -446,6 +439,15 @@ def run(options: RunOptions) -> int:
                 file=sys.stderr,
             )
         print(f"loadgen run: inputs and outputs as sdk {scenario.target.sdk!r} encodes them", file=sys.stderr)
+        if scenario.load.model == "search":
+            assert isinstance(engine, _Shards)  # a search runs on one machine (checked above)
+            searched = time.monotonic()
+            record = run_search(scenario, engine, run_dir, env)
+            reason = "the capacity search ended before the call finished"
+            final = engine.finish(min(scenario.load.stop_timeout, 10.0) if record.interrupted else 0.0, reason)
+            duration = time.monotonic() - searched
+            stack.close()  # the endpoint and the shards: stopped before the results are written
+            return finish_search(run_dir, scenario, final, record, duration, started_at)
         log = stack.enter_context((run_dir / "locust.log").open("wb"))
         try:
             locust = subprocess.Popen(  # own session: Ctrl-C reaches only us, and we stop things in order
@@ -531,10 +533,7 @@ def _finish(
         problems.append(f"Locust exited with code {locust_code} (see {run_dir / 'locust.log'})")
     if watch.late:
         problems.append("Locust did not stop within duration + stop_timeout and was stopped")
-    if not accounting.balanced:
-        problems.append(f"the accounting does not balance: {accounting}")
-    if accounting.accepted == 0:
-        problems.append("no call was accepted: nothing ran")
+    problems += accounting_problems(final)
     code = exit_code(results, run_failed=bool(problems))
     write_gates_json(results, run_dir / "gates.json")
     write_junit(results, run_dir / "junit.xml", f"loadgen.{scenario.name}", duration)

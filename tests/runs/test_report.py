@@ -249,7 +249,7 @@ def test_html_report(tmp_path: Path) -> None:
     page = path.read_text(encoding="utf-8")
     # The charts: inline SVG, each well-formed XML.
     svgs = re.findall(r"<svg .*?</svg>", page, flags=re.S)
-    assert len(svgs) == 4  # latency, throughput, retries, in flight
+    assert len(svgs) == 6  # latency, throughput, retries, in flight; the distribution of echo and of fanout
     for svg in svgs:
         ET.fromstring(svg)
     for title in (

@@ -191,7 +191,7 @@ BROKEN: list[tuple[str, str, str]] = [
     ('[target]\nsigning_key = "no/such/key.pem"', "target.signing_key", "there is no file"),
     ('[target]\nsigning_key = "QUJD"', "target.signing_key", "32 raw bytes"),
     ('[engine]\naddresses = ["h:1"]\n[target.inject]\nrate = 0.1', "target.inject", "not used with engine.addresses"),
-    ('[load]\nmodel = "steady"', "load.model", 'expected one of "closed", "open", got "steady"'),
+    ('[load]\nmodel = "steady"', "load.model", 'expected one of "closed", "open", "search", got "steady"'),
     ("[load]\nusers = 0", "load.users", "an integer from 1 to 1000000, got 0"),
     ('[load]\nduration = "5 minutes"', "load.duration", 'a duration such as "30s", "5m", "250ms"'),
     ('[load]\nduration = "0s"', "load.duration", "longer than 0"),

@@ -15,11 +15,15 @@ Layout: ``results/<UTC timestamp>-<scenario>/`` (:func:`new_run_dir`) holding
   shard's counters, gauges and accounting), ``accounting``, ``gates`` (``{"passed", "results"}``), ``locust``
   (Locust's totals), ``locust_csv`` (Locust's CSV files in the folder), ``series`` (one record
   per interval of the time series, see :func:`time_series`), ``snapshot`` (the final
-  :class:`~loadgen.core.stats.Snapshot` itself, HDR histograms included) and ``extra``;
+  :class:`~loadgen.core.stats.Snapshot` itself, HDR histograms included), ``capacity`` (a capacity
+  search's result: ``rate`` found, ``failed_gate``, ``steps[]`` with each step's rate, verdict,
+  throughput and latency; ``null`` for other runs, see :mod:`loadgen.runs.capacity`) and ``extra``;
 * ``report.html`` (:func:`write_html_report`): one self-contained page, no network: a verdict,
   the gates, charts (inline SVG, drawn here: no plotting library) of latency percentiles,
-  throughput, retries and calls in flight over time, per-function and per-shard tables, the
-  accounting, links to Locust's CSVs and the scenario;
+  throughput, retries and calls in flight over time, each function's latency distribution
+  (percentile against latency, :mod:`.curves`), per-function and per-shard tables, the
+  accounting, links to Locust's CSVs and the scenario; for a capacity search, first the
+  capacity, its knee charts and the table of its steps;
 * Locust's own CSVs (``*_stats.csv``, ``*_stats_history.csv``, ``*_failures.csv``, ...) when
   Locust wrote them there;
 * ``progress.jsonl``: one :func:`~loadgen.runs.results.series.interval_record` per progress

@@ -21,10 +21,30 @@ import orjson
 
 from loadgen.children import pid_alive
 
-__all__ = ["INCOMPLETE_FILE", "mark_complete", "mark_incomplete", "new_run_dir", "notice_incomplete", "utc", "versions"]
+__all__ = [
+    "INCOMPLETE_FILE",
+    "PROGRESS_FILE",
+    "append_progress",
+    "mark_complete",
+    "mark_incomplete",
+    "new_run_dir",
+    "notice_incomplete",
+    "utc",
+    "versions",
+]
 
 INCOMPLETE_FILE = "incomplete"
 """The marker of a run folder whose run has not (or never) written its summary."""
+
+PROGRESS_FILE = "progress.jsonl"
+"""One line per progress interval, written as the run goes (``summary.json``'s ``series`` once it ends):
+what a run killed outright leaves of its statistics."""
+
+
+def append_progress(run_dir: Path, record: dict[str, object]) -> None:
+    """Add one progress *record* (:func:`~loadgen.runs.results.series.interval_record`) to ``progress.jsonl``."""
+    with contextlib.suppress(OSError), (run_dir / PROGRESS_FILE).open("ab") as out:
+        out.write(orjson.dumps(record) + b"\n")
 
 
 def _slug(name: str) -> str:

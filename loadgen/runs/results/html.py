@@ -11,7 +11,9 @@ from typing import Any, Final
 import orjson
 
 from loadgen.core.stats import FAMILIES, Snapshot
+from loadgen.runs.capacity import knee_table
 from loadgen.runs.metrics import Metrics, format_value
+from loadgen.runs.results.curves import distribution_charts, knee_charts
 from loadgen.runs.results.summary import SUMMARY_FILE, csv_files, histogram_summary
 from loadgen.runs.results.svg import run_charts
 
@@ -293,6 +295,45 @@ def _locust_section(run_dir: Path | None, files: Sequence[str]) -> str:
     return "".join(out)
 
 
+def _capacity_section(capacity: Mapping[str, Any] | None) -> list[str]:
+    """A capacity search: what it found, the knee charts and the table of its steps (none for other runs)."""
+    if not capacity:
+        return []
+    rows = knee_table(capacity.get("steps", []))
+    classes = ["pass" if row[2].startswith("pass") else "fail" for row in rows[1:]]
+    table = _table(rows[0], [[_e(cell) for cell in row] for row in rows[1:]], row_class=classes, numeric_to=8)
+    settings = capacity.get("settings") or {}
+    how = (
+        f"Open-model steps of arrival rate from {float(settings.get('start_rate', 0)):g} calls/s, each"
+        f" {float(settings.get('warmup', 0)):g} s of warm-up then {float(settings.get('step', 0)):g} s judged by"
+        f" the gates on that window alone; doubling until a step failed, then bisecting to"
+        f" {float(settings.get('precision', 0)):.0%}."
+        f" Stopped: {capacity.get('stop_text', '')}. Throughput: calls completed per second during the judged"
+        " hold (a backlog from the warm-up can lift it above the offered rate)."
+    )
+    return [
+        "<h2>Capacity</h2>",
+        f'<div class="card"><b>{_e(capacity.get("text", ""))}</b><div class="muted">{_e(how)}</div></div>',
+        *knee_charts(capacity),
+        table,
+    ]
+
+
+def _distribution_section(summary: Mapping[str, Any]) -> list[str]:
+    """Each function's latency distribution, percentile against latency (HdrHistogram's plot)."""
+    charts = distribution_charts(summary)
+    if not charts:
+        return []
+    return [
+        "<h2>Latency distribution</h2>",
+        '<p class="muted">Per function, the whole run: each curve is the latency at every percentile, the'
+        " tail spread out on a log scale (90%, 99%, 99.9%, ... are equally far apart), up to the maximum;"
+        " callers' latency counts from the intended start, engine e2e from acceptance, attempts per"
+        " endpoint attempt; all outcomes. Hover for the values at each percentile.</p>",
+        *(chart for _, chart in charts),
+    ]
+
+
 def _tiles(summary: Mapping[str, Any]) -> str:
     acc = summary.get("accounting", {})
     rates = summary.get("rates", {})
@@ -385,6 +426,7 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         _tiles(summary),
         "<h2>Gates</h2>",
         _gates_section(summary.get("gates", {}).get("results", [])),
+        *_capacity_section(summary.get("capacity")),
         "<h2>Over time</h2>",
         *(charts or ['<p class="muted">No time series was recorded.</p>']),
         *(
@@ -392,6 +434,7 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
             if gaps
             else []
         ),
+        *_distribution_section(summary),
         "<h2>Per function</h2>",
         '<p class="muted">calls: root calls by the function they started with; e2e: accepted → end, all'
         " outcomes. attempts: every endpoint attempt of the function, as a root, child or tail call;"

@@ -158,6 +158,7 @@ def build_summary(
     caller: Snapshot | None = None,
     caller_series: Sequence[tuple[float, Snapshot]] = (),
     workers: Sequence[Mapping[str, Any]] | None = None,
+    capacity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` document (see the module docstring); no IO.
 
@@ -166,7 +167,8 @@ def build_summary(
     (default: *ended* - *started*), *exit_code* what the run exits with, *checks* the callers'
     checked results per function (None: none were collected), *caller* the callers' final statistics
     (latency from the intended start, lag, arrivals: :mod:`loadgen.core.stats.caller`) and
-    *caller_series* the cumulative reads of them during the run.
+    *caller_series* the cumulative reads of them during the run; *capacity* what a capacity search
+    found (:meth:`loadgen.runs.capacity.CapacityResult.to_json`; ``None``: not a search).
     """
     duration = (ended - started).total_seconds() if duration_s is None else duration_s
     latency: dict[str, Any] = {}
@@ -237,6 +239,7 @@ def build_summary(
         "locust": locust.to_json() if locust is not None else None,
         "locust_csv": list(locust_csv),
         "series": time_series(series, caller_series),
+        "capacity": dict(capacity) if capacity is not None else None,
         "snapshot": snapshot.to_json(),
         "extra": dict(extra or {}),
     }
@@ -263,6 +266,7 @@ def write_summary(
     caller: Snapshot | None = None,
     caller_series: Sequence[tuple[float, Snapshot]] = (),
     workers: Sequence[Mapping[str, Any]] | None = None,
+    capacity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``run_dir/summary.json`` (:func:`build_summary`, listing the CSVs found in *run_dir*); return it."""
     folder = Path(run_dir)
@@ -282,6 +286,7 @@ def write_summary(
         caller=caller,
         caller_series=caller_series,
         workers=workers,
+        capacity=capacity,
     )
     data = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
     (folder / SUMMARY_FILE).write_bytes(data)

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from loadgen.runs.metrics import format_value
 
-__all__ = ["Line", "run_charts", "svg_chart"]
+__all__ = ["PERCENTILE_AXIS", "RATE_AXIS", "TIME_AXIS", "Line", "XAxis", "run_charts", "svg_chart"]
 
 
 _PALETTE: Final = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#8C6D1F", "#444444")
@@ -58,6 +58,61 @@ def _number_text(value: float) -> str:
     return f"{value:g}"
 
 
+@dataclass(frozen=True)
+class XAxis:
+    """What a chart's x values are: where each goes across (*position*: ``(x, x_max)`` → 0..1), the
+    *ticks* (``x_max`` → ``[(x, label)]``), the *label* of a hover column, and the axis *title*."""
+
+    position: Callable[[float, float], float]
+    ticks: Callable[[float], list[tuple[float, str]]]
+    label: Callable[[float], str]
+    title: str = ""
+
+
+def _time_ticks(x_max: float) -> list[tuple[float, str]]:
+    step = _time_step(x_max)
+    return [(i * step, _seconds_text(i * step)) for i in range(int(x_max / step * (1 + 1e-9)) + 1)]
+
+
+TIME_AXIS: Final = XAxis(lambda x, x_max: x / x_max, _time_ticks, lambda x: f"t = {_seconds_text(round(x, 1))}")
+"""Seconds since the start (the charts over time)."""
+
+
+def _linear_ticks(x_max: float) -> list[tuple[float, str]]:
+    step = _nice_step(x_max)
+    return [(i * step, _number_text(i * step)) for i in range(int(x_max / step * (1 + 1e-9)) + 1)]
+
+
+RATE_AXIS: Final = XAxis(
+    lambda x, x_max: x / x_max, _linear_ticks, lambda x: f"offered {x:g} calls/s", "offered rate, calls/s"
+)
+"""An offered arrival rate (the capacity search's knee charts)."""
+
+
+def _nines(q: float) -> float:
+    """How far into the tail percentile *q* is: log10(1 / (1 - q/100)) (p90 → 1, p99 → 2, p99.9 → 3)."""
+    return math.log10(1.0 / max(1.0 - q / 100.0, 1e-12))
+
+
+def _percentile_ticks(q_max: float) -> list[tuple[float, str]]:
+    ticks = [(0.0, "0%")]
+    nines = 1
+    while nines <= _nines(q_max) + 1e-9:
+        q = 100.0 * (1.0 - 10.0**-nines)
+        ticks.append((q, f"{round(q, nines):g}%"))
+        nines += 1
+    return ticks
+
+
+PERCENTILE_AXIS: Final = XAxis(
+    lambda q, q_max: _nines(q) / max(_nines(q_max), 1e-9),
+    _percentile_ticks,
+    lambda q: f"p{q:.4g}",
+    "percentile (log scale: 1/(1 - q))",
+)
+"""Percentiles, log-scaled as HdrHistogram's percentile-distribution plots draw them."""
+
+
 def svg_chart(
     title: str,
     lines: Sequence[Line],
@@ -67,13 +122,15 @@ def svg_chart(
     hover_text: Callable[[float], str] | None = None,
     width: int = 880,
     height: int = 260,
+    x_axis: XAxis = TIME_AXIS,
 ) -> str:
-    """A line chart as an inline ``<svg>``: time (s) across, *y_label* up; gaps where a value is None.
+    """A line chart as an inline ``<svg>``: *x_axis* across (default: time in s), *y_label* up; gaps
+    where a value is None.
 
     Hovering over a column shows every line's value there (SVG ``<title>``, no script).
     """
     hover = hover_text or y_text
-    left, right, top, bottom = 64, 16, 34, 34
+    left, right, top, bottom = 64, 16, 34, 46 if x_axis.title else 34
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [x for line in lines for x, _ in line.points]
     ys = [y for line in lines for _, y in line.points if y is not None]
@@ -83,7 +140,7 @@ def svg_chart(
     y_max = y_step * max(math.ceil(y_top * 1.05 / y_step), 1) if y_top > 0 else y_step * 5
 
     def px(x: float) -> float:
-        return left + plot_w * x / x_max
+        return left + plot_w * x_axis.position(x, x_max)
 
     def py(y: float) -> float:
         return top + plot_h * (1 - y / y_max)
@@ -106,15 +163,17 @@ def svg_chart(
         f' text-anchor="middle">{html.escape(y_label)}</text>'
     )
     # x ticks.
-    x_step = _time_step(x_max)
-    tick = 0.0
-    while tick <= x_max * (1 + 1e-9):
+    for tick, text in x_axis.ticks(x_max):
         x = px(tick)
         out.append(f'<line class="xtick" x1="{x:.1f}" y1="{top + plot_h}" x2="{x:.1f}" y2="{top + plot_h + 4}"/>')
         out.append(
-            f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{_seconds_text(tick)}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 17}" text-anchor="middle">{html.escape(text)}</text>'
         )
-        tick += x_step
+    if x_axis.title:
+        out.append(
+            f'<text class="axis-label" x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
+            f"{html.escape(x_axis.title)}</text>"
+        )
     out.append(f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}"/>')
     if not ys:
         out.append(
@@ -146,13 +205,13 @@ def svg_chart(
     columns = sorted({x for line in lines for x, _ in line.points})
     by_x = [dict(line.points) for line in lines]
     for i, x in enumerate(columns):
-        x0 = px((columns[i - 1] + x) / 2) if i else px(0.0) if x > 0 else left
-        x1 = px((x + columns[i + 1]) / 2) if i + 1 < len(columns) else px(x_max)
+        x0 = (px(columns[i - 1]) + px(x)) / 2 if i else left
+        x1 = (px(x) + px(columns[i + 1])) / 2 if i + 1 < len(columns) else px(x_max)
         values = []
         for line, lookup in zip(lines, by_x, strict=True):
             value = lookup.get(x)
             values.append(f"{line.label}: {'—' if value is None else hover(value)}")
-        label = html.escape(f"t = {_seconds_text(round(x, 1))}\n" + "\n".join(values))
+        label = html.escape(f"{x_axis.label(x)}\n" + "\n".join(values))
         out.append(
             f'<rect class="hover" x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 1):.1f}" height="{plot_h}">'
             f"<title>{label}</title></rect>"

@@ -55,7 +55,7 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     #                                   # expect needs it)
 
     [load]
-    model = "closed"                    # "closed" (default) or "open"
+    model = "closed"                    # "closed" (default), "open" or "search" (a capacity search)
     users = 16                          # closed: concurrent users (default 16)
     spawn_rate = 16                     # closed: users started per second (default: users)
     duration = "20s"                    # closed: run length (default 20s)
@@ -66,6 +66,19 @@ marked *required*; an unknown key is an error (with a "did you mean" suggestion)
     processes = 1                       # Locust worker processes, or "auto" (default 1)
     stop_timeout = "10s"                # after the load stops, how long calls in flight may take to
     #                                   # end; those still running then are reported in flight
+
+    [load.search]                       # search (and loadgen run --find-capacity): open-model steps
+    start_rate = 10                     # calls/s of the first step (default 10); doubling until a
+    max_rate = 100000                   # step fails, never above this (default 100000), halving
+    min_rate = 1                        # from a failing first step, never below this (default 1),
+    precision = "5%"                    # then bisecting until within this (default 5%, or 0.05)
+    step = "10s"                        # each step's judged hold (default 10s)
+    warmup = "4s"                       # before it, not judged (default 4s; whole 2 s reports)
+    max_steps = 20                      # default 20
+    # min_capacity = 200                # exit 1 unless the capacity found is at least this
+    # abort_in_flight = 1000            # a step breaks at this many calls in flight (default:
+    #                                   # max_in_flight times the largest batch)
+    retries = 0                         # a failing step is tried again this many times (default 0)
 
     [gates]                             # metric = condition (see loadgen.runs.metrics for the metrics)
     "latency.p99" = "< 250ms"
@@ -96,6 +109,7 @@ from loadgen.runs.scenario.model import (
     RemoteShards,
     Scenario,
     ScenarioError,
+    SearchSettings,
     Stage,
     Target,
     WorkItem,
@@ -113,6 +127,7 @@ __all__ = [
     "RemoteShards",
     "Scenario",
     "ScenarioError",
+    "SearchSettings",
     "Stage",
     "Target",
     "WorkItem",

@@ -8,7 +8,7 @@ from typing import Any
 
 from loadgen.protocol.codecs import NO_VALUE
 from loadgen.runs.gates import Gate
-from loadgen.runs.scenario.model import Scenario, WorkItem
+from loadgen.runs.scenario.model import Scenario, SearchSettings, WorkItem
 from loadgen.runs.scenario.parse import parse_scenario
 
 __all__ = ["parse_redacted", "scenario_to_dict"]
@@ -32,6 +32,10 @@ def _work_item_dict(item: WorkItem, sdk: str) -> dict[str, Any]:
     if item.checks_result:
         out["expect"] = item.expect
     return out
+
+
+def _search_dict(search: SearchSettings) -> dict[str, Any]:
+    return {key: value for key, value in search.to_json().items() if value is not None}
 
 
 def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict[str, Any]:
@@ -64,9 +68,13 @@ def scenario_to_dict(scenario: Scenario, *, redact_secrets: bool = True) -> dict
     load: dict[str, Any] = {"model": ld.model}
     if ld.model == "closed":
         load.update(users=ld.users, spawn_rate=ld.spawn_rate, duration=ld.duration)
+    elif ld.model == "search":
+        load["max_in_flight"] = ld.max_in_flight
     else:
         load["stages"] = [{"duration": s.duration, "rate": s.rate, "ramp": s.ramp} for s in ld.stages]
         load["max_in_flight"] = ld.max_in_flight
+    if ld.model == "search" or ld.search != SearchSettings():
+        load["search"] = _search_dict(ld.search)
     load["processes"] = "auto" if ld.processes == -1 else ld.processes
     load["stop_timeout"] = ld.stop_timeout
     gates: dict[str, Any] = {}

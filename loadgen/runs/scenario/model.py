@@ -10,6 +10,7 @@ from typing import Any, Final, Literal
 from loadgen.core.arrivals import Stage
 from loadgen.engine.settings import EngineSettings
 from loadgen.protocol.codecs import NO_VALUE, CallInput
+from loadgen.runs.capacity import SearchSettings
 from loadgen.runs.gates import Gate, parse_gate
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RemoteShards",
     "Scenario",
     "ScenarioError",
+    "SearchSettings",
     "Stage",
     "Target",
     "WorkItem",
@@ -147,9 +149,11 @@ class WorkItem:
 @dataclass(frozen=True, slots=True)
 class Load:
     """How hard and how long. ``duration`` is the run's length in both models (for the open
-    model, the sum of the stages). ``processes`` -1 means one Locust process per core."""
+    model, the sum of the stages; for the search model, its longest). ``processes`` -1 means one Locust
+    process per core. The search model (``"search"``, a capacity search: :mod:`loadgen.runs.capacity`)
+    runs steps of the open model at the rates ``search`` sets out."""
 
-    model: Literal["closed", "open"] = "closed"
+    model: Literal["closed", "open", "search"] = "closed"
     users: int = 16
     spawn_rate: float = 16.0
     duration: float = 20.0
@@ -158,6 +162,8 @@ class Load:
     processes: int = 1
     stop_timeout: float = 10.0
     """After the load stops, how long calls still in flight may take to end (then: reported in flight)."""
+    search: SearchSettings = field(default_factory=SearchSettings)
+    """The capacity search's steps (``[load.search]``), used when ``model`` is ``"search"``."""
 
     def rate_at(self, t: float) -> float:
         """The open model's target rate (calls/s) *t* seconds into the run; 0 after the last stage."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ from loadgen.runs.scenario.model import (
     RemoteShards,
     Scenario,
     ScenarioError,
+    SearchSettings,
     Target,
     WorkItem,
 )
@@ -419,18 +422,28 @@ class _Parser:
             self.function_name(_key(path, "function"), child, target)
 
     def load(self, value: object) -> Load:
+        """``[load]``; its ``[load.search]`` (the capacity search of ``model = "search"`` and of
+        ``loadgen run --find-capacity``) is read whatever the model."""
+        load = self.load_model(value)
+        if isinstance(value, dict) and "search" in value and load.model != "search":
+            load = replace(load, search=self.search_settings("load.search", value["search"]))
+        return load
+
+    def load_model(self, value: object) -> Load:
         closed_keys = ("users", "spawn_rate", "duration")
         open_keys = ("stages", "max_in_flight")
-        ld = self.table("load", value, ("model", *closed_keys, *open_keys, "processes", "stop_timeout"))
+        ld = self.table("load", value, ("model", *closed_keys, *open_keys, "processes", "stop_timeout", "search"))
         stop_timeout = self.duration("load.stop_timeout", ld.get("stop_timeout", 10.0), allow_zero=True)
         if stop_timeout > 3600:
             raise self.fail("load.stop_timeout", f"expected at most 1h, got {describe(ld['stop_timeout'])}")
-        model = self.choice("load.model", ld.get("model", "closed"), ("closed", "open"))
+        model = self.choice("load.model", ld.get("model", "closed"), ("closed", "open", "search"))
         processes = 1
         if "processes" in ld:
             what = 'a number of processes from 1 to 1024 or "auto"'
             raw = ld["processes"]
             processes = -1 if raw == "auto" else self.integer("load.processes", raw, 1, 1024, what)
+        if model == "search":
+            return self.search_load(ld, processes, stop_timeout)
         if model == "closed":
             for key in open_keys:
                 if key in ld:
@@ -464,6 +477,80 @@ class _Parser:
             processes=processes,
             stop_timeout=stop_timeout,
         )
+
+    def search_load(self, ld: dict[str, Any], processes: int, stop_timeout: float) -> Load:
+        for key in ("users", "spawn_rate", "duration", "stages"):
+            if key in ld:
+                raise self.fail(f"load.{key}", 'not with load.model = "search" (its steps are set in [load.search])')
+        max_in_flight = self.integer("load.max_in_flight", ld.get("max_in_flight", 1000), 1, 10_000_000)
+        search = self.search_settings("load.search", ld.get("search", {}))
+        duration = search.max_steps * (search.warmup + search.step)
+        return Load(
+            "search",
+            duration=duration,
+            max_in_flight=max_in_flight,
+            processes=processes,
+            stop_timeout=stop_timeout,
+            search=search,
+        )
+
+    def search_settings(self, path: str, value: object) -> SearchSettings:
+        """``[load.search]``: the capacity search's steps (:mod:`loadgen.runs.capacity`); every key has a default."""
+        keys = (
+            "start_rate",
+            "max_rate",
+            "min_rate",
+            "precision",
+            "step",
+            "warmup",
+            "max_steps",
+            "min_capacity",
+            "abort_in_flight",
+            "retries",
+        )
+        sv = self.table(path, value, keys)
+        default = SearchSettings()
+        rate = {
+            key: self.number(f"{path}.{key}", sv.get(key, getattr(default, key)), positive=True, high=1e7)
+            for key in ("start_rate", "max_rate", "min_rate")
+        }
+        for smaller, larger in (("min_rate", "start_rate"), ("start_rate", "max_rate")):
+            if rate[smaller] > rate[larger]:
+                wrong = smaller if smaller in sv else larger
+                raise self.fail(
+                    f"{path}.{wrong}", f"expected {smaller} <= {larger}, got {rate[smaller]:g} > {rate[larger]:g}"
+                )
+        precision = self.fraction(f"{path}.precision", sv.get("precision", default.precision))
+        min_capacity = None
+        if "min_capacity" in sv:
+            min_capacity = self.number(f"{path}.min_capacity", sv["min_capacity"], positive=True, high=1e7)
+        abort_in_flight = None
+        if "abort_in_flight" in sv:
+            abort_in_flight = self.integer(f"{path}.abort_in_flight", sv["abort_in_flight"], 1, 10_000_000)
+        return SearchSettings(
+            start_rate=rate["start_rate"],
+            max_rate=rate["max_rate"],
+            min_rate=rate["min_rate"],
+            precision=precision,
+            step=self.duration(f"{path}.step", sv.get("step", default.step)),
+            warmup=self.duration(f"{path}.warmup", sv.get("warmup", default.warmup), allow_zero=True),
+            max_steps=self.integer(f"{path}.max_steps", sv.get("max_steps", default.max_steps), 1, 1000),
+            min_capacity=min_capacity,
+            abort_in_flight=abort_in_flight,
+            retries=self.integer(f"{path}.retries", sv.get("retries", default.retries), 0, 10),
+        )
+
+    def fraction(self, path: str, value: object) -> float:
+        """A fraction strictly between 0 and 1, written as a number (0.05) or a percentage ("5%")."""
+        number: float | None = None
+        if isinstance(value, str) and value.strip().endswith("%"):
+            with contextlib.suppress(ValueError):
+                number = float(value.strip()[:-1]) / 100.0
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        if number is None or not 0 < number < 1:
+            raise self.fail(path, f'expected a fraction between 0 and 1 such as 0.05 or "5%", got {describe(value)}')
+        return number
 
     def stage(self, path: str, value: object) -> Stage:
         s = self.table(path, value, ("duration", "rate", "ramp"))
