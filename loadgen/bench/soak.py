@@ -217,6 +217,7 @@ async def _overload_loop(spec: ClientSpec) -> ClientResult:
                     result.rpc_errors += 1
                     if len(result.errors) < 5:
                         result.errors.append(f"{name}: {exc.code().name}: {exc.details()}"[:300])
+                    await asyncio.sleep(0.1)  # a shard down (restarting): do not spin on it
                     continue
                 result.rejected += count
                 pushback = dict(exc.trailing_metadata() or ()).get(PUSHBACK_TRAILER)
@@ -662,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     healthy = result.failed == 0 and result.rpc_errors == 0 and accounting.balanced and not restarts
     if args.overload:
         problems = _overload_problems(summary, result, final, args.max_rss, gate_flat=args.minutes >= 5)
+        problems += [f"shard {index} was restarted at {t:.0f} s" for t, index in restarts]
         for problem in problems:
             print(f"FAIL: {problem}")
         if not problems:

@@ -292,7 +292,8 @@ class EngineSetup:
     connect_port: int | None = None  # None: no Connect ingress; 0: any free port
     settings: EngineSettings = field(default_factory=EngineSettings)
     ready_timeout: float = 30.0
-    health_timeout: float = 5.0
+    health_timeout: float = 5.0  # how long a health check waits for a shard's answer
+    hang_timeout: float = 30.0  # a shard alive but silent this long is killed and restarted (its calls: lost)
 
     @classmethod
     def create(cls, *, endpoint_url: str, api_key: str, signing_key: str | None, **given: Any) -> EngineSetup:

@@ -63,6 +63,7 @@ class ShardConfig:
     connect_port: int  # the shared Connect port (0: no Connect ingress)
     ledger: LedgerHandle  # the supervisor's ledger, handed over as the shard process is spawned
     ledger_rows: int
+    private_port: int = 0  # this shard's own port, bound by the supervisor, the same for every incarnation
 
 
 class ShardProcess:
@@ -160,7 +161,9 @@ class ShardProcess:
         bracketed = f"[{host}]" if ":" in host else host
         if server.add_insecure_port(f"{bracketed}:{config.port}") == 0:
             raise OSError(f"shard {config.index} cannot listen on {host}:{config.port}")
-        private_port = server.add_insecure_port("127.0.0.1:0")
+        private_port = server.add_insecure_port(f"127.0.0.1:{config.private_port}")
+        if private_port == 0:
+            raise OSError(f"shard {config.index} cannot listen on 127.0.0.1:{config.private_port}")
         await server.start()
         connect_server = None
         if config.connect_port:

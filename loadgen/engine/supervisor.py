@@ -62,6 +62,7 @@ CANCEL_ALLOWANCE_S = 200e-6
 """More grace per call in flight at its last snapshot: cancelling takes ~50 µs a call on a busy machine
 (45,000 calls: 2.4 s), and a shard killed before it reports has its calls counted lost."""
 
+
 @dataclass
 class _Slot:
     config: ShardConfig
@@ -70,6 +71,7 @@ class _Slot:
     address: str = ""
     last: Snapshot | None = None
     refusing: bool = False  # the last probe found no new connection accepted
+    silent_since: float | None = None  # when a health check first went unanswered (None: it answers)
 
 
 def _reserve(host: str, port: int) -> socket.socket:
@@ -104,6 +106,7 @@ class Supervisor:
         self._ledger: Ledger | None = None
         self._slots: dict[int, _Slot] = {}
         self._retired: list[Snapshot] = []
+        self._private_ports: dict[int, int] = {}
         self._requests = itertools.count(1)  # numbers the snapshot requests, so a late reply is told apart
         self._epoch_base = secrets.randbits(24)
         self._incarnations: dict[int, int] = {}
@@ -142,6 +145,10 @@ class Supervisor:
             connect_socket = _reserve(setup.host, setup.connect_port)
             self._reserved.append(connect_socket)
             self.connect_port = connect_socket.getsockname()[1]
+        for index in range(self.shards):  # a restarted shard serves on its predecessor's own address
+            private = _reserve("127.0.0.1", 0)
+            self._reserved.append(private)
+            self._private_ports[index] = private.getsockname()[1]
         self._ledger = Ledger(self.shards)
         try:
             for index in range(self.shards):
@@ -165,6 +172,7 @@ class Supervisor:
             connect_port=self.connect_port,
             ledger=self._ledger.handle,
             ledger_rows=self.shards,
+            private_port=self._private_ports.get(index, 0),
         )
 
     def _spawn(self, index: int) -> None:
@@ -215,15 +223,33 @@ class Supervisor:
     # --------------------------------------------------------------- health
 
     def check(self) -> list[int]:
-        """Collect a snapshot from every shard; restart the dead or hung. Returns restarted indexes."""
+        """Collect a snapshot from every shard; restart the dead, and the hung: silent for ``hang_timeout``
+        (a shard slowed down by a busy machine answers late, and is not killed for it). Returns restarted
+        indexes."""
         restarted = []
         for index, slot in list(self._slots.items()):
+            asked = time.monotonic()
             snapshot = self._ask_snapshot(slot)
-            if snapshot is None:
-                self._restart(index)
-                restarted.append(index)
-            else:
-                slot.last = snapshot
+            if snapshot is not None:
+                if slot.silent_since is not None:
+                    log.warning("loadgen: shard %d answers again", index)
+                slot.last, slot.silent_since = snapshot, None
+                continue
+            if slot.process.is_alive():
+                if slot.silent_since is None:
+                    slot.silent_since = asked
+                    log.warning(
+                        "loadgen: shard %d did not answer within %.0f s (a busy machine?); restarted if silent"
+                        " for %.0f s",
+                        index,
+                        self.setup.health_timeout,
+                        self.setup.hang_timeout,
+                    )
+                if time.monotonic() - slot.silent_since < self.setup.hang_timeout:
+                    continue
+                log.warning("loadgen: shard %d silent for %.0f s: killed and restarted", index, self.setup.hang_timeout)
+            self._restart(index)
+            restarted.append(index)
         if time.monotonic() - self._probed_at >= PROBE_SECONDS:
             self._probed_at = time.monotonic()
             for index, slot in self._slots.items():

@@ -635,7 +635,9 @@ def test_shard_killed_under_steady_load_accounting_balances(endpoint_url: str, s
                     ids = client.dispatch_calls(batch, timeout=5)
                 except grpc.RpcError:
                     record.uncertain += 3
+                    clients.pop(address).close()  # a fresh channel next time, not one in reconnect backoff
                     restarted.wait(0.5)  # the shard is down: wait for its restart (bounded)
+                    stop.wait(0.05)
                     continue
                 record.dispatched += 3
                 try:

@@ -118,6 +118,7 @@ def test_crashed_shard_is_restarted_and_its_calls_counted_lost(
     endpoint_url: str, signing_key: Ed25519PrivateKey
 ) -> None:
     with Supervisor(options(endpoint_url, signing_key)) as supervisor:
+        addresses = list(supervisor.shard_addresses)
         victim = stub(supervisor.shard_addresses[1])
         lost = [dispatch(victim, "sleep", {"ms": 30_000}) for _ in range(3)]
         survivor = dispatch(stub(supervisor.shard_addresses[0]), "echo", {})
@@ -129,6 +130,7 @@ def test_crashed_shard_is_restarted_and_its_calls_counted_lost(
         while supervisor.check() != [1]:
             assert time.monotonic() < deadline, "the dead shard was not restarted"
         assert supervisor.lost == 3 and supervisor.restarts == 1
+        assert supervisor.shard_addresses == addresses  # clients of its own address find the new one there
         with pytest.raises(grpc.RpcError) as info:
             wait(stub(supervisor.shard_addresses[0]), lost[0])
         assert info.value.code() == grpc.StatusCode.NOT_FOUND and "lost" in (info.value.details() or "")
@@ -313,3 +315,28 @@ def test_a_snapshot_answered_too_late_is_not_taken_for_a_later_answer_nor_for_th
     accounting = final.accounting()
     assert accounting.balanced, str(accounting)
     assert (accounting.completed, accounting.cancelled, accounting.lost) == (1, 1, 0), long_call
+
+
+def test_a_shard_slow_to_answer_is_not_restarted_and_one_silent_past_the_hang_timeout_is(
+    endpoint_url: str, signing_key: Ed25519PrivateKey
+) -> None:
+    setup = options(endpoint_url, signing_key, shards=1, health_timeout=0.3, hang_timeout=3.0)
+    with Supervisor(setup) as supervisor:
+        target = stub(supervisor.url)
+        pid = supervisor._slots[0].process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)  # starved of CPU for longer than a health check waits
+        try:
+            assert supervisor.check() == [] and supervisor.check() == []
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert supervisor.check() == [] and supervisor._slots[0].silent_since is None
+        _, status = wait(target, dispatch(target, "echo", {}))
+        assert status == "STATUS_OK" and supervisor.restarts == 0
+        os.kill(pid, signal.SIGSTOP)  # now silent for good
+        deadline = time.monotonic() + 20
+        while (restarted := supervisor.check()) != [0]:
+            assert restarted == [] and time.monotonic() < deadline, "the silent shard was not restarted"
+        assert supervisor.restarts == 1 and time.monotonic() - deadline + 20 >= 3.0
+        _, status = wait(target, dispatch(target, "echo", {}))
+        assert status == "STATUS_OK"
