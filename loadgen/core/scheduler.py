@@ -25,6 +25,20 @@ Rules, in the order they are applied to a response:
 4. otherwise the call is terminal: completed (status OK or unset) or failed. A root call's
    result larger than ``max_result_bytes`` (what a ``Wait`` answer can carry) is not kept:
    the call fails with INVALID_RESPONSE and a small ``ResultTooLarge`` error saying its size.
+
+Where a call's time goes: at every moment a live call is in exactly one phase, and the
+:class:`CallFinished` of a call says how long it spent in each, so that
+``in_queue + in_attempts + in_backoff + in_children == finished_at - accepted_at``:
+
+* queued: an attempt was made but the driver has not yet said it left (:meth:`Scheduler.sent`
+  with the time it waited for a stream; a driver that never says so has no queue time);
+* attempts: an attempt was on its way to the endpoint or being answered;
+* backoff: waiting before a retry;
+* children: waiting (in a poll) for child calls' results.
+
+It also says how often the call was resumed with a ``poll_result`` and how many child calls its
+polls started; each resume is reported as a :class:`Resumed` with the size of the coroutine state
+sent back.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ __all__ = [
     "Counters",
     "Outcome",
     "PollRefused",
+    "Resumed",
     "RetryPolicy",
     "RetryScheduled",
     "RunAttempt",
@@ -138,6 +153,27 @@ class CallFinished:
     listener: object = None
     result_bytes: int = 0
     """The serialized size of ``result`` (root calls; 0 for children)."""
+    in_queue: float = 0.0
+    """Seconds its attempts waited to be sent (see the module docstring for the four phases)."""
+    in_attempts: float = 0.0
+    """Seconds its attempts were in progress at the endpoint."""
+    in_backoff: float = 0.0
+    """Seconds it waited before retries."""
+    in_children: float = 0.0
+    """Seconds it waited in polls for its children's results."""
+    resumes: int = 0
+    """Times it was resumed with a ``poll_result``."""
+    children: int = 0
+    """Child calls its polls started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """A call is resumed with a ``poll_result`` carrying *state_bytes* bytes of coroutine state."""
+
+    dispatch_id: str
+    function: str
+    state_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +185,7 @@ class PollRefused:
     message: str
 
 
-Action = RunAttempt | RetryScheduled | CallFinished | PollRefused
+Action = RunAttempt | RetryScheduled | CallFinished | PollRefused | Resumed
 
 
 @dataclass(slots=True)
@@ -182,6 +218,7 @@ class _Call:
         "accepted_at",
         "attempt",
         "attempts",
+        "children",
         "correlation_id",
         "deadline",
         "dispatch_id",
@@ -197,11 +234,17 @@ class _Call:
         "poll_deadline",
         "ready",
         "request",
+        "resumes",
         "retries_in_run",
         "sent",
         "state",
         "state_bytes",
         "state_typed",
+        "t_attempts",
+        "t_backoff",
+        "t_children",
+        "t_phase",
+        "t_queue",
     )
 
     def __init__(self, dispatch_id: str, parent: _Call | None, correlation_id: int, endpoint: str) -> None:
@@ -228,6 +271,13 @@ class _Call:
         self.state_bytes: bytes | None = None
         self.state_typed: Any | None = None
         self.listener: object = None
+        self.t_phase = 0.0  # when the current phase began (see the module docstring)
+        self.t_queue = 0.0
+        self.t_attempts = 0.0
+        self.t_backoff = 0.0
+        self.t_children = 0.0
+        self.resumes = 0
+        self.children = 0
 
 
 class _Timer(enum.IntEnum):
@@ -291,6 +341,8 @@ class Scheduler:
         call = self._live_attempt(dispatch_id, attempt)
         if call is None:
             return []
+        call.t_attempts += now - call.t_phase
+        call.t_phase = now
         actions: list[Action] = []
         code = response.status
         directive = response.WhichOneof("directive")
@@ -312,6 +364,8 @@ class Scheduler:
         call = self._live_attempt(dispatch_id, attempt)
         if call is None:
             return []
+        call.t_attempts += now - call.t_phase
+        call.t_phase = now
         actions: list[Action] = []
         if code in self.retry_on_status:
             self._retry(call, code, message, now, actions)
@@ -332,7 +386,7 @@ class Scheduler:
             if kind is _Timer.EXPIRE:
                 self._expire(call, now, actions, streams)
             elif kind is _Timer.RETRY and call.state is _State.BACKOFF and call.attempt == token:
-                self._send(call, actions)
+                self._send(call, now, actions)
             elif kind is _Timer.MAX_WAIT and call.state is _State.POLLING and call.attempt == token:
                 self._maybe_resume(call, now, actions, waited_enough=True)
         return actions
@@ -373,12 +427,16 @@ class Scheduler:
             return False
         return 0 < number < self._next_id
 
-    def sent(self, dispatch_id: str, attempt: int) -> None:
-        """*attempt* left for the endpoint (after it waited for a stream, perhaps); a driver that says so
-        passes ``streams`` to :meth:`advance`, and an expired call's message counts only attempts sent."""
+    def sent(self, dispatch_id: str, attempt: int, waited: float = 0.0) -> None:
+        """*attempt* left for the endpoint after it *waited* seconds for a stream (its call's queue time);
+        a driver that says so passes ``streams`` to :meth:`advance`, and an expired call's message counts
+        only attempts sent."""
         call = self._live_attempt(dispatch_id, attempt)
         if call is not None:
             call.sent += 1
+            if waited > 0:
+                call.t_queue += waited
+                call.t_phase += waited
 
     def is_current(self, dispatch_id: str, attempt: int) -> bool:
         """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
@@ -415,7 +473,7 @@ class Scheduler:
             given = spec.expiration.ToTimedelta().total_seconds()
             if given > 0:
                 expiration = given
-        call.accepted_at = now
+        call.accepted_at = call.t_phase = now
         call.deadline = now + expiration
         if parent is not None:
             call.deadline = min(call.deadline, parent.deadline)
@@ -434,10 +492,33 @@ class Scheduler:
         request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
         self._calls[call.dispatch_id] = call
         self._push_timer(call.deadline, _Timer.EXPIRE, call, 0)
-        self._send(call, actions)
+        self._send(call, now, actions)
         return call
 
-    def _send(self, call: _Call, actions: list[Action]) -> None:
+    def _close_phase(self, call: _Call, now: float) -> None:
+        """Add the time since the current phase began to that phase's total (an attempt's: to the queue
+        while it was not sent)."""
+        spent = now - call.t_phase
+        state = call.state
+        if state is _State.READY:
+            if call.sent < call.attempts:
+                call.t_queue += spent
+            else:
+                call.t_attempts += spent
+        elif state is _State.BACKOFF:
+            call.t_backoff += spent
+        elif state is _State.POLLING:
+            call.t_children += spent
+        call.t_phase = now
+
+    def _send(self, call: _Call, now: float, actions: list[Action]) -> None:
+        state = call.state
+        if state is _State.BACKOFF:
+            call.t_backoff += now - call.t_phase
+            call.t_phase = now
+        elif state is _State.POLLING:
+            call.t_children += now - call.t_phase
+            call.t_phase = now
         call.state = _State.READY
         call.attempt += 1
         call.attempts += 1
@@ -468,7 +549,7 @@ class Scheduler:
         call.retries_in_run = 0
         call.ready.clear()
         call.state_bytes = call.state_typed = None
-        self._send(call, actions)
+        self._send(call, now, actions)
 
     def _retry(self, call: _Call, code: Status, message: str, now: float, actions: list[Action]) -> None:
         call.last_status = code
@@ -488,7 +569,7 @@ class Scheduler:
         self.counters.retries[name] = self.counters.retries.get(name, 0) + 1
         actions.append(RetryScheduled(call.dispatch_id, call.request.function, code, delay))
         if delay <= 0:
-            self._send(call, actions)
+            self._send(call, now, actions)
         else:
             call.state = _State.BACKOFF
             self._push_timer(now + delay, _Timer.RETRY, call, call.attempt)
@@ -502,7 +583,7 @@ class Scheduler:
         if asked > self.max_poll_calls:
             message = f"asked for {asked} calls; at most {self.max_poll_calls} per poll (max_poll_calls)"
             actions.append(PollRefused(call.dispatch_id, call.request.function, message))
-            self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), actions)
+            self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), now, actions)
             return
         call.min_results = max(0, poll.min_results)
         call.max_results = max(0, poll.max_results)
@@ -515,6 +596,7 @@ class Scheduler:
         for spec in poll.calls:
             self._start_call(spec, call, now, call.endpoint, actions)
             call.outstanding += 1
+        call.children += asked
         self._maybe_resume(call, now, actions)
 
     def _maybe_resume(self, call: _Call, now: float, actions: list[Action], waited_enough: bool = False) -> None:
@@ -525,22 +607,32 @@ class Scheduler:
                 return
         limit = call.max_results or ready
         results, call.ready = call.ready[:limit], call.ready[limit:]
-        self._resume(call, results, None, actions)
+        self._resume(call, results, None, now, actions)
 
     def _resume(
-        self, call: _Call, results: list[call_pb2.CallResult], error: error_pb2.Error | None, actions: list[Action]
+        self,
+        call: _Call,
+        results: list[call_pb2.CallResult],
+        error: error_pb2.Error | None,
+        now: float,
+        actions: list[Action],
     ) -> None:
         request = self._rebuild_request(call, call.request.function)
         poll_result = request.poll_result
         if call.state_typed is not None:
             poll_result.typed_coroutine_state.CopyFrom(call.state_typed)
+            size = call.state_typed.ByteSize()
         else:
-            poll_result.coroutine_state = call.state_bytes or b""
+            state = call.state_bytes or b""
+            poll_result.coroutine_state = state
+            size = len(state)
         poll_result.results.extend(results)
         if error is not None:
             poll_result.error.CopyFrom(error)
         call.retries_in_run = 0
-        self._send(call, actions)
+        call.resumes += 1
+        actions.append(Resumed(call.dispatch_id, call.function, size))
+        self._send(call, now, actions)
 
     def _fail(
         self,
@@ -579,6 +671,7 @@ class Scheduler:
         *,
         error: tuple[str, str] | None = None,
     ) -> None:
+        self._close_phase(call, now)
         call.state = _State.DONE
         del self._calls[call.dispatch_id]
         final = call_pb2.CallResult()
@@ -620,6 +713,12 @@ class Scheduler:
                 call.attempts,
                 call.listener,
                 size,
+                call.t_queue,
+                call.t_attempts,
+                call.t_backoff,
+                call.t_children,
+                call.resumes,
+                call.children,
             )
         )
         if parent is not None and parent.state is not _State.DONE:
@@ -627,4 +726,3 @@ class Scheduler:
             parent.ready.append(final)
             if parent.state is _State.POLLING:
                 self._maybe_resume(parent, now, actions)
-

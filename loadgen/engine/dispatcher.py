@@ -34,6 +34,7 @@ from loadgen.core.scheduler import (
     Counters,
     Outcome,
     PollRefused,
+    Resumed,
     RetryPolicy,
     RetryScheduled,
     RunAttempt,
@@ -235,6 +236,8 @@ class AsyncDispatcher:
                     self._finish(action)
             elif isinstance(action, RetryScheduled):
                 self.stats.count_retry(status_name(action.status))
+            elif isinstance(action, Resumed):
+                self.stats.record_state(action.function, action.state_bytes)
             elif isinstance(action, PollRefused):
                 self.stats.record_failure("poll", action.function, "INVALID_ARGUMENT", action.message)
         self._arm_timer()
@@ -248,8 +251,18 @@ class AsyncDispatcher:
             evicted = self._results.add(dispatch_id, outcome, action.result_bytes)
             if evicted:
                 self.stats.count_evicted(len(evicted))
-        self.stats.record_call(
+        stats = self.stats
+        stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
+        )
+        stats.record_breakdown(
+            action.function,
+            action.in_queue,
+            action.in_attempts,
+            action.in_backoff,
+            action.in_children,
+            action.resumes,
+            action.children,
         )
         if action.outcome is not Outcome.COMPLETED:
             error = action.result.error
@@ -308,7 +321,7 @@ class AsyncDispatcher:
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
         self.stats.record("queue", function, "attempt", waited)
-        self.scheduler.sent(attempt.dispatch_id, attempt.attempt)
+        self.scheduler.sent(attempt.dispatch_id, attempt.attempt, waited)
         self._running[function] = self._running.get(function, 0) + 1
         task = asyncio.ensure_future(self._attempt(attempt))
         self._tasks[task] = function

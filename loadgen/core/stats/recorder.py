@@ -33,6 +33,7 @@ from loadgen.core.stats.hdr import (
     _new_histogram,
 )
 from loadgen.core.stats.snapshot import (
+    BREAKDOWN_PARTS,
     GAUGE_IN_FLIGHT,
     GAUGE_OPEN_CONNECTIONS,
     OUTCOMES,
@@ -70,7 +71,10 @@ class _Series:
         self.cached: HistogramSnapshot | None = None
 
     def record(self, seconds: float) -> None:
-        us = int(seconds * 1_000_000.0 + 0.5)
+        self.record_int(int(seconds * 1_000_000.0 + 0.5))
+
+    def record_int(self, us: int) -> None:
+        """A whole value (µs, or a count or a size in the families that hold those)."""
         if not 0 <= us <= HIGHEST_US:
             us = 0 if us < 0 else HIGHEST_US
             self.clamped += 1
@@ -115,6 +119,7 @@ class ShardStats:
         self._gauges: dict[str, int] = dict.fromkeys(gauges, 0)
         self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
         self._seq = 0
+        self._shapes: dict[str, tuple[_Series, ...]] = {}  # function -> its breakdown, resumes, children series
 
     def record(self, family: Family, a: str, b: str, seconds: float) -> None:
         """A value of *seconds* in *family* under key (*a*, *b*) (any family, such as the callers' ``latency``)."""
@@ -160,6 +165,46 @@ class ShardStats:
         series.record(seconds)
         name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
         self._counters[name] = self._counters.get(name, 0) + 1
+
+    def record_breakdown(
+        self,
+        function: str,
+        queue: float,
+        attempts: float,
+        backoff: float,
+        children_wait: float,
+        resumes: int,
+        children: int,
+    ) -> None:
+        """Where one root call of *function* spent its time (seconds queued for a stream, in attempts, in
+        retry backoff, waiting for children), how often it was resumed and how many children it started."""
+        series = self._shapes.get(function)
+        if series is None:
+            series = self._shapes[function] = self._shape_series(function)
+        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = series
+        queue_s.record(queue)
+        attempts_s.record(attempts)
+        backoff_s.record(backoff)
+        children_wait_s.record(children_wait)
+        resumes_s.record_int(resumes)
+        children_s.record_int(children)
+
+    def _shape_series(self, function: str) -> tuple[_Series, ...]:
+        keys: list[tuple[Family, str]] = [("breakdown", part) for part in BREAKDOWN_PARTS]
+        keys += [("resumes", "call"), ("children", "call")]
+        return tuple(
+            self._tables.setdefault(family, {}).setdefault((function, part), _Series()) for family, part in keys
+        )
+
+    def record_state(self, function: str, size: int) -> None:
+        """A call of *function* was resumed with *size* bytes of coroutine state."""
+        table = self._tables.get("state_bytes")
+        if table is None:
+            table = self._tables["state_bytes"] = {}
+        series = table.get((function, "resume"))
+        if series is None:
+            series = table[(function, "resume")] = _Series()
+        series.record_int(size)
 
     def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
         """A failure of *kind* (``attempt``, ``failed``, ``expired``, ``cancelled``): counted, the first

@@ -15,6 +15,7 @@ from loadgen.core.caller import FunctionChecks
 from loadgen.core.counters import CounterKind, total
 from loadgen.core.stats import FAMILIES, HistogramSnapshot, Snapshot
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
+from loadgen.runs.breakdown import breakdowns_json
 from loadgen.runs.gates import GateResult
 from loadgen.runs.metrics import LocustTotals, Metrics
 from loadgen.runs.results.folder import utc, versions
@@ -220,6 +221,7 @@ def build_summary(
         "rates": rates,
         "latency_us": latency,
         "functions": _functions(snapshot, duration, checks, caller),
+        "breakdown": breakdowns_json(snapshot),
         "callers": callers,
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(snapshot.gauges.items())),
