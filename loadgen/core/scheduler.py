@@ -39,6 +39,11 @@ Where a call's time goes: at every moment a live call is in exactly one phase, a
 It also says how often the call was resumed with a ``poll_result`` and how many child calls its
 polls started; each resume is reported as a :class:`Resumed` with the size of the coroutine state
 sent back.
+
+With a :class:`~loadgen.core.chaos.Chaos` policy it also delays child results on their way to the
+parent, reorders the results of a resume and resumes with only some of the results ready, each at
+its rate, and says so with a :class:`ChaosInjected` (duplicate deliveries are the driver's, which
+sends the requests).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from typing import Final
 
 from google.protobuf.any_pb2 import Any
 
+from loadgen.core.chaos import Chaos
 from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import DEFAULT_RETRY_ON_STATUS, Status, status_name
@@ -59,6 +65,7 @@ from loadgen.protocol.status import DEFAULT_RETRY_ON_STATUS, Status, status_name
 __all__ = [
     "Action",
     "CallFinished",
+    "ChaosInjected",
     "Counters",
     "Outcome",
     "PollRefused",
@@ -185,7 +192,15 @@ class PollRefused:
     message: str
 
 
-Action = RunAttempt | RetryScheduled | CallFinished | PollRefused | Resumed
+@dataclass(frozen=True, slots=True)
+class ChaosInjected:
+    """A fault of *kind* (``delayed``, ``reordered``, ``partial``) was injected into call *dispatch_id*."""
+
+    kind: str
+    dispatch_id: str
+
+
+Action = RunAttempt | RetryScheduled | CallFinished | PollRefused | Resumed | ChaosInjected
 
 
 @dataclass(slots=True)
@@ -284,6 +299,7 @@ class _Timer(enum.IntEnum):
     RETRY = 0
     MAX_WAIT = 1
     EXPIRE = 2
+    DELIVER = 3  # delayed child results reach their parent (chaos)
 
 
 class Scheduler:
@@ -299,6 +315,7 @@ class Scheduler:
         rng: random.Random | None = None,
         max_poll_calls: int = 10_000,
         max_result_bytes: int | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         if default_expiration <= 0:
             raise ValueError("default_expiration must be positive")
@@ -317,6 +334,8 @@ class Scheduler:
         self._calls: dict[str, _Call] = {}
         self._timers: list[tuple[float, int, _Timer, str, int]] = []
         self._timer_seq = 0
+        self._chaos = chaos if chaos is not None and chaos.in_scheduler else None
+        self._late: dict[str, list[tuple[float, call_pb2.CallResult]]] = {}  # parent -> delayed child results
 
     # ---------------------------------------------------------------- events
 
@@ -389,6 +408,8 @@ class Scheduler:
                 self._send(call, now, actions)
             elif kind is _Timer.MAX_WAIT and call.state is _State.POLLING and call.attempt == token:
                 self._maybe_resume(call, now, actions, waited_enough=True)
+            elif kind is _Timer.DELIVER:
+                self._deliver_late(call, now, actions)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -606,8 +627,44 @@ class Scheduler:
             if ready < min(wanted, ready + call.outstanding):
                 return
         limit = call.max_results or ready
+        if self._chaos is not None and ready > 1:
+            limit = self._shake(self._chaos, call, limit, actions)
         results, call.ready = call.ready[:limit], call.ready[limit:]
         self._resume(call, results, None, now, actions)
+
+    def _shake(self, chaos: Chaos, call: _Call, limit: int, actions: list[Action]) -> int:
+        """Reorder *call*'s ready results and take fewer of them, at the chaos rates; the new limit."""
+        rng = self._rng
+        if chaos.reorder_rate and rng.random() < chaos.reorder_rate:
+            before = [id(result) for result in call.ready]
+            rng.shuffle(call.ready)
+            if [id(result) for result in call.ready] == before:
+                call.ready.reverse()
+            actions.append(ChaosInjected("reordered", call.dispatch_id))
+        take = min(limit, len(call.ready))
+        if chaos.partial_rate and take > 1 and rng.random() < chaos.partial_rate:
+            actions.append(ChaosInjected("partial", call.dispatch_id))
+            return rng.randint(1, take - 1)
+        return limit
+
+    def _deliver(self, parent: _Call, result: call_pb2.CallResult, now: float, actions: list[Action]) -> None:
+        parent.outstanding -= 1
+        parent.ready.append(result)
+        if parent.state is _State.POLLING:
+            self._maybe_resume(parent, now, actions)
+
+    def _deliver_late(self, parent: _Call, now: float, actions: list[Action]) -> None:
+        late = self._late.get(parent.dispatch_id)
+        if not late:
+            return
+        due = [result for when, result in late if when <= now]
+        rest = [(when, result) for when, result in late if when > now]
+        if rest:
+            self._late[parent.dispatch_id] = rest
+        else:
+            del self._late[parent.dispatch_id]
+        for result in due:
+            self._deliver(parent, result, now, actions)
 
     def _resume(
         self,
@@ -674,6 +731,9 @@ class Scheduler:
         self._close_phase(call, now)
         call.state = _State.DONE
         del self._calls[call.dispatch_id]
+        chaos = self._chaos
+        if chaos is not None:
+            self._late.pop(call.dispatch_id, None)
         final = call_pb2.CallResult()
         if result is not None:
             final.CopyFrom(result)
@@ -722,7 +782,9 @@ class Scheduler:
             )
         )
         if parent is not None and parent.state is not _State.DONE:
-            parent.outstanding -= 1
-            parent.ready.append(final)
-            if parent.state is _State.POLLING:
-                self._maybe_resume(parent, now, actions)
+            if chaos is not None and chaos.delay_rate and self._rng.random() < chaos.delay_rate:
+                self._late.setdefault(parent.dispatch_id, []).append((now + chaos.delay, final))
+                self._push_timer(now + chaos.delay, _Timer.DELIVER, parent, 0)
+                actions.append(ChaosInjected("delayed", call.dispatch_id))
+            else:
+                self._deliver(parent, final, now, actions)

@@ -15,9 +15,10 @@ from typing import Any
 
 from loadgen.core.stats import HistogramSnapshot, Snapshot
 from loadgen.core.stats.snapshot import BREAKDOWN_PARTS
+from loadgen.core.units import format_latency
 from loadgen.runs.metrics import Metrics
 
-__all__ = ["FunctionBreakdown", "breakdowns", "breakdowns_json"]
+__all__ = ["FunctionBreakdown", "breakdown_lines", "breakdowns", "breakdowns_json"]
 
 _QS = (50.0, 90.0, 99.0)
 
@@ -105,3 +106,19 @@ def breakdowns(snapshot: Snapshot) -> list[FunctionBreakdown]:
 def breakdowns_json(snapshot: Snapshot) -> dict[str, Any]:
     """``summary.json``'s ``breakdown``: ``{function: FunctionBreakdown.to_json()}``."""
     return {b.function: b.to_json() for b in breakdowns(snapshot)}
+
+
+def breakdown_lines(snapshot: Snapshot) -> list[str]:
+    """The terminal's view: per function, the mean root call and the share of each phase in it."""
+    lines = []
+    for b in breakdowns(snapshot):
+        shares = " + ".join(
+            f"{part} {format_latency(b.mean(part))} ({100 * b.share(part):.0f}%)"
+            for part in BREAKDOWN_PARTS
+            if b.mean(part) > 0
+        )
+        extra = ""
+        if b.resumes is not None and b.resumes.max:
+            extra = f"; resumes {b.resumes.mean:.2g}/call, children {b.children.mean if b.children else 0:.2g}/call"
+        lines.append(f"  {b.function}: {format_latency(b.e2e.mean)} = {shares or 'nothing'}{extra}")
+    return lines

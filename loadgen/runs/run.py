@@ -60,7 +60,14 @@ from loadgen.protocol.keys import (
     private_key_base64,
     public_key_base64,
 )
-from loadgen.runs.console import pool_text, print_caller_latency, print_checks, print_failures, progress_line
+from loadgen.runs.console import (
+    pool_text,
+    print_caller_latency,
+    print_checks,
+    print_failures,
+    print_run_shape,
+    progress_line,
+)
 from loadgen.runs.gates import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -482,6 +489,7 @@ def _finish(
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    print_run_shape(final, scenario)
     pool = pool_text(final, duration)
     if pool:
         print(pool)
