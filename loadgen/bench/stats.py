@@ -100,9 +100,14 @@ class _HotPath:
 
         record_breakdown = self.shard.record_breakdown
         start = _clock()
-        for f, _s, sec, us in events:  # a root call's four phases, its resumes and children
-            record_breakdown(f, sec, sec, 0.0, 0.0, us & 1, us & 3)
-        result["ShardStats.record_breakdown (per root call)"] = (_clock() - start) / n
+        for f, _s, sec, _us in events:  # a root call that spent its time in attempts only (most do)
+            record_breakdown(f, 0.0, sec, 0.0, 0.0, 0, 0)
+        result["ShardStats.record_breakdown (attempts only)"] = (_clock() - start) / n
+
+        start = _clock()
+        for f, _s, sec, us in events:  # one that also queued, waited for children and was resumed
+            record_breakdown(f, sec, sec, 0.0, sec, 1, us & 7)
+        result["ShardStats.record_breakdown (queue, attempts, children)"] = (_clock() - start) / n
 
         record = self.caller.record
         start = _clock()

@@ -27,8 +27,8 @@ Rules, in the order they are applied to a response:
    the call fails with INVALID_RESPONSE and a small ``ResultTooLarge`` error saying its size.
 
 Where a call's time goes: at every moment a live call is in exactly one phase, and the
-:class:`CallFinished` of a call says how long it spent in each, so that
-``in_queue + in_attempts + in_backoff + in_children == finished_at - accepted_at``:
+:class:`CallFinished` of a root call says how long it spent in each (its :class:`Breakdown`), so that
+``queue + attempts + backoff + children == finished_at - accepted_at``:
 
 * queued: an attempt was made but the driver has not yet said it left (:meth:`Scheduler.sent`
   with the time it waited for a stream; a driver that never says so has no queue time);
@@ -53,7 +53,7 @@ import heapq
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from google.protobuf.any_pb2 import Any
 
@@ -64,6 +64,7 @@ from loadgen.protocol.status import DEFAULT_RETRY_ON_STATUS, Status, status_name
 
 __all__ = [
     "Action",
+    "Breakdown",
     "CallFinished",
     "ChaosInjected",
     "Counters",
@@ -142,6 +143,18 @@ class RetryScheduled:
     delay: float
 
 
+class Breakdown(NamedTuple):
+    """Where a root call's time went (seconds in each phase; see the module docstring), how often it
+    was resumed and how many child calls its polls started."""
+
+    queue: float
+    attempts: float
+    backoff: float
+    children: float
+    resumes: int
+    child_calls: int
+
+
 @dataclass(frozen=True, slots=True)
 class CallFinished:
     """A call reached a terminal state. ``root`` calls are the ones accepted by ``Dispatch``;
@@ -160,18 +173,8 @@ class CallFinished:
     listener: object = None
     result_bytes: int = 0
     """The serialized size of ``result`` (root calls; 0 for children)."""
-    in_queue: float = 0.0
-    """Seconds its attempts waited to be sent (see the module docstring for the four phases)."""
-    in_attempts: float = 0.0
-    """Seconds its attempts were in progress at the endpoint."""
-    in_backoff: float = 0.0
-    """Seconds it waited before retries."""
-    in_children: float = 0.0
-    """Seconds it waited in polls for its children's results."""
-    resumes: int = 0
-    """Times it was resumed with a ``poll_result``."""
-    children: int = 0
-    """Child calls its polls started."""
+    breakdown: Breakdown | None = None
+    """Where a root call's time went (``None`` for children)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,22 +519,6 @@ class Scheduler:
         self._send(call, now, actions)
         return call
 
-    def _close_phase(self, call: _Call, now: float) -> None:
-        """Add the time since the current phase began to that phase's total (an attempt's: to the queue
-        while it was not sent)."""
-        spent = now - call.t_phase
-        state = call.state
-        if state is _State.READY:
-            if call.sent < call.attempts:
-                call.t_queue += spent
-            else:
-                call.t_attempts += spent
-        elif state is _State.BACKOFF:
-            call.t_backoff += spent
-        elif state is _State.POLLING:
-            call.t_children += spent
-        call.t_phase = now
-
     def _send(self, call: _Call, now: float, actions: list[Action]) -> None:
         state = call.state
         if state is _State.BACKOFF:
@@ -728,7 +715,17 @@ class Scheduler:
         *,
         error: tuple[str, str] | None = None,
     ) -> None:
-        self._close_phase(call, now)
+        spent = now - call.t_phase  # the last phase ends (an attempt's counts as queue while it was not sent)
+        state = call.state
+        if state is _State.READY:
+            if call.sent < call.attempts:
+                call.t_queue += spent
+            else:
+                call.t_attempts += spent
+        elif state is _State.BACKOFF:
+            call.t_backoff += spent
+        elif state is _State.POLLING:
+            call.t_children += spent
         call.state = _State.DONE
         del self._calls[call.dispatch_id]
         chaos = self._chaos
@@ -744,7 +741,11 @@ class Scheduler:
         final.dispatch_id = call.dispatch_id
         parent = call.parent
         size = 0
+        breakdown = None
         if parent is None:
+            breakdown = Breakdown(
+                call.t_queue, call.t_attempts, call.t_backoff, call.t_children, call.resumes, call.children
+            )
             size = final.ByteSize()
             limit = self.max_result_bytes
             if limit is not None and size > limit:
@@ -773,12 +774,7 @@ class Scheduler:
                 call.attempts,
                 call.listener,
                 size,
-                call.t_queue,
-                call.t_attempts,
-                call.t_backoff,
-                call.t_children,
-                call.resumes,
-                call.children,
+                breakdown,
             )
         )
         if parent is not None and parent.state is not _State.DONE:

@@ -270,15 +270,8 @@ class AsyncDispatcher:
         stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
-        stats.record_breakdown(
-            action.function,
-            action.in_queue,
-            action.in_attempts,
-            action.in_backoff,
-            action.in_children,
-            action.resumes,
-            action.children,
-        )
+        if action.breakdown is not None:
+            stats.record_breakdown(action.function, *action.breakdown)
         if action.outcome is not Outcome.COMPLETED:
             error = action.result.error
             name = status_name(action.status)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from loadgen.core.scheduler import CallFinished, Resumed, RetryPolicy, RunAttempt, Scheduler
+from loadgen.core.scheduler import Breakdown, CallFinished, Resumed, RetryPolicy, RunAttempt, Scheduler
 from loadgen.pb import call_pb2, exit_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as st
 
@@ -30,6 +30,11 @@ def attempts_of(actions: list[object]) -> list[RunAttempt]:
 def the_end(actions: list[object]) -> CallFinished:
     (done,) = [a for a in actions if isinstance(a, CallFinished) and a.root]
     return done
+
+
+def phases(end: CallFinished) -> Breakdown:
+    assert end.breakdown is not None
+    return end.breakdown
 
 
 def test_queue_attempts_backoff_and_children_are_each_phase_and_add_up() -> None:
@@ -55,13 +60,13 @@ def test_queue_attempts_backoff_and_children_are_each_phase_and_add_up() -> None
     scheduler.sent(root, third.attempt, 0.5)
     end = the_end(scheduler.on_response(root, third.attempt, ok(), retry_at + 4.25))
 
-    assert end.in_queue == pytest.approx(0.25 + 0.5)
-    assert end.in_attempts == pytest.approx(0.75 + 0.5 + 0.25)
-    assert end.in_backoff == pytest.approx(retry_at - (T0 + 1.0))
-    assert end.in_children == pytest.approx(3.0)
-    total = end.in_queue + end.in_attempts + end.in_backoff + end.in_children
+    assert phases(end).queue == pytest.approx(0.25 + 0.5)
+    assert phases(end).attempts == pytest.approx(0.75 + 0.5 + 0.25)
+    assert phases(end).backoff == pytest.approx(retry_at - (T0 + 1.0))
+    assert phases(end).children == pytest.approx(3.0)
+    total = phases(end).queue + phases(end).attempts + phases(end).backoff + phases(end).children
     assert total == pytest.approx(end.finished_at - end.accepted_at, abs=1e-9)
-    assert (end.resumes, end.children, end.attempts) == (1, 2, 3)
+    assert (phases(end).resumes, phases(end).child_calls, end.attempts) == (1, 2, 3)
 
 
 def test_a_call_that_expires_queued_counts_its_wait_as_queue_and_one_waiting_for_children_as_children() -> None:
@@ -71,13 +76,14 @@ def test_a_call_that_expires_queued_counts_its_wait_as_queue_and_one_waiting_for
     scheduler.sent(parent, parent_attempt.attempt)
     scheduler.on_response(parent, parent_attempt.attempt, fan_out(1, b""), T0 + 0.5)  # the child never answers
     ended = {a.dispatch_id: a for a in scheduler.advance(T0 + 2.0) if isinstance(a, CallFinished) and a.root}
-    assert (ended[queued].in_queue, ended[queued].in_attempts) == (pytest.approx(2.0), 0.0)
-    assert (ended[parent].in_attempts, ended[parent].in_children) == (pytest.approx(0.5), pytest.approx(1.5))
-    assert ended[parent].children == 1 and ended[parent].resumes == 0
+    queue_wait, parent_wait = phases(ended[queued]), phases(ended[parent])
+    assert (queue_wait.queue, queue_wait.attempts) == (pytest.approx(2.0), 0.0)
+    assert (parent_wait.attempts, parent_wait.children) == (pytest.approx(0.5), pytest.approx(1.5))
+    assert parent_wait.child_calls == 1 and parent_wait.resumes == 0
 
 
 def test_a_driver_that_never_says_an_attempt_was_sent_sees_it_all_as_attempts() -> None:
     scheduler = Scheduler()
     (root,), actions = scheduler.submit([call_pb2.Call(function="f")], T0)
     end = the_end(scheduler.on_response(root, attempts_of(actions)[0].attempt, ok(), T0 + 0.125))
-    assert (end.in_queue, end.in_attempts, end.in_backoff, end.in_children) == (0.0, 0.125, 0.0, 0.0)
+    assert phases(end)[:4] == (0.0, 0.125, 0.0, 0.0)

@@ -57,7 +57,10 @@ def test_a_delayed_child_result_reaches_its_parent_late_and_the_wait_counts_as_c
     (resume,) = [a for a in attempts(scheduler.advance(T0 + 0.6)) if a.dispatch_id == root]
     assert len(resume.request.poll_result.results) == 2
     (end,) = [a for a in scheduler.on_response(root, resume.attempt, ok(9), T0 + 0.7) if isinstance(a, CallFinished)]
-    assert end.in_children == pytest.approx(0.6, abs=1e-6) and end.in_attempts == pytest.approx(0.1, abs=1e-6)
+    assert end.breakdown is not None
+    assert end.breakdown.children == pytest.approx(0.6, abs=1e-6) and end.breakdown.attempts == pytest.approx(
+        0.1, abs=1e-6
+    )
 
 
 def test_a_reordered_resume_carries_the_same_results_in_another_order() -> None:
@@ -86,7 +89,7 @@ def test_a_partial_resume_carries_some_results_and_the_rest_come_with_the_next_p
         actions = scheduler.on_response(root, resume.attempt, function_pb2.RunResponse(poll=poll_pb2.Poll()), T0 + 1)
     assert sorted(seen) == [0, 1, 2]  # each result delivered once
     ended = [a for a in scheduler.on_response(root, resume.attempt, ok(9), T0 + 2) if isinstance(a, CallFinished)]
-    assert ended and ended[0].resumes >= 2
+    assert ended and ended[0].breakdown is not None and ended[0].breakdown.resumes >= 2
     assert scheduler.counters.completed == 1 and scheduler.live_calls == 0
 
 

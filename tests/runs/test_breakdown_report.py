@@ -36,7 +36,8 @@ def snapshot() -> Snapshot:
 def test_the_breakdown_is_gate_metrics_merged_exactly_across_shards(snapshot: Snapshot) -> None:
     metrics = Metrics(snapshot, 1.0)
     assert metrics("breakdown.backoff.max") == 400_000
-    assert metrics("breakdown.backoff.p50") == 0
+    assert metrics("breakdown.backoff.p50") == 0 == metrics("breakdown.backoff.min")
+    assert metrics("breakdown.backoff.count") == 100  # the zeros are counted too
     assert metrics("breakdown.attempts.p50{function=fanout}") == pytest.approx(10_000, rel=1e-3)
     assert metrics("breakdown.queue.count") == 100
     assert metrics("breakdown.children.p99") == pytest.approx(30_000, rel=1e-3)
@@ -64,3 +65,18 @@ def test_the_phases_add_up_to_the_e2e_time_per_function_and_show_in_the_report(s
     assert sum(part["mean"] for part in entry["phases"].values()) == pytest.approx(entry["e2e_mean_us"], rel=1e-3)
     page = render_html(summary)
     assert "Where the time went" in page and 'class="stack"' in page and "state bytes p99/max" in page
+
+
+def test_zeros_are_counted_in_every_snapshot_and_the_differences_stay_exact() -> None:
+    stats = ShardStats("shard-0")
+    stats.record_breakdown("f", 0.0, 0.001, 0.0, 0.0, 0, 0)
+    first = stats.snapshot()
+    stats.record_breakdown("f", 0.0, 0.002, 0.5, 0.0, 0, 0)
+    stats.record_breakdown("f", 0.0, 0.003, 0.0, 0.0, 2, 0)
+    later = stats.snapshot()
+    for family, part, count in (("breakdown", "backoff", 3), ("breakdown", "queue", 3), ("resumes", "call", 3)):
+        assert later.histogram(family, ("f", part)).count == count  # type: ignore[arg-type]
+    interval = later.minus(first)
+    backoff = interval.histogram("breakdown", ("f", "backoff"))
+    assert (backoff.count, backoff.min, backoff.max) == (2, 0, 500_000)
+    assert interval.histogram("resumes", ("f", "call")).percentiles([50.0, 100.0]) == {50.0: 0.0, 100.0: 2.0}
