@@ -4,7 +4,9 @@ and ``[engine.chaos]`` reports what it injected while the results stay right."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,12 +76,18 @@ duration = "4s"
 """
 
 
-def test_the_phases_of_root_calls_add_up_to_their_e2e_time_and_gate(tmp_path: Path) -> None:
-    scenario = tmp_path / "breakdown.toml"
-    scenario.write_text(BREAKDOWN)
+def run_scenario(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], Path]:
+    """``loadgen run`` of scenario *text*: its output, its summary.json and its run folder; it must pass."""
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(text)
     done = loadgen_run(str(scenario), results=tmp_path / "results")
     assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads((only_run_dir(tmp_path / "results") / "summary.json").read_text())
+    run_dir = only_run_dir(tmp_path / "results")
+    return done, json.loads((run_dir / "summary.json").read_text()), run_dir
+
+
+def test_the_phases_of_root_calls_add_up_to_their_e2e_time_and_gate(tmp_path: Path) -> None:
+    done, summary, run_dir = run_scenario(tmp_path, BREAKDOWN)
     breakdown = summary["breakdown"]
     assert set(breakdown) == {"fail", "fanout", "sleep"}
     for function, entry in breakdown.items():
@@ -89,15 +97,11 @@ def test_the_phases_of_root_calls_add_up_to_their_e2e_time_and_gate(tmp_path: Pa
         assert entry["gap"] < 0.01
     assert breakdown["fail"]["resumes"]["max"] == 0 and breakdown["fanout"]["children"]["p50"] == 3
     assert "where the time went" in done.stdout and "backoff" in done.stdout
-    assert "Where the time went" in (only_run_dir(tmp_path / "results") / "report.html").read_text()
+    assert "Where the time went" in (run_dir / "report.html").read_text()
 
 
 def test_chaos_reports_what_it_injected_and_idempotent_results_stay_right(tmp_path: Path) -> None:
-    scenario = tmp_path / "chaos.toml"
-    scenario.write_text(CHAOS)
-    done = loadgen_run(str(scenario), results=tmp_path / "results")
-    assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads((only_run_dir(tmp_path / "results") / "summary.json").read_text())
+    done, summary, _ = run_scenario(tmp_path, CHAOS)
     injected = summary["chaos"]["injected"]
     assert injected["duplicated"] > 0 and injected["delayed"] > 0
     assert injected["reordered"] > 0 and injected["partial"] > 0

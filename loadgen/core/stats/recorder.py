@@ -84,21 +84,6 @@ class _Series:
         if us < self.min:
             self.min = us
 
-    def record_int(self, us: int) -> None:
-        """A whole value: :meth:`record` of µs, or a count or a size in the families that hold those
-        (its body is :meth:`record`'s, inlined: one call per value on the hot path)."""
-        if not 0 <= us <= HIGHEST_US:
-            us = 0 if us < 0 else HIGHEST_US
-            self.clamped += 1
-        bucket = (us | _SUB_MASK).bit_length() - _SHIFT
-        self.counts[(bucket << _HALF_MAG) + (us >> bucket)] += 1
-        self.count += 1
-        self.sum += us
-        if us > self.max:
-            self.max = us
-        if us < self.min:
-            self.min = us
-
     def snapshot(self) -> HistogramSnapshot:
         cached = self.cached
         if cached is None or cached.count != self.count:
@@ -227,9 +212,9 @@ class ShardStats:
         if children_wait > 0:
             children_wait_s.record(children_wait)
         if resumes > 0:
-            resumes_s.record_int(resumes)
+            resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
         if children > 0:
-            children_s.record_int(children)
+            children_s.record(children / 1_000_000)
 
     def _new_shape(self, function: str) -> _Shape:
         keys: list[tuple[Family, str]] = [("breakdown", part) for part in BREAKDOWN_PARTS]
@@ -246,7 +231,7 @@ class ShardStats:
         series = table.get((function, "resume"))
         if series is None:
             series = table[(function, "resume")] = _Series()
-        series.record_int(size)
+        series.record(size / 1_000_000)  # a size, recorded as that many µs
 
     def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
         """A failure of *kind* (``attempt``, ``failed``, ``expired``, ``cancelled``): counted, the first
