@@ -3,7 +3,7 @@
 Measures, in ``--repeat`` interleaved rounds (the best and the median are reported):
 
 * the hot path, ns per call over the same pre-generated events and the same loop:
-  ``ShardStats.record_attempt`` / ``record_rpc`` / ``record_call``, a Locust process's
+  ``ShardStats.record_attempt`` / ``record_rpc`` / ``record_call`` / ``record_breakdown``, a Locust process's
   caller-side ``latency`` record (alone, and with the two clock reads a call costs) against a bare
   ``HdrHistogram.record_value`` (the floor a wrapper around hdrh could reach) and an
   empty function call (the loop and call overhead alone);
@@ -97,6 +97,17 @@ class _HotPath:
         for f, s, sec, _us in events:
             record_call(f, "completed" if s == "OK" else "failed", s, sec)
         result["ShardStats.record_call"] = (_clock() - start) / n
+
+        record_breakdown = self.shard.record_breakdown
+        start = _clock()
+        for f, _s, sec, _us in events:  # a root call that spent its time in attempts only (most do)
+            record_breakdown(f, 0.0, sec, 0.0, 0.0, 0, 0)
+        result["ShardStats.record_breakdown (attempts only)"] = (_clock() - start) / n
+
+        start = _clock()
+        for f, _s, sec, us in events:  # one that also queued, waited for children and was resumed
+            record_breakdown(f, sec, sec, 0.0, sec, 1, us & 7)
+        result["ShardStats.record_breakdown (queue, attempts, children)"] = (_clock() - start) / n
 
         record = self.caller.record
         start = _clock()

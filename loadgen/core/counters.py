@@ -33,6 +33,7 @@ __all__ = [
     "Counter",
     "CounterKind",
     "by_status",
+    "chaos",
     "failed",
     "parse_counters",
     "rejected",
@@ -59,9 +60,10 @@ class CounterKind(enum.Enum):
     LATE = "late"  # arrivals that started later than their process's late_after (caller side)
     DROPPED = "dropped"  # arrivals skipped for being more than max_lateness late (caller side)
     EVICTED = "evicted"  # results dropped from a shard's store for Wait (retention by count or bytes)
+    CHAOS = "chaos"  # faults a shard injected on purpose ([engine.chaos]), by kind (duplicated, delayed, ...)
 
 
-_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES, CounterKind.REJECTED})
+_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES, CounterKind.REJECTED, CounterKind.CHAOS})
 _KINDS: Final = {kind.value: kind for kind in CounterKind}
 
 
@@ -103,6 +105,7 @@ EVICTED: Final = Counter.of(CounterKind.EVICTED)
 _failed: dict[str, Counter] = {}
 _retries: dict[str, Counter] = {}
 _rejected: dict[str, Counter] = {}
+_chaos: dict[str, Counter] = {}
 
 
 def failed(status: str) -> Counter:
@@ -126,6 +129,14 @@ def rejected(reason: str) -> Counter:
     found = _rejected.get(reason)
     if found is None:
         found = _rejected[reason] = Counter.of(CounterKind.REJECTED, reason)
+    return found
+
+
+def chaos(kind: str) -> Counter:
+    """``chaos/<kind>``: faults of *kind* a shard injected on purpose (:mod:`loadgen.core.chaos`)."""
+    found = _chaos.get(kind)
+    if found is None:
+        found = _chaos[kind] = Counter.of(CounterKind.CHAOS, kind)
     return found
 
 

@@ -25,6 +25,25 @@ Rules, in the order they are applied to a response:
 4. otherwise the call is terminal: completed (status OK or unset) or failed. A root call's
    result larger than ``max_result_bytes`` (what a ``Wait`` answer can carry) is not kept:
    the call fails with INVALID_RESPONSE and a small ``ResultTooLarge`` error saying its size.
+
+Where a call's time goes: at every moment a live call is in exactly one phase, and the
+:class:`CallFinished` of a root call says how long it spent in each (its :class:`Breakdown`), so that
+``queue + attempts + backoff + children == finished_at - accepted_at``:
+
+* queued: an attempt was made but the driver has not yet said it left (:meth:`Scheduler.sent`
+  with the time it waited for a stream; a driver that never says so has no queue time);
+* attempts: an attempt was on its way to the endpoint or being answered;
+* backoff: waiting before a retry;
+* children: waiting (in a poll) for child calls' results.
+
+It also says how often the call was resumed with a ``poll_result`` and how many child calls its
+polls started; each resume is reported as a :class:`Resumed` with the size of the coroutine state
+sent back.
+
+With a :class:`~loadgen.core.chaos.Chaos` policy it also delays child results on their way to the
+parent, reorders the results of a resume and resumes with only some of the results ready, each at
+its rate, and says so with a :class:`ChaosInjected` (duplicate deliveries are the driver's, which
+sends the requests).
 """
 
 from __future__ import annotations
@@ -34,20 +53,24 @@ import heapq
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from google.protobuf.any_pb2 import Any
 
+from loadgen.core.chaos import Chaos
 from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import DEFAULT_RETRY_ON_STATUS, Status, status_name
 
 __all__ = [
     "Action",
+    "Breakdown",
     "CallFinished",
+    "ChaosInjected",
     "Counters",
     "Outcome",
     "PollRefused",
+    "Resumed",
     "RetryPolicy",
     "RetryScheduled",
     "RunAttempt",
@@ -120,6 +143,18 @@ class RetryScheduled:
     delay: float
 
 
+class Breakdown(NamedTuple):
+    """Where a root call's time went (seconds in each phase; see the module docstring), how often it
+    was resumed and how many child calls its polls started."""
+
+    queue: float
+    attempts: float
+    backoff: float
+    children: float
+    resumes: int
+    child_calls: int
+
+
 @dataclass(frozen=True, slots=True)
 class CallFinished:
     """A call reached a terminal state. ``root`` calls are the ones accepted by ``Dispatch``;
@@ -138,6 +173,17 @@ class CallFinished:
     listener: object = None
     result_bytes: int = 0
     """The serialized size of ``result`` (root calls; 0 for children)."""
+    breakdown: Breakdown | None = None
+    """Where a root call's time went (``None`` for children)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """A call is resumed with a ``poll_result`` carrying *state_bytes* bytes of coroutine state."""
+
+    dispatch_id: str
+    function: str
+    state_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +195,15 @@ class PollRefused:
     message: str
 
 
-Action = RunAttempt | RetryScheduled | CallFinished | PollRefused
+@dataclass(frozen=True, slots=True)
+class ChaosInjected:
+    """A fault of *kind* (``delayed``, ``reordered``, ``partial``) was injected into call *dispatch_id*."""
+
+    kind: str
+    dispatch_id: str
+
+
+Action = RunAttempt | RetryScheduled | CallFinished | PollRefused | Resumed | ChaosInjected
 
 
 @dataclass(slots=True)
@@ -182,6 +236,7 @@ class _Call:
         "accepted_at",
         "attempt",
         "attempts",
+        "children",
         "correlation_id",
         "deadline",
         "dispatch_id",
@@ -197,11 +252,17 @@ class _Call:
         "poll_deadline",
         "ready",
         "request",
+        "resumes",
         "retries_in_run",
         "sent",
         "state",
         "state_bytes",
         "state_typed",
+        "t_attempts",
+        "t_backoff",
+        "t_children",
+        "t_phase",
+        "t_queue",
     )
 
     def __init__(self, dispatch_id: str, parent: _Call | None, correlation_id: int, endpoint: str) -> None:
@@ -228,12 +289,20 @@ class _Call:
         self.state_bytes: bytes | None = None
         self.state_typed: Any | None = None
         self.listener: object = None
+        self.t_phase = 0.0  # when the current phase began (see the module docstring)
+        self.t_queue = 0.0
+        self.t_attempts = 0.0
+        self.t_backoff = 0.0
+        self.t_children = 0.0
+        self.resumes = 0
+        self.children = 0
 
 
 class _Timer(enum.IntEnum):
     RETRY = 0
     MAX_WAIT = 1
     EXPIRE = 2
+    DELIVER = 3  # delayed child results reach their parent (chaos)
 
 
 class Scheduler:
@@ -249,6 +318,7 @@ class Scheduler:
         rng: random.Random | None = None,
         max_poll_calls: int = 10_000,
         max_result_bytes: int | None = None,
+        chaos: Chaos | None = None,
     ) -> None:
         if default_expiration <= 0:
             raise ValueError("default_expiration must be positive")
@@ -267,6 +337,8 @@ class Scheduler:
         self._calls: dict[str, _Call] = {}
         self._timers: list[tuple[float, int, _Timer, str, int]] = []
         self._timer_seq = 0
+        self._chaos = chaos if chaos is not None and chaos.in_scheduler else None
+        self._late: dict[str, list[tuple[float, call_pb2.CallResult]]] = {}  # parent -> delayed child results
 
     # ---------------------------------------------------------------- events
 
@@ -291,6 +363,8 @@ class Scheduler:
         call = self._live_attempt(dispatch_id, attempt)
         if call is None:
             return []
+        call.t_attempts += now - call.t_phase
+        call.t_phase = now
         actions: list[Action] = []
         code = response.status
         directive = response.WhichOneof("directive")
@@ -312,6 +386,8 @@ class Scheduler:
         call = self._live_attempt(dispatch_id, attempt)
         if call is None:
             return []
+        call.t_attempts += now - call.t_phase
+        call.t_phase = now
         actions: list[Action] = []
         if code in self.retry_on_status:
             self._retry(call, code, message, now, actions)
@@ -332,9 +408,11 @@ class Scheduler:
             if kind is _Timer.EXPIRE:
                 self._expire(call, now, actions, streams)
             elif kind is _Timer.RETRY and call.state is _State.BACKOFF and call.attempt == token:
-                self._send(call, actions)
+                self._send(call, now, actions)
             elif kind is _Timer.MAX_WAIT and call.state is _State.POLLING and call.attempt == token:
                 self._maybe_resume(call, now, actions, waited_enough=True)
+            elif kind is _Timer.DELIVER:
+                self._deliver_late(call, now, actions)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -373,12 +451,16 @@ class Scheduler:
             return False
         return 0 < number < self._next_id
 
-    def sent(self, dispatch_id: str, attempt: int) -> None:
-        """*attempt* left for the endpoint (after it waited for a stream, perhaps); a driver that says so
-        passes ``streams`` to :meth:`advance`, and an expired call's message counts only attempts sent."""
+    def sent(self, dispatch_id: str, attempt: int, waited: float = 0.0) -> None:
+        """*attempt* left for the endpoint after it *waited* seconds for a stream (its call's queue time);
+        a driver that says so passes ``streams`` to :meth:`advance`, and an expired call's message counts
+        only attempts sent."""
         call = self._live_attempt(dispatch_id, attempt)
         if call is not None:
             call.sent += 1
+            if waited > 0:
+                call.t_queue += waited
+                call.t_phase += waited
 
     def is_current(self, dispatch_id: str, attempt: int) -> bool:
         """Whether *attempt* is still the one the call waits for (not expired, superseded or done)."""
@@ -415,7 +497,7 @@ class Scheduler:
             given = spec.expiration.ToTimedelta().total_seconds()
             if given > 0:
                 expiration = given
-        call.accepted_at = now
+        call.accepted_at = call.t_phase = now
         call.deadline = now + expiration
         if parent is not None:
             call.deadline = min(call.deadline, parent.deadline)
@@ -434,10 +516,17 @@ class Scheduler:
         request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
         self._calls[call.dispatch_id] = call
         self._push_timer(call.deadline, _Timer.EXPIRE, call, 0)
-        self._send(call, actions)
+        self._send(call, now, actions)
         return call
 
-    def _send(self, call: _Call, actions: list[Action]) -> None:
+    def _send(self, call: _Call, now: float, actions: list[Action]) -> None:
+        state = call.state
+        if state is _State.BACKOFF:
+            call.t_backoff += now - call.t_phase
+            call.t_phase = now
+        elif state is _State.POLLING:
+            call.t_children += now - call.t_phase
+            call.t_phase = now
         call.state = _State.READY
         call.attempt += 1
         call.attempts += 1
@@ -468,7 +557,7 @@ class Scheduler:
         call.retries_in_run = 0
         call.ready.clear()
         call.state_bytes = call.state_typed = None
-        self._send(call, actions)
+        self._send(call, now, actions)
 
     def _retry(self, call: _Call, code: Status, message: str, now: float, actions: list[Action]) -> None:
         call.last_status = code
@@ -488,7 +577,7 @@ class Scheduler:
         self.counters.retries[name] = self.counters.retries.get(name, 0) + 1
         actions.append(RetryScheduled(call.dispatch_id, call.request.function, code, delay))
         if delay <= 0:
-            self._send(call, actions)
+            self._send(call, now, actions)
         else:
             call.state = _State.BACKOFF
             self._push_timer(now + delay, _Timer.RETRY, call, call.attempt)
@@ -502,7 +591,7 @@ class Scheduler:
         if asked > self.max_poll_calls:
             message = f"asked for {asked} calls; at most {self.max_poll_calls} per poll (max_poll_calls)"
             actions.append(PollRefused(call.dispatch_id, call.request.function, message))
-            self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), actions)
+            self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), now, actions)
             return
         call.min_results = max(0, poll.min_results)
         call.max_results = max(0, poll.max_results)
@@ -515,6 +604,7 @@ class Scheduler:
         for spec in poll.calls:
             self._start_call(spec, call, now, call.endpoint, actions)
             call.outstanding += 1
+        call.children += asked
         self._maybe_resume(call, now, actions)
 
     def _maybe_resume(self, call: _Call, now: float, actions: list[Action], waited_enough: bool = False) -> None:
@@ -524,23 +614,69 @@ class Scheduler:
             if ready < min(wanted, ready + call.outstanding):
                 return
         limit = call.max_results or ready
+        if self._chaos is not None and ready > 1:
+            limit = self._shake(self._chaos, call, limit, actions)
         results, call.ready = call.ready[:limit], call.ready[limit:]
-        self._resume(call, results, None, actions)
+        self._resume(call, results, None, now, actions)
+
+    def _shake(self, chaos: Chaos, call: _Call, limit: int, actions: list[Action]) -> int:
+        """Reorder *call*'s ready results and take fewer of them, at the chaos rates; the new limit."""
+        rng = self._rng
+        if chaos.reorder_rate and rng.random() < chaos.reorder_rate:
+            before = [id(result) for result in call.ready]
+            rng.shuffle(call.ready)
+            if [id(result) for result in call.ready] == before:
+                call.ready.reverse()
+            actions.append(ChaosInjected("reordered", call.dispatch_id))
+        take = min(limit, len(call.ready))
+        if chaos.partial_rate and take > 1 and rng.random() < chaos.partial_rate:
+            actions.append(ChaosInjected("partial", call.dispatch_id))
+            return rng.randint(1, take - 1)
+        return limit
+
+    def _deliver(self, parent: _Call, result: call_pb2.CallResult, now: float, actions: list[Action]) -> None:
+        parent.outstanding -= 1
+        parent.ready.append(result)
+        if parent.state is _State.POLLING:
+            self._maybe_resume(parent, now, actions)
+
+    def _deliver_late(self, parent: _Call, now: float, actions: list[Action]) -> None:
+        late = self._late.get(parent.dispatch_id)
+        if not late:
+            return
+        due = [result for when, result in late if when <= now]
+        rest = [(when, result) for when, result in late if when > now]
+        if rest:
+            self._late[parent.dispatch_id] = rest
+        else:
+            del self._late[parent.dispatch_id]
+        for result in due:
+            self._deliver(parent, result, now, actions)
 
     def _resume(
-        self, call: _Call, results: list[call_pb2.CallResult], error: error_pb2.Error | None, actions: list[Action]
+        self,
+        call: _Call,
+        results: list[call_pb2.CallResult],
+        error: error_pb2.Error | None,
+        now: float,
+        actions: list[Action],
     ) -> None:
         request = self._rebuild_request(call, call.request.function)
         poll_result = request.poll_result
         if call.state_typed is not None:
             poll_result.typed_coroutine_state.CopyFrom(call.state_typed)
+            size = call.state_typed.ByteSize()
         else:
-            poll_result.coroutine_state = call.state_bytes or b""
+            state = call.state_bytes or b""
+            poll_result.coroutine_state = state
+            size = len(state)
         poll_result.results.extend(results)
         if error is not None:
             poll_result.error.CopyFrom(error)
         call.retries_in_run = 0
-        self._send(call, actions)
+        call.resumes += 1
+        actions.append(Resumed(call.dispatch_id, call.function, size))
+        self._send(call, now, actions)
 
     def _fail(
         self,
@@ -579,8 +715,22 @@ class Scheduler:
         *,
         error: tuple[str, str] | None = None,
     ) -> None:
+        spent = now - call.t_phase  # the last phase ends (an attempt's counts as queue while it was not sent)
+        state = call.state
+        if state is _State.READY:
+            if call.sent < call.attempts:
+                call.t_queue += spent
+            else:
+                call.t_attempts += spent
+        elif state is _State.BACKOFF:
+            call.t_backoff += spent
+        elif state is _State.POLLING:
+            call.t_children += spent
         call.state = _State.DONE
         del self._calls[call.dispatch_id]
+        chaos = self._chaos
+        if chaos is not None:
+            self._late.pop(call.dispatch_id, None)
         final = call_pb2.CallResult()
         if result is not None:
             final.CopyFrom(result)
@@ -591,7 +741,11 @@ class Scheduler:
         final.dispatch_id = call.dispatch_id
         parent = call.parent
         size = 0
+        breakdown = None
         if parent is None:
+            breakdown = Breakdown(
+                call.t_queue, call.t_attempts, call.t_backoff, call.t_children, call.resumes, call.children
+            )
             size = final.ByteSize()
             limit = self.max_result_bytes
             if limit is not None and size > limit:
@@ -620,11 +774,13 @@ class Scheduler:
                 call.attempts,
                 call.listener,
                 size,
+                breakdown,
             )
         )
         if parent is not None and parent.state is not _State.DONE:
-            parent.outstanding -= 1
-            parent.ready.append(final)
-            if parent.state is _State.POLLING:
-                self._maybe_resume(parent, now, actions)
-
+            if chaos is not None and chaos.delay_rate and self._rng.random() < chaos.delay_rate:
+                self._late.setdefault(parent.dispatch_id, []).append((now + chaos.delay, final))
+                self._push_timer(now + chaos.delay, _Timer.DELIVER, parent, 0)
+                actions.append(ChaosInjected("delayed", call.dispatch_id))
+            else:
+                self._deliver(parent, final, now, actions)

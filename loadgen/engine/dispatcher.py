@@ -13,6 +13,11 @@ The wait is fair: one FIFO per function, served round robin, and a reserve of st
 at least one) that no single function may take, so a call of one function is never starved behind
 slow calls of another. The time each attempt waited is the ``queue`` histogram (function,
 ``attempt``); an attempt is counted when it is sent.
+
+With a :class:`~loadgen.core.chaos.Chaos` policy, an attempt sent is sent twice at its
+``duplicate_rate``: the copy takes a stream like any attempt, its answer is dropped (only the
+first answer moves the call on), and it is counted ``chaos/duplicated`` (``chaos/duplicate_failed``
+too, with the first message kept as a ``duplicate`` failure, when the endpoint did not answer it OK).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
@@ -27,13 +33,17 @@ from typing import Protocol, cast
 from google.protobuf.message import DecodeError
 
 from loadgen.core.admission import call_bytes
+from loadgen.core.chaos import Chaos
+from loadgen.core.counters import chaos as chaos_counter
 from loadgen.core.results import CallOutcome, ResultStore
 from loadgen.core.scheduler import (
     Action,
     CallFinished,
+    ChaosInjected,
     Counters,
     Outcome,
     PollRefused,
+    Resumed,
     RetryPolicy,
     RetryScheduled,
     RunAttempt,
@@ -109,6 +119,7 @@ class AsyncDispatcher:
         max_result_bytes: int | None = None,
         on_root_finished: Callable[[Outcome], None] | None = None,
         max_attempts_in_flight: int = 1000,
+        chaos: Chaos | None = None,
     ) -> None:
         self.scheduler = Scheduler(
             retry_on_status=retry_on_status,
@@ -117,8 +128,11 @@ class AsyncDispatcher:
             id_prefix=id_prefix,
             max_poll_calls=max_poll_calls,
             max_result_bytes=max_result_bytes,
+            chaos=chaos,
         )
         self.stats = stats
+        self._duplicate_rate = chaos.duplicate_rate if chaos is not None else 0.0
+        self._rng = random.Random()
         self.endpoint_url = endpoint_url
         self._transport = transport
         self.on_root_finished = on_root_finished
@@ -235,8 +249,12 @@ class AsyncDispatcher:
                     self._finish(action)
             elif isinstance(action, RetryScheduled):
                 self.stats.count_retry(status_name(action.status))
+            elif isinstance(action, Resumed):
+                self.stats.record_state(action.function, action.state_bytes)
             elif isinstance(action, PollRefused):
                 self.stats.record_failure("poll", action.function, "INVALID_ARGUMENT", action.message)
+            elif isinstance(action, ChaosInjected):
+                self.stats.count(chaos_counter(action.kind))
         self._arm_timer()
 
     def _finish(self, action: CallFinished) -> None:
@@ -248,9 +266,12 @@ class AsyncDispatcher:
             evicted = self._results.add(dispatch_id, outcome, action.result_bytes)
             if evicted:
                 self.stats.count_evicted(len(evicted))
-        self.stats.record_call(
+        stats = self.stats
+        stats.record_call(
             action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
         )
+        if action.breakdown is not None:
+            stats.record_breakdown(action.function, *action.breakdown)
         if action.outcome is not Outcome.COMPLETED:
             error = action.result.error
             name = status_name(action.status)
@@ -308,11 +329,40 @@ class AsyncDispatcher:
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
         self.stats.record("queue", function, "attempt", waited)
-        self.scheduler.sent(attempt.dispatch_id, attempt.attempt)
+        self.scheduler.sent(attempt.dispatch_id, attempt.attempt, waited)
         self._running[function] = self._running.get(function, 0) + 1
         task = asyncio.ensure_future(self._attempt(attempt))
         self._tasks[task] = function
         task.add_done_callback(self._on_attempt_done)
+        if self._duplicate_rate and self._rng.random() < self._duplicate_rate:
+            self._running[function] += 1
+            copy = asyncio.ensure_future(self._duplicate(attempt))
+            self._tasks[copy] = function
+            copy.add_done_callback(self._on_attempt_done)
+
+    async def _duplicate(self, attempt: RunAttempt) -> None:
+        """Send *attempt*'s request once more (chaos); its answer is counted, never given to the scheduler."""
+        request = attempt.request
+        self.stats.count(chaos_counter("duplicated"))
+        code: int = status.STATUS_OK
+        message = ""
+        try:
+            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            response = function_pb2.RunResponse.FromString(body)
+        except AttemptError as exc:
+            code, message = exc.code, exc.message
+        except DecodeError as exc:
+            code, message = _UNDECODABLE, f"undecodable RunResponse: {exc}"
+        else:
+            code = response.status or status.STATUS_OK
+            if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
+                error = response.exit.result.error
+                message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
+            else:
+                code = status.STATUS_OK
+        if code != status.STATUS_OK:
+            self.stats.count(chaos_counter("duplicate_failed"))
+            self.stats.record_failure("duplicate", request.function, status_name(code), message)
 
     def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
         function = self._tasks.pop(task, None)

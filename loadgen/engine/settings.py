@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from loadgen.core.admission import AdmissionLimits
+from loadgen.core.chaos import Chaos
 from loadgen.core.text import describe, suggest
 from loadgen.core.units import format_size, parse_duration, parse_size
 from loadgen.protocol.constants import HTTP_MODES, HttpMode
 
-__all__ = ["SETTINGS", "EngineSettings", "EngineSetup", "Setting", "SettingError", "settings_from"]
+__all__ = ["CHAOS_PREFIX", "SETTINGS", "EngineSettings", "EngineSetup", "Setting", "SettingError", "settings_from"]
 
 MAX_DURATION_S: Final = 7 * 24 * 3600.0
 MIB: Final = 1024 * 1024
 RESULT_ENVELOPE_BYTES: Final = 1024
 """What a ``Wait`` answer needs beside its result (gRPC framing, trailers), taken off ``max_message_bytes``."""
+CHAOS_PREFIX: Final = "chaos_"
+"""Settings named ``chaos_<key>`` are a scenario's ``[engine.chaos]`` ``<key>`` (:mod:`loadgen.core.chaos`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,22 @@ class EngineSettings:
     max_calls_in_flight: int = 50_000
     max_held_bytes: int = 160 * MIB
     max_waits: int = 4096
+    chaos_duplicate_rate: float = 0.0
+    chaos_delay_rate: float = 0.0
+    chaos_delay: float = 0.1
+    chaos_reorder_rate: float = 0.0
+    chaos_partial_rate: float = 0.0
+
+    @property
+    def chaos(self) -> Chaos:
+        """The faults each shard injects on purpose (``[engine.chaos]``)."""
+        return Chaos(
+            self.chaos_duplicate_rate,
+            self.chaos_delay_rate,
+            self.chaos_delay,
+            self.chaos_reorder_rate,
+            self.chaos_partial_rate,
+        )
 
     @property
     def max_result_bytes(self) -> int:
@@ -70,13 +89,18 @@ class EngineSettings:
         return self.shards or os.cpu_count() or 1
 
     def to_json(self) -> dict[str, Any]:
-        """As a scenario's ``[engine]`` table writes them (``shards = "auto"`` for one per core)."""
+        """As a scenario's ``[engine]`` table writes them (``shards = "auto"`` for one per core; the
+        ``chaos_*`` settings in a ``chaos`` table)."""
         values = dataclasses.asdict(self)
         values["shards"] = "auto" if self.shards is None else self.shards
+        chaos = {
+            name.removeprefix(CHAOS_PREFIX): values.pop(name) for name in list(values) if name.startswith(CHAOS_PREFIX)
+        }
+        values["chaos"] = chaos
         return values
 
 
-Kind = Literal["shards", "count", "duration", "choice", "size"]
+Kind = Literal["shards", "count", "duration", "choice", "size", "ratio"]
 
 
 class SettingError(ValueError):
@@ -105,6 +129,13 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
     @property
+    def key(self) -> str:
+        """Its path in a scenario's ``[engine]`` table: ``max_streams``, ``chaos.duplicate_rate``."""
+        if self.name.startswith(CHAOS_PREFIX):
+            return "chaos." + self.name.removeprefix(CHAOS_PREFIX)
+        return self.name
+
+    @property
     def default(self) -> Any:
         return _DEFAULTS[self.name]
 
@@ -114,6 +145,10 @@ class Setting:
             return self._duration(value)
         if self.kind == "size":
             return self._size(value)
+        if self.kind == "ratio":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"expected a rate from 0 to 1 (a fraction, such as 0.05), got {describe(value)}")
+            return float(value)
         if self.kind == "choice":
             if not isinstance(value, str) or value not in self.choices:
                 hint = suggest(value, self.choices) if isinstance(value, str) else ""
@@ -141,9 +176,9 @@ class Setting:
         value: object = text
         if self.kind in ("shards", "count", "size") and text.strip().lstrip("-").isdigit():
             value = int(text)
-        elif self.kind == "duration":
+        elif self.kind in ("duration", "ratio"):
             with contextlib.suppress(ValueError):
-                value = float(text)  # a plain number of seconds
+                value = float(text)  # a plain number (of seconds)
         return self.parse(value)
 
     def _size(self, value: object) -> int:
@@ -245,6 +280,29 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "Wait RPCs each shard holds open at once (about 23 KB each); one more is answered RESOURCE_EXHAUSTED",
         1,
         10_000_000,
+    ),
+    Setting(
+        "chaos_duplicate_rate",
+        "ratio",
+        "chaos: the fraction of attempts whose RunRequest is delivered twice (the second answer is dropped "
+        "and counted); 0 is off",
+    ),
+    Setting(
+        "chaos_delay_rate",
+        "ratio",
+        "chaos: the fraction of child results that reach their parent chaos_delay late (reordering them); 0 is off",
+    ),
+    Setting("chaos_delay", "duration", "chaos: how late a delayed child result arrives (seconds, or a duration)"),
+    Setting(
+        "chaos_reorder_rate",
+        "ratio",
+        "chaos: the fraction of resumes with two results or more whose results come in another order; 0 is off",
+    ),
+    Setting(
+        "chaos_partial_rate",
+        "ratio",
+        "chaos: the fraction of resumes with two results or more that carry only some of them (the rest come "
+        "with the next poll, as with max_results); 0 is off",
     ),
 )
 """Every engine setting, in the order ``--help`` and the scenario documentation list them."""

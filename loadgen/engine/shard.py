@@ -95,6 +95,7 @@ class ShardProcess:
             result_retention_bytes=settings.result_retention_bytes,
             max_poll_calls=settings.max_poll_calls,
             max_result_bytes=settings.max_result_bytes,
+            chaos=settings.chaos if settings.chaos.active else None,
         )
         self.frontend = ShardFrontend(
             self.dispatcher,

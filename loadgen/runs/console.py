@@ -9,8 +9,11 @@ from loadgen.core.stats import Family, Snapshot
 from loadgen.core.stats.caller import GAUGE_WAITING, oldest_waiting_us
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
 from loadgen.core.units import format_latency
+from loadgen.runs.breakdown import breakdown_lines
+from loadgen.runs.chaos import chaos_text
 from loadgen.runs.metrics import pool_usage
 from loadgen.runs.results import errors_table
+from loadgen.runs.scenario import Scenario
 
 __all__ = [
     "LAG_SHOWN_US",
@@ -22,6 +25,7 @@ __all__ = [
     "print_caller_latency",
     "print_checks",
     "print_failures",
+    "print_run_shape",
     "progress_line",
 ]
 
@@ -170,6 +174,17 @@ def print_caller_latency(callers: Snapshot | None, qs: tuple[float, ...] = (50.0
     arrivals = counters.get(ARRIVALS, 0)
     if arrivals:
         print(f"  arrivals {arrivals}: late {counters.get(LATE, 0)}, dropped {counters.get(DROPPED, 0)}")
+
+
+def print_run_shape(snapshot: Snapshot, scenario: Scenario) -> None:
+    """Where root calls' time went, per function, and what ``[engine.chaos]`` injected (if anything)."""
+    lines = breakdown_lines(snapshot)
+    if lines:
+        print("where the time went (mean root call: queue, attempts, backoff, children):")
+        print("\n".join(lines))
+    chaos = chaos_text(snapshot, scenario.engine.chaos if scenario.remote is None else None)
+    if chaos:
+        print(chaos)
 
 
 def print_checks(caller: CallerFile | None) -> None:

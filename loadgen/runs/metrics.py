@@ -33,6 +33,19 @@ metric                                    kind     value
 ``queue.STAT``                            latency  how long attempts waited in a shard for a stream to
                                                    the endpoint; scope ``function``, ``kind``
                                                    (``attempt``)
+``breakdown.PART.STAT``                   latency  where root calls' engine time (accepted → end) went,
+                                                   per call: PART ``queue`` (attempts waiting in the
+                                                   shard for a stream), ``attempts`` (attempts in
+                                                   progress at the endpoint), ``backoff`` (waiting
+                                                   before retries), ``children`` (waiting in polls for
+                                                   child calls); the four add up to ``engine.e2e``;
+                                                   scope ``function``
+``resumes.STAT``                          count    times a root call was resumed with a poll result;
+                                                   scope ``function``
+``children.STAT``                         count    child calls a root call's polls started (its own,
+                                                   not its children's); scope ``function``
+``state_bytes.STAT``                      count    bytes of coroutine state per resume (any call);
+                                                   scope ``function`` (the call resumed)
 ``rpc.STAT``                              latency  ingress RPCs; unless scoped, how batches were
                                                    accepted: ``Dispatch`` RPCs and ``Session``
                                                    groups; scope ``rpc`` (``Dispatch``, ``Session``,
@@ -114,6 +127,7 @@ from loadgen.core.counters import rejected as rejected_for
 from loadgen.core.counters import retries as retries_of
 from loadgen.core.stats import Family, HistKey, HistogramSnapshot, Snapshot, merge_snapshots
 from loadgen.core.stats.caller import CALLER_OUTCOMES
+from loadgen.core.stats.snapshot import BREAKDOWN_PARTS
 from loadgen.core.text import suggest
 from loadgen.core.units import format_latency
 
@@ -136,7 +150,7 @@ __all__ = [
 MetricKind = Literal["latency", "ratio", "rate", "count"]
 
 # Latency families: the scope labels each takes, and what they select in the histogram key.
-_FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
+_FAMILY_LABELS: Final[dict[str, tuple[str, ...]]] = {
     "latency": ("function", "outcome"),
     "engine.e2e": ("function", "outcome"),
     "e2e": ("function", "outcome"),
@@ -145,6 +159,10 @@ _FAMILY_LABELS: Final[dict[str, tuple[str, str]]] = {
     "rpc": ("rpc", "status"),
     "lag": ("user", "kind"),
     "loop_lag": ("process", "kind"),
+    **{f"breakdown.{part}": ("function",) for part in BREAKDOWN_PARTS},
+    "resumes": ("function",),
+    "children": ("function",),
+    "state_bytes": ("function",),
 }
 # The histogram family each metric family reads, and whether it is the callers' (else the engine's).
 _SOURCES: Final[dict[str, tuple[Family, bool]]] = {
@@ -156,7 +174,15 @@ _SOURCES: Final[dict[str, tuple[Family, bool]]] = {
     "rpc": ("rpc", False),
     "lag": ("lag", True),
     "loop_lag": ("loop_lag", True),
+    **{f"breakdown.{part}": ("breakdown", False) for part in BREAKDOWN_PARTS},
+    "resumes": ("resumes", False),
+    "children": ("children", False),
+    "state_bytes": ("state_bytes", False),
 }
+_FIXED_PART: Final[dict[str, str]] = {f"breakdown.{part}": part for part in BREAKDOWN_PARTS}
+"""Families that read one second key part of their histograms (``breakdown.backoff``: ``backoff``)."""
+_COUNT_FAMILIES: Final = frozenset(("resumes", "children", "state_bytes"))
+"""Families whose values are counts or sizes, not µs."""
 _BY_LENGTH: Final = sorted(_FAMILY_LABELS, key=len, reverse=True)
 ALIASES: Final[dict[str, str]] = {"e2e": "engine.e2e"}
 """Old family names, and the name of what they measure."""
@@ -345,7 +371,7 @@ def parse_metric(text: str) -> Metric:
                 " expected pNN (p50, p99, p99.9, ...), mean, min, max or count"
             )
         labels = _parse_labels(scope, _FAMILY_LABELS[family], stripped, family) if scope else ()
-        kind: MetricKind = "count" if stat == "count" else "latency"
+        kind: MetricKind = "count" if stat == "count" or family in _COUNT_FAMILIES else "latency"
         return Metric(stripped, kind, labels, family, stat)
     if stripped not in _SIMPLE:
         raise GateSyntaxError(f"unknown metric {stripped!r}{suggest(stripped, METRIC_NAMES)}")
@@ -415,9 +441,10 @@ class Metrics:
             if snapshot is None:
                 self._merged[cache_key] = None
                 return None
-            first, second = _FAMILY_LABELS[family]
+            names = _FAMILY_LABELS[family]
             wanted = dict(labels)
-            a_want, b_want = wanted.get(first), wanted.get(second)
+            a_want = wanted.get(names[0])
+            b_want = _FIXED_PART.get(family) or (wanted.get(names[1]) if len(names) > 1 else None)
             a_allowed: frozenset[str] | None = None if a_want in (None, "*") else frozenset((a_want,))  # rpc=*: all
             if family == "rpc" and a_want is None:
                 a_allowed = DISPATCHING_RPCS

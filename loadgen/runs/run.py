@@ -68,6 +68,7 @@ from loadgen.runs.console import (
     print_caller_latency,
     print_checks,
     print_failures,
+    print_run_shape,
     progress_line,
 )
 from loadgen.runs.distributed import FleetShards, advertised_url, config_pipe, worker_line
@@ -569,6 +570,7 @@ def _finish(
     print()
     completed = final.counters.get(COMPLETED, 0)
     print(f"throughput: {completed / duration:.0f} calls/s completed over {duration:.1f}s")
+    print_run_shape(final, scenario)
     pool = pool_text(final, duration)
     if pool:
         print(pool)

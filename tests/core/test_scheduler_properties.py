@@ -74,6 +74,11 @@ def test_random_interleavings_keep_the_invariants(data: st.DataObject, roots: in
             elif isinstance(action, CallFinished):
                 ended[action.dispatch_id] = ended.get(action.dispatch_id, 0) + 1
                 assert ended[action.dispatch_id] == 1, "a call ended twice"
+                assert (action.breakdown is None) == (not action.root)
+                if action.breakdown is not None:
+                    parts = action.breakdown[:4]
+                    assert min(parts) >= 0
+                    assert abs(sum(parts) - (action.finished_at - action.accepted_at)) < 1e-6, "the phases add up"
         counters = scheduler.counters
         assert counters.accepted == counters.completed + sum(counters.failed.values()) + counters.expired + (
             counters.in_flight
@@ -82,7 +87,7 @@ def test_random_interleavings_keep_the_invariants(data: st.DataObject, roots: in
 
     absorb(list(actions))
     for _ in range(data.draw(st.integers(0, 60))):
-        step = data.draw(st.sampled_from(["respond", "respond", "fail", "time", "stale"]))
+        step = data.draw(st.sampled_from(["respond", "respond", "fail", "time", "stale", "sent"]))
         if step == "time" or not pending:
             now += data.draw(st.floats(0.0, 1.0))
             absorb(list(scheduler.advance(now)))
@@ -99,6 +104,11 @@ def test_random_interleavings_keep_the_invariants(data: st.DataObject, roots: in
         elif step == "fail":
             code = data.draw(st.sampled_from(STATUSES[1:]))
             absorb(list(scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, "fault", now)))
+        elif step == "sent":  # it left after waiting for a stream for a while
+            waited = data.draw(st.floats(0.0, 0.5))
+            now += waited
+            scheduler.sent(attempt.dispatch_id, attempt.attempt, waited)
+            pending.append(attempt)
         else:
             assert scheduler.on_response(attempt.dispatch_id, attempt.attempt + 7, response_for(data, 9), now) == []
             pending.append(attempt)

@@ -36,7 +36,13 @@ OTHER = {
     "max_calls_in_flight": ("2000", "2000", 2000),
     "max_held_bytes": ('"64MiB"', "64MiB", 64 << 20),
     "max_waits": ("100", "100", 100),
+    "chaos_duplicate_rate": ("0.05", "0.05", 0.05),
+    "chaos_delay_rate": ("1", "1", 1.0),
+    "chaos_delay": ('"250ms"', "0.25", 0.25),
+    "chaos_reorder_rate": ("0.5", "0.5", 0.5),
+    "chaos_partial_rate": ("0.25", ".25", 0.25),
 }
+KEYS = {s.name: s.key for s in SETTINGS}  # chaos_delay -> chaos.delay: a key of [engine.chaos]
 
 
 def _serve_dests() -> set[str]:
@@ -50,14 +56,17 @@ def test_every_setting_is_a_flag_a_scenario_key_and_a_catalogue_entry() -> None:
     assert [s.name for s in SETTINGS] == FIELDS
     assert _serve_dests() == set(FIELDS)
     document = scenario_to_dict(loads_scenario(""))
-    assert set(document["engine"]) == set(FIELDS)
+    engine = dict(document["engine"])
+    engine.update({f"chaos.{key}": value for key, value in engine.pop("chaos").items()})
+    assert set(engine) == set(KEYS.values())
     assert set(OTHER) == set(FIELDS), "give the new setting a test value in OTHER"
 
 
 @pytest.mark.parametrize("name", FIELDS)
 def test_a_setting_reaches_the_same_value_from_a_flag_and_from_a_scenario(name: str) -> None:
     toml, flag, expected = OTHER[name]
-    from_scenario = loads_scenario(f"[engine]\n{name} = {toml}").engine
+    section, _, key = f"engine.{KEYS[name]}".rpartition(".")
+    from_scenario = loads_scenario(f"[{section}]\n{key} = {toml}").engine
     args = build_parser().parse_args(["serve", "http://127.0.0.1:9", f"--{name.replace('_', '-')}", flag])
     from_flags = settings_from({name: getattr(args, name)}, flags=True)
     assert getattr(from_scenario, name) == getattr(from_flags, name) == expected

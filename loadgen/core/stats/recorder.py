@@ -33,6 +33,7 @@ from loadgen.core.stats.hdr import (
     _new_histogram,
 )
 from loadgen.core.stats.snapshot import (
+    BREAKDOWN_PARTS,
     GAUGE_IN_FLIGHT,
     GAUGE_OPEN_CONNECTIONS,
     OUTCOMES,
@@ -93,6 +94,28 @@ class _Series:
         return cached
 
 
+class _Shape:
+    """One function's breakdown histograms (:meth:`ShardStats.record_breakdown`). A value above 0 is
+    recorded as it comes; the zeros (most calls have no backoff, no children, no queue) are not: each
+    histogram's count of zeros is the calls less the values it has, added to it by :meth:`settle`."""
+
+    __slots__ = ("calls", "series")
+
+    def __init__(self, series: tuple[_Series, ...]) -> None:
+        self.calls = 0
+        self.series = series
+
+    def settle(self) -> None:
+        """Add the zeros not recorded yet (before a snapshot)."""
+        calls = self.calls
+        for series in self.series:
+            zeros = calls - series.count
+            if zeros > 0:
+                series.counts[0] += zeros  # the bucket of 0
+                series.count = calls
+                series.min = 0
+
+
 class ShardStats:
     """The live statistics of one shard. Not thread-safe: record from one thread (the event loop).
 
@@ -115,6 +138,7 @@ class ShardStats:
         self._gauges: dict[str, int] = dict.fromkeys(gauges, 0)
         self._failures: dict[FailureKey, list[Any]] = {}  # key -> [count, first message]
         self._seq = 0
+        self._shapes: dict[str, _Shape] = {}  # function -> its breakdown, resumes and children histograms
 
     def record(self, family: Family, a: str, b: str, seconds: float) -> None:
         """A value of *seconds* in *family* under key (*a*, *b*) (any family, such as the callers' ``latency``)."""
@@ -161,6 +185,54 @@ class ShardStats:
         name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
         self._counters[name] = self._counters.get(name, 0) + 1
 
+    def record_breakdown(
+        self,
+        function: str,
+        queue: float,
+        attempts: float,
+        backoff: float,
+        children_wait: float,
+        resumes: int,
+        children: int,
+    ) -> None:
+        """Where one root call of *function* spent its time (seconds queued for a stream, in attempts, in
+        retry backoff, waiting for children), how often it was resumed and how many children it started.
+        A value below 0 (a clock step) counts as 0."""
+        shape = self._shapes.get(function)
+        if shape is None:
+            shape = self._shapes[function] = self._new_shape(function)
+        shape.calls += 1
+        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = shape.series
+        if queue > 0:
+            queue_s.record(queue)
+        if attempts > 0:
+            attempts_s.record(attempts)
+        if backoff > 0:
+            backoff_s.record(backoff)
+        if children_wait > 0:
+            children_wait_s.record(children_wait)
+        if resumes > 0:
+            resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
+        if children > 0:
+            children_s.record(children / 1_000_000)
+
+    def _new_shape(self, function: str) -> _Shape:
+        keys: list[tuple[Family, str]] = [("breakdown", part) for part in BREAKDOWN_PARTS]
+        keys += [("resumes", "call"), ("children", "call")]
+        tables = self._tables
+        series = tuple(tables.setdefault(family, {}).setdefault((function, part), _Series()) for family, part in keys)
+        return _Shape(series)
+
+    def record_state(self, function: str, size: int) -> None:
+        """A call of *function* was resumed with *size* bytes of coroutine state."""
+        table = self._tables.get("state_bytes")
+        if table is None:
+            table = self._tables["state_bytes"] = {}
+        series = table.get((function, "resume"))
+        if series is None:
+            series = table[(function, "resume")] = _Series()
+        series.record(size / 1_000_000)  # a size, recorded as that many µs
+
     def record_failure(self, kind: str, function: str, status: str, message: str) -> None:
         """A failure of *kind* (``attempt``, ``failed``, ``expired``, ``cancelled``): counted, the first
         *message* kept."""
@@ -205,6 +277,8 @@ class ShardStats:
 
     def snapshot(self) -> Snapshot:
         """An immutable copy; histograms unchanged since the last snapshot are not re-encoded."""
+        for shape in self._shapes.values():
+            shape.settle()
         histograms: dict[HistKey, HistogramSnapshot] = {}
         counters = dict(self._counters)
         attempts = clamped = 0

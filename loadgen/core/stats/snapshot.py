@@ -39,6 +39,7 @@ from loadgen.core.stats.hdr import (
 )
 
 __all__ = [
+    "BREAKDOWN_PARTS",
     "CALLER_FAMILIES",
     "ENGINE_FAMILIES",
     "FAILURE_KINDS",
@@ -47,6 +48,7 @@ __all__ = [
     "GAUGE_IN_FLIGHT",
     "GAUGE_OPEN_CONNECTIONS",
     "OUTCOMES",
+    "SHAPE_FAMILIES",
     "Accounting",
     "FailureKey",
     "FailureTally",
@@ -58,10 +60,19 @@ __all__ = [
     "merge_snapshots",
 ]
 
-Family = Literal["rpc", "attempt", "queue", "e2e", "latency", "lag", "loop_lag"]
+Family = Literal[
+    "rpc", "attempt", "queue", "e2e", "latency", "lag", "loop_lag", "breakdown", "resumes", "children", "state_bytes"
+]
 FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "queue", "e2e", "latency", "lag", "loop_lag")
+"""The latency families (µs) that tables, ``summary.json``'s ``latency_us`` and ``loadgen compare`` show."""
 ENGINE_FAMILIES: Final[tuple[Family, ...]] = ("rpc", "attempt", "queue", "e2e")
 """What shards record; the others are the callers' (:mod:`loadgen.core.stats.caller`)."""
+SHAPE_FAMILIES: Final[tuple[Family, ...]] = ("breakdown", "resumes", "children", "state_bytes")
+"""Where root calls' time went (µs, by function and :data:`BREAKDOWN_PARTS`), resumes and children per
+root call (counts, by function and ``call``), coroutine state per resume (bytes, by function and ``resume``)."""
+BREAKDOWN_PARTS: Final = ("queue", "attempts", "backoff", "children")
+"""The phases a root call's accepted → end time is split into (:mod:`loadgen.core.scheduler`)."""
+_KNOWN_FAMILIES: Final = frozenset((*FAMILIES, *SHAPE_FAMILIES))
 CALLER_FAMILIES: Final[tuple[Family, ...]] = ("latency", "lag", "loop_lag")
 Key = tuple[str, str]
 HistKey = tuple[Family, str, str]
@@ -479,7 +490,7 @@ class Snapshot:
         per_shard = {str(name): ShardSummary.from_json(value) for name, value in shards.items()}
         histograms: dict[HistKey, HistogramSnapshot] = {}
         for family, by_a in families.items():
-            if family not in FAMILIES or not isinstance(by_a, dict):
+            if family not in _KNOWN_FAMILIES or not isinstance(by_a, dict):
                 raise ValueError(f"unknown histogram family {family!r}")
             for a, by_b in by_a.items():
                 if not isinstance(by_b, dict):

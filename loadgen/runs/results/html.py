@@ -53,6 +53,9 @@ svg .chart-title { font-size: 13px; font-weight: 600; fill: #1f2328; }
 svg .legend { font-size: 12px; fill: #1f2328; } svg .empty { font-size: 13px; fill: var(--muted); }
 svg .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
 svg .hover { fill: transparent; } svg .hover:hover { fill: rgba(31, 35, 40, 0.06); }
+.stack { display: flex; height: 18px; border-radius: 4px; overflow: hidden; background: #eaeef2; min-width: 240px; }
+.stack span { display: block; height: 100%; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin: 0 4px 0 10px; }
 .accounting { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; }
 pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
@@ -224,6 +227,49 @@ def _latency_section(latency: Mapping[str, Any]) -> str:
     if not rows:
         return '<p class="muted">No latencies were recorded.</p>'
     return _table(["family", "key", "", "count", "mean", "p50", "p90", "p99", "p99.9", "max"], rows, numeric_from=3)
+
+
+_PHASE_COLOURS: Final = {"queue": "#bf8700", "attempts": "#0969da", "backoff": "#cf222e", "children": "#8250df"}
+
+
+def _breakdown_section(breakdown: Mapping[str, Any]) -> str:
+    """Per function, a stacked bar of where the mean root call's time went, and each phase's percentiles."""
+    if not breakdown:
+        return '<p class="muted">No root call ended with its phases recorded.</p>'
+    legend = "".join(
+        f'<span class="swatch" style="background:{colour}"></span>{_e(part)}' for part, colour in _PHASE_COLOURS.items()
+    )
+    rows = []
+    for function, b in sorted(breakdown.items()):
+        phases = b.get("phases", {})
+        bar = "".join(
+            f'<span style="width:{100 * max(0.0, float(phases.get(part, {}).get("share", 0))):.2f}%;'
+            f'background:{colour}" title="{_e(part)} {_lat(phases.get(part, {}).get("mean"))}"></span>'
+            for part, colour in _PHASE_COLOURS.items()
+        )
+        cells = [
+            f"<code>{_e(function)}</code>",
+            _e(f"{b.get('calls', 0):,}"),
+            _lat(b.get("e2e_mean_us")),
+            f'<div class="stack">{bar}</div>',
+        ]
+        for part in _PHASE_COLOURS:
+            stats = phases.get(part, {})
+            cells.append(
+                f"{_lat(stats.get('mean'))} ({100 * float(stats.get('share', 0)):.0f}%)"
+                f'<br><span class="muted">p99 {_lat(stats.get("p99"))}</span>'
+            )
+        shape = [b.get(k, {}) for k in ("resumes", "children", "state_bytes")]
+        cells += [
+            _e(f"{shape[0].get('mean', 0):.2g} / {shape[0].get('p99', 0):g}"),
+            _e(f"{shape[1].get('mean', 0):.2g} / {shape[1].get('p99', 0):g}"),
+            _e(f"{shape[2].get('p99', 0):,.0f} / {shape[2].get('max', 0):,}"),
+            _e(f"{100 * float(b.get('gap', 0)):.2f}%"),
+        ]
+        rows.append(cells)
+    head = ["function", "calls", "mean e2e", "where it went", *(f"{p} mean" for p in _PHASE_COLOURS)]
+    head += ["resumes mean/p99", "children mean/p99", "state bytes p99/max", "gap"]
+    return f'<p class="muted">{legend}</p>' + _table(head, rows, numeric_from=1, numeric_to=len(head))
 
 
 def _shards_section(shards: Mapping[str, Any]) -> str:
@@ -440,6 +486,13 @@ def render_html(summary: Mapping[str, Any], run_dir: Path | None = None) -> str:
         " outcomes. attempts: every endpoint attempt of the function, as a root, child or tail call;"
         " retried: those that did not answer OK.</p>",
         _functions_section(summary.get("functions", {})),
+        "<h2>Where the time went</h2>",
+        '<p class="muted">Each root call\'s time from accepted to its end, split into: queue (its attempts'
+        " waited in the shard for a stream to the endpoint), attempts (at the endpoint, on the wire),"
+        " backoff (waiting before retries) and children (waiting in polls for child calls). The bar is the"
+        " mean call; gap: how far the phases' means are from the mean e2e time. Resumes and children per"
+        " root call; coroutine state bytes per resume.</p>",
+        _breakdown_section(summary.get("breakdown", {})),
         "<h2>Failures</h2>",
         '<p class="muted">Endpoint attempts that did not answer OK (retried or not) and root calls that'
         " failed, expired or were cancelled, by function and status, with the first message seen (the"

@@ -15,6 +15,8 @@ from loadgen.core.caller import FunctionChecks
 from loadgen.core.counters import CounterKind, total
 from loadgen.core.stats import FAMILIES, HistogramSnapshot, Snapshot
 from loadgen.core.stats.snapshot import CALLER_FAMILIES
+from loadgen.runs.breakdown import breakdowns_json
+from loadgen.runs.chaos import chaos_json
 from loadgen.runs.gates import GateResult
 from loadgen.runs.metrics import LocustTotals, Metrics, pool_usage
 from loadgen.runs.results.folder import utc, versions
@@ -223,6 +225,8 @@ def build_summary(
         "rates": rates,
         "latency_us": latency,
         "functions": _functions(snapshot, duration, checks, caller),
+        "breakdown": breakdowns_json(snapshot),
+        "chaos": chaos_json(snapshot, scenario.engine.chaos if scenario is not None else None),
         "callers": callers,
         "counters": dict(sorted(counters.items())),
         "gauges": dict(sorted(snapshot.gauges.items())),

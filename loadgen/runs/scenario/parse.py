@@ -16,7 +16,7 @@ from loadgen.core.arrivals import Stage
 from loadgen.core.text import describe, suggest
 from loadgen.core.units import parse_duration, parse_size
 from loadgen.endpoint import catalogue
-from loadgen.engine.settings import SETTINGS, EngineSettings, SettingError, settings_from
+from loadgen.engine.settings import CHAOS_PREFIX, SETTINGS, EngineSettings, SettingError, settings_from
 from loadgen.protocol.codecs import CODEC_NAMES, NO_VALUE, CodecError, get_codec
 from loadgen.protocol.constants import FUNCTION_NAME, MAX_BATCH
 from loadgen.protocol.keys import load_private_key, load_public_key
@@ -44,6 +44,7 @@ __all__ = ["load_scenario", "loads_scenario", "parse_scenario"]
 MAX_DURATION_S: Final = 7 * 24 * 3600.0
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SETTING_KEYS = {setting.name: setting.key for setting in SETTINGS}  # chaos_delay -> chaos.delay
 
 
 def _key(path: str, key: str | int) -> str:
@@ -269,12 +270,19 @@ class _Parser:
 
     def engine(self, value: object) -> tuple[EngineSettings, RemoteShards | None]:
         local = tuple(setting.name for setting in SETTINGS)
-        e = self.table("engine", value, (*local, "addresses", "api_key"))
+        chaos_keys = tuple(name.removeprefix(CHAOS_PREFIX) for name in local if name.startswith(CHAOS_PREFIX))
+        plain = tuple(name for name in local if not name.startswith(CHAOS_PREFIX))
+        e = self.table("engine", value, (*plain, "chaos", "addresses", "api_key"))
+        if "chaos" in e:
+            e = dict(e)
+            chaos = self.table("engine.chaos", e.pop("chaos"), chaos_keys)
+            e.update({CHAOS_PREFIX + key: item for key, item in chaos.items()})
         if "addresses" in e:
             for key in local:
                 if key in e:
                     raise self.fail(
-                        f"engine.{key}", "not allowed with engine.addresses: those shards run with their own options"
+                        f"engine.{_SETTING_KEYS[key]}",
+                        "not allowed with engine.addresses: those shards run with their own options",
                     )
             raw = e["addresses"]
             if not isinstance(raw, list) or not raw:
@@ -287,9 +295,9 @@ class _Parser:
         if "api_key" in e:
             raise self.fail("engine.api_key", "only with engine.addresses (a local engine makes its own key)")
         try:
-            return settings_from(e, lambda name: f"engine.{name}"), None
+            return settings_from(e, lambda name: f"engine.{_SETTING_KEYS[name]}"), None
         except SettingError as exc:
-            raise self.fail(f"engine.{exc.name}", exc.problem) from None
+            raise self.fail(f"engine.{_SETTING_KEYS.get(exc.name, exc.name)}", exc.problem) from None
 
     def address(self, path: str, value: object) -> str:
         text = self.string(path, value).strip()
