@@ -80,7 +80,7 @@ def test_the_shard_configuration_carries_the_settings_whole() -> None:
     config = ShardConfig(index=0, epoch=1, setup=setup, port=1, connect_port=0, ledger=handle, ledger_rows=1)
     assert config.setup.settings is settings
     assert {f.name for f in dataclasses.fields(ShardConfig)} == {
-        "index", "epoch", "setup", "port", "connect_port", "ledger", "ledger_rows"
+        "index", "epoch", "setup", "port", "connect_port", "ledger", "ledger_rows", "private_port"
     }
 
 
