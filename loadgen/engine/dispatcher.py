@@ -310,7 +310,7 @@ class AsyncDispatcher:
         self.stats.record("queue", function, "attempt", waited)
         self.scheduler.sent(attempt.dispatch_id, attempt.attempt)
         self._running[function] = self._running.get(function, 0) + 1
-        task = asyncio.ensure_future(self._attempt(attempt))
+        task = asyncio.get_running_loop().create_task(self._attempt(attempt))  # not ensure_future: its checks
         self._tasks[task] = function
         task.add_done_callback(self._on_attempt_done)
 
@@ -334,6 +334,9 @@ class AsyncDispatcher:
     def _next(self) -> None:
         """Start queued attempts while streams are free: one per function in turn (round robin)."""
         queues, scheduler = self._queues, self.scheduler
+        if not queues:  # the usual case, after every attempt: nothing waits, no need to ask the pool
+            self._queue_checked()
+            return
         streams = self.streams
         progressed = True
         while progressed and queues and len(self._tasks) < streams:
