@@ -44,6 +44,10 @@ OUTCOMES: Final[dict[Outcome, int]] = {
 """Each engine outcome as the proto's ``Outcome`` (``OUTCOME_<NAME>``)."""
 
 
+_Delivered = tuple[CallOutcome, int, int]
+"""A call's end waiting to be written: its outcome, its group's number and its index in the group."""
+
+
 class _Session:
     """One stream's state: what waits to be written, and how many streamed calls have not ended."""
 
@@ -51,7 +55,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.answers: list[session_pb2.GroupAnswer] = []
-        self.ended: list[tuple[CallOutcome, _Group]] = []
+        self.ended: list[_Delivered] = []
         self.outstanding = 0  # accepted calls whose results are streamed and not yet queued
         self.closed = False  # the client half-closed: no more groups
         self.attached = True  # False once the stream is over: results go to Wait
@@ -74,7 +78,7 @@ class _Group:
         session = self.session
         if not session.attached:
             return False
-        session.ended.append((outcome, self))
+        session.ended.append((outcome, self.number, int(dispatch_id, 16) - self.first))
         session.outstanding -= 1
         if len(session.ended) >= MAX_UNWRITTEN:
             session.room.clear()
@@ -99,7 +103,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             await context.abort(grpc_code(exc.code), exc.message)
         session = _Session()
         header = session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch)
-        writing: list[tuple[CallOutcome, _Group]] = []
+        writing: list[_Delivered] = []
         reader = asyncio.ensure_future(self._read(request_iterator, session))
         reader.add_done_callback(lambda _: session.wake.set())
         try:
@@ -109,7 +113,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             session.attached = False
             reader.cancel()
             dispatcher = frontend.dispatcher
-            for outcome, _ in writing + session.ended:  # not (surely) written: Wait answers for them
+            for outcome, _, _ in writing + session.ended:  # not (surely) written: Wait answers for them
                 dispatcher.retain(outcome.result.dispatch_id, outcome)
             session.ended.clear()
 
@@ -158,7 +162,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
         session: _Session,
         context: grpc.aio.ServicerContext[Any, Any],
         reader: asyncio.Future[None],
-        writing: list[tuple[CallOutcome, _Group]],
+        writing: list[_Delivered],
     ) -> None:
         """Write what is queued until the client half-closed and every streamed call's result went out."""
         wake = session.wake
@@ -175,7 +179,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             await context.write(message)
             writing.clear()
 
-    def _message(self, session: _Session, taken: list[tuple[CallOutcome, _Group]]) -> session_pb2.SessionResponse:
+    def _message(self, session: _Session, taken: list[_Delivered]) -> session_pb2.SessionResponse:
         """The next message: every queued answer, then results up to the size limits (moved to *taken*)."""
         message = session_pb2.SessionResponse()
         if session.answers:
@@ -183,19 +187,14 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             session.answers.clear()
         queue = session.ended
         add = message.ended.add
+        outcomes = OUTCOMES
         size = 0
         count = 0
-        for outcome, group in queue:
-            result = outcome.result
+        for outcome, number, index in queue:
             if count and (count >= MAX_RESULTS_PER_MESSAGE or size >= MAX_BYTES_PER_MESSAGE):
                 break
-            add(
-                result=result,
-                status=outcome.status,
-                outcome=OUTCOMES[outcome.outcome],
-                group=group.number,
-                index=int(result.dispatch_id, 16) - group.first,
-            )
+            result = outcome.result
+            add(result=result, status=outcome.status, outcome=outcomes[outcome.outcome], group=number, index=index)
             size += result.ByteSize()
             count += 1
         taken.extend(queue[:count])

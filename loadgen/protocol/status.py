@@ -39,12 +39,14 @@ FAILURE_STATUSES: Final[tuple[str, ...]] = tuple(name for name in STATUS_NAMES i
 """The names of the statuses a call can fail with."""
 
 
+_NAME_OF: Final[dict[Status, str]] = {number: name.removeprefix("STATUS_") for name, number in status.Status.items()}
+"""Each status number's name, looked up once: a shard names two statuses per call (its attempt's, its end's)."""
+
+
 def status_name(value: Status) -> str:
     """``STATUS_TEMPORARY_ERROR`` → ``TEMPORARY_ERROR`` (unknown values render as numbers)."""
-    try:
-        return status.Status.Name(value).removeprefix("STATUS_")
-    except ValueError:
-        return str(value)
+    name = _NAME_OF.get(value)
+    return str(value) if name is None else name
 
 
 def parse_failure_status(value: object) -> Status:
