@@ -57,6 +57,7 @@ from typing import Final, NamedTuple
 
 from google.protobuf.any_pb2 import Any
 
+from loadgen.core.admission import call_bytes
 from loadgen.core.chaos import Chaos
 from loadgen.pb import call_pb2, error_pb2, function_pb2, poll_pb2
 from loadgen.pb import status_pb2 as status
@@ -242,6 +243,7 @@ class _Call:
         "dispatch_id",
         "endpoint",
         "function",
+        "held",
         "last_message",
         "last_status",
         "listener",
@@ -288,6 +290,7 @@ class _Call:
         self.poll_deadline: float | None = None
         self.state_bytes: bytes | None = None
         self.state_typed: Any | None = None
+        self.held = 0  # bytes counted in Scheduler.held_bytes for this call (a child's input, a state)
         self.listener: object = None
         self.t_phase = 0.0  # when the current phase began (see the module docstring)
         self.t_queue = 0.0
@@ -330,6 +333,10 @@ class Scheduler:
         self.max_poll_calls = max_poll_calls
         self.max_result_bytes = max_result_bytes
         self.counters = Counters()
+        self.held_bytes = 0
+        """Bytes the live calls hold beyond their roots' inputs (which the driver counts as it submits
+        them): each child call (:func:`~loadgen.core.admission.call_bytes` of its input) and each coroutine
+        state kept while a call waits for its children."""
         self._id_prefix = id_prefix
         self._id_width = 32 - len(id_prefix)
         self._next_id = 1
@@ -510,6 +517,8 @@ class Scheduler:
         request.dispatch_id = call.dispatch_id
         request.root_dispatch_id = call.dispatch_id
         if parent is not None:
+            call.held = call_bytes(request.input.ByteSize())
+            self.held_bytes += call.held
             request.parent_dispatch_id = parent.dispatch_id
             request.root_dispatch_id = parent.request.root_dispatch_id
         request.creation_time.FromNanoseconds(int(now * 1e9))
@@ -556,7 +565,7 @@ class Scheduler:
             call.endpoint = tail.endpoint
         call.retries_in_run = 0
         call.ready.clear()
-        call.state_bytes = call.state_typed = None
+        self._keep_state(call, None, None)
         self._send(call, now, actions)
 
     def _retry(self, call: _Call, code: Status, message: str, now: float, actions: list[Action]) -> None:
@@ -582,11 +591,22 @@ class Scheduler:
             call.state = _State.BACKOFF
             self._push_timer(now + delay, _Timer.RETRY, call, call.attempt)
 
+    def _keep_state(self, call: _Call, state: bytes | None, typed: Any | None) -> None:
+        """Keep (or drop, with None) the coroutine state of *call*, counted in :attr:`held_bytes`."""
+        old = len(call.state_bytes or b"") if call.state_typed is None else call.state_typed.ByteSize()
+        new = len(state or b"") if typed is None else typed.ByteSize()
+        call.state_bytes, call.state_typed = state, typed
+        call.held += new - old
+        self.held_bytes += new - old
+
     def _on_poll(self, call: _Call, poll: poll_pb2.Poll, now: float, actions: list[Action]) -> None:
         call.state = _State.POLLING
         which = poll.WhichOneof("state")
-        call.state_bytes = poll.coroutine_state if which == "coroutine_state" else None
-        call.state_typed = poll.typed_coroutine_state if which == "typed_coroutine_state" else None
+        self._keep_state(
+            call,
+            poll.coroutine_state if which == "coroutine_state" else None,
+            poll.typed_coroutine_state if which == "typed_coroutine_state" else None,
+        )
         asked = len(poll.calls)
         if asked > self.max_poll_calls:
             message = f"asked for {asked} calls; at most {self.max_poll_calls} per poll (max_poll_calls)"
@@ -728,6 +748,8 @@ class Scheduler:
             call.t_children += spent
         call.state = _State.DONE
         del self._calls[call.dispatch_id]
+        self.held_bytes -= call.held
+        call.held = 0
         chaos = self._chaos
         if chaos is not None:
             self._late.pop(call.dispatch_id, None)

@@ -139,8 +139,7 @@ class AsyncDispatcher:
         """Called with each root call's outcome as it ends (the shard's frontend keeps its ledger so)."""
         self._results = ResultStore(result_retention, result_retention_bytes)
         self._live: dict[str, int] = {}  # live root call -> the bytes it is counted as holding
-        self.held_bytes = 0
-        """Bytes the live root calls are counted as holding (:func:`loadgen.core.admission.call_bytes`)."""
+        self._root_bytes = 0  # what the live root calls are counted as holding (their inputs)
         self._waiters: dict[str, list[asyncio.Future[CallOutcome]]] = {}
         self._tasks: dict[asyncio.Task[None], str] = {}  # attempt running -> its function
         self._queues: collections.OrderedDict[str, collections.deque[tuple[float, RunAttempt]]] = (
@@ -160,6 +159,13 @@ class AsyncDispatcher:
     @property
     def counters(self) -> Counters:
         return self.scheduler.counters
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the live calls are counted as holding: each root call's input
+        (:func:`loadgen.core.admission.call_bytes`), each child call's, and the coroutine states kept while
+        calls wait for their children."""
+        return self._root_bytes + self.scheduler.held_bytes
 
     @property
     def in_flight(self) -> int:
@@ -183,7 +189,7 @@ class AsyncDispatcher:
         live = self._live
         for dispatch_id, size in zip(ids, sizes, strict=True):
             live[dispatch_id] = size
-        self.held_bytes += sum(sizes)
+        self._root_bytes += sum(sizes)
         self.stats.count_accepted(len(ids))
         self._idle.clear()
         self._apply(actions)
@@ -260,7 +266,7 @@ class AsyncDispatcher:
     def _finish(self, action: CallFinished) -> None:
         outcome = CallOutcome.of(action)
         dispatch_id = action.dispatch_id
-        self.held_bytes -= self._live.pop(dispatch_id, 0)
+        self._root_bytes -= self._live.pop(dispatch_id, 0)
         listener = action.listener
         if listener is None or not cast(CallListener, listener).deliver(dispatch_id, outcome):
             evicted = self._results.add(dispatch_id, outcome, action.result_bytes)

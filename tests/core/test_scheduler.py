@@ -315,3 +315,30 @@ def test_issued_ids_are_told_from_ids_never_given() -> None:
     assert scheduler.issued(given)
     assert not scheduler.issued("00000001" + "f" * 24) and not scheduler.issued("00000002" + given[8:])
     assert not scheduler.issued("short") and not scheduler.issued("00000001" + "z" * 24)
+
+
+def test_children_and_coroutine_states_are_counted_as_held_until_they_end(scheduler: Scheduler) -> None:
+    from loadgen.core.admission import call_bytes
+
+    (root,), actions = scheduler.submit([call("parent")], T0)
+    assert scheduler.held_bytes == 0  # a root's own input is the driver's to count
+    state = b"x" * 10_000
+    kids = [call("c", n) for n in range(3)]
+    children = attempts(scheduler.on_response(root, only_attempt(actions).attempt, poll(*kids, state=state), T0))
+    held = 10_000 + sum(call_bytes(kid.input.ByteSize()) for kid in kids)
+    assert scheduler.held_bytes == held
+    for child in children[:2]:
+        scheduler.on_response(child.dispatch_id, child.attempt, exit_ok(), T0)
+    assert scheduler.held_bytes == 10_000 + call_bytes(kids[2].input.ByteSize())
+    resume = only_attempt(scheduler.on_response(children[2].dispatch_id, children[2].attempt, exit_ok(), T0))
+    assert scheduler.held_bytes == 10_000  # the state, until the call polls again or ends
+    again = only_attempt(scheduler.on_response(root, resume.attempt, poll(call("d", 9), state=b"y" * 10), T0))
+    assert scheduler.held_bytes == 10 + call_bytes(call("d", 9).input.ByteSize())
+    scheduler.on_response(again.dispatch_id, again.attempt, exit_ok(), T0)
+    (done,) = finished(scheduler.on_response(root, scheduler_resume(scheduler, root), exit_ok(), T0))
+    assert done.root and scheduler.held_bytes == 0 and scheduler.live_calls == 0
+
+
+def scheduler_resume(scheduler: Scheduler, dispatch_id: str) -> int:
+    """The attempt token of *dispatch_id*'s attempt in flight."""
+    return scheduler._calls[dispatch_id].attempt
