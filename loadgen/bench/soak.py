@@ -20,7 +20,8 @@ its least-squares slopes in MB per minute (after warm-up, and over the last thir
 verdict: RSS saw-tooths by tens of MB under load, so the verdict compares the middle and the
 last third of the run after warm-up instead of trusting a slope: ``growing`` when both the
 median and the high-water mark rose by more than ``--flat`` MB per minute between them (at
-least 1% of the RSS), ``falling`` when both fell by more, else ``flat``. Growth that stops (a
+least 1% of the RSS) and the last third still slopes upward, ``falling`` when both fell by
+more, else ``flat``. Growth that stops (a
 bounded table filling up) is so told from growth that goes on. Shards keep the results of
 the last 100,000 root calls each (``result_retention``, for ``Wait``), so a shard's RSS grows, by design, until it holds
 that many; while a shard is below that bound its verdict says so, with the memory per
@@ -335,9 +336,10 @@ def _trend(points: list[tuple[float, float]], flat: float) -> dict[str, Any]:
 
     A shard's RSS saw-tooths by tens of MB as batches come and go, so a slope over a few minutes is
     mostly noise. Growth that goes on lifts both the typical value (the median) and the high-water mark
-    (the maximum) of each third; the verdict is ``growing`` when both rose by more than the tolerance
-    (``flat`` MB per minute between the thirds' centres, at least 1% of the RSS), ``falling`` when both
-    fell by more, else ``flat``."""
+    (the maximum) of each third and is still rising at the end; the verdict is ``growing`` when both rose
+    by more than the tolerance (``flat`` MB per minute between the thirds' centres, at least 1% of the
+    RSS) and the last third's own slope is upward, ``falling`` when both fell by more and that slope is
+    not upward, else ``flat``."""
     points = [(t, v) for t, v in points if v == v]
     n = len(points)
     if n < 6:
@@ -348,7 +350,14 @@ def _trend(points: list[tuple[float, float]], flat: float) -> dict[str, Any]:
     high_middle, high_last = max(v for _, v in middle), max(v for _, v in last)
     tolerance = max(flat * minutes, 0.01 * median_middle)
     rises = (median_last - median_middle, high_last - high_middle)
-    trend = "growing" if min(rises) > tolerance else "falling" if max(rises) < -tolerance else "flat"
+    still_rising = _slope(last) > 0
+    trend = (
+        "growing"
+        if min(rises) > tolerance and still_rising
+        else "falling"
+        if max(rises) < -tolerance and not still_rising
+        else "flat"
+    )
     return {
         "trend": trend,
         "median_mb_middle_third": round(median_middle, 1),
