@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,3 +22,12 @@ def endpoint_url(signing_key: Ed25519PrivateKey) -> Iterator[str]:
     """The reference endpoint in a child process, verifying *signing_key*'s signatures."""
     with reference_endpoint(public_key_base64(signing_key.public_key())) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _locust_stays_out_of_the_test_process() -> Iterator[None]:
+    """Importing Locust patches the whole process with gevent (sockets, threads, gRPC): every later test
+    in the run would then hang or fail. Tests drive Locust in processes of their own."""
+    yield
+    assert "locust" not in sys.modules, "this test imported Locust into the test process: run it in a subprocess"
+

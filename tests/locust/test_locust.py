@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engines import quick_engine
 
 from loadgen.core.arrivals import ArrivalSchedule, Stage
-from loadgen.core.stats import ShardStats, Snapshot, merge_snapshots
+from loadgen.core.stats import ShardStats, Snapshot
 from loadgen.core.stats.delta import HistogramDelta
 from loadgen.engine.supervisor import Supervisor
 from loadgen.pb import shard_pb2, shard_pb2_grpc
@@ -504,21 +504,32 @@ def read_failures_csv(path: Path) -> list[tuple[str, str]]:
         return [(row["Name"], row["Error"]) for row in csv.DictReader(handle)]
 
 
-def test_the_shards_tab_shows_rejections_by_reason_and_queued_attempts() -> None:
-    from loadgen.locust.bridge import StatsBridge
-    from loadgen.locust.webtab import SHARD_COLUMNS, shard_rows
+SHARD_ROWS = """
+import json
+from loadgen.core.stats import ShardStats, merge_snapshots
+from loadgen.locust.bridge import StatsBridge
+from loadgen.locust.webtab import SHARD_COLUMNS, shard_rows
 
-    full, calm = ShardStats("shard-0"), ShardStats("shard-1")
-    full.count_admission(150)
-    full.count_accepted(100)
-    full.count_admission(50, "calls_in_flight")
-    full.set_gauge("queued_attempts", 7)
-    calm.count_admission(10)
-    calm.count_accepted(10)
-    bridge = StatsBridge(None, ["127.0.0.1:1"], "key")
-    bridge.latest = merge_snapshots([full.snapshot(), calm.snapshot()])
-    rows = {row["shard"]: row for row in shard_rows(bridge)}
-    assert {key for key, _ in SHARD_COLUMNS} == set(rows["(all)"])
+full, calm = ShardStats("shard-0"), ShardStats("shard-1")
+full.count_admission(150)
+full.count_accepted(100)
+full.count_admission(50, "calls_in_flight")
+full.set_gauge("queued_attempts", 7)
+calm.count_admission(10)
+calm.count_accepted(10)
+bridge = StatsBridge(None, ["127.0.0.1:1"], "key")
+bridge.latest = merge_snapshots([full.snapshot(), calm.snapshot()])
+print(json.dumps({"columns": [key for key, _ in SHARD_COLUMNS], "rows": shard_rows(bridge)}))
+"""
+
+
+def test_the_shards_tab_shows_rejections_by_reason_and_queued_attempts() -> None:
+    # in a process of its own: the bridge imports Locust, which patches the process it runs in with gevent
+    done = subprocess.run([sys.executable, "-c", SHARD_ROWS], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = {row["shard"]: row for row in table["rows"]}
+    assert set(table["columns"]) == set(rows["(all)"])
     assert rows["shard-0"]["rejected"] == "50 (calls_in_flight 50)" and rows["shard-0"]["queued"] == 7
     assert rows["shard-1"]["rejected"] == "0" and rows["(all)"]["rejected"] == "50 (calls_in_flight 50)"
     assert rows["(all)"]["accepted"] == 110 and rows["(all)"]["queued"] == 7
