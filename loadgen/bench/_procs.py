@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import selectors
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ __all__ = [
     "cpu_seconds",
     "engine_idle",
     "engine_progress",
+    "free_port",
     "ledger_rows",
     "median",
     "render_table",
@@ -49,6 +51,13 @@ __all__ = [
 
 TICKS = os.sysconf("SC_CLK_TCK")
 API_KEY = "bench-api-key"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def check_linux() -> None:

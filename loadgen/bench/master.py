@@ -31,7 +31,7 @@ from locust import __version__ as locust_version
 from locust.rpc import protocol
 from locust.stats import RequestStats
 
-from loadgen.bench._procs import check_linux, cpu_seconds, render_table, write_report
+from loadgen.bench._procs import check_linux, cpu_seconds, free_port, render_table, write_report
 from loadgen.children import die_with_parent_term, terminate
 from loadgen.core.stats import ShardStats, merge_snapshots
 from loadgen.core.stats.caller import CallerReport, caller_recorder
@@ -175,21 +175,13 @@ def _taken_in(path: Path) -> tuple[int, float]:
     return sum(int(w.get("reports", 0)) for w in data["workers"]), at
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def measure(count: int, seconds: float, interval: float, report: dict[str, Any]) -> dict[str, Any]:
     """One crowd of *count* simulated workers against a fresh master."""
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder)
         scenario = default_scenario()
         (run_dir / "scenario.json").write_bytes(orjson.dumps(scenario_to_dict(scenario)))
-        port = _free_port()
+        port = free_port()
         master = MasterSetup(expect_workers=count, bind_port=port, worker_timeout=120)
         command = locust_command(scenario, False, 0, run_dir, master)
         command += ["--dispatch-run-time", f"{seconds + 600:g}", "-t", f"{seconds + 600:g}s", "-u", str(count)]

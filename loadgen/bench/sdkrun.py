@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,11 @@ from typing import Any
 
 import orjson
 
-from loadgen.bench._procs import KeyPair, check_linux, child_pids, command_line, cpu_seconds
+from loadgen.bench._procs import KeyPair, check_linux, child_pids, command_line, cpu_seconds, free_port
 from loadgen.core.units import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = {"0.7.1": ROOT / ".venv-sdk", "0.8.0": ROOT / ".venv-sdk08"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _role(pid: int) -> str | None:
@@ -68,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if not python.exists():
         sys.exit(f"no {python}: run `make sdk` first")
     keys = KeyPair.generate()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "LOADGEN_", "PYTHONPATH"))}
     app = subprocess.Popen(
         [str(python), str(ROOT / "scenarios" / "sdk_endpoint_app.py"), "--port", str(port)],
