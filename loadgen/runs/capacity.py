@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Literal
 
 from loadgen.core.units import format_latency
@@ -86,18 +86,7 @@ class SearchSettings:
             raise ValueError(f"need step > 0, warmup >= 0, max_steps >= 1 and retries >= 0, not {self}")
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "start_rate": self.start_rate,
-            "max_rate": self.max_rate,
-            "min_rate": self.min_rate,
-            "precision": self.precision,
-            "step": self.step,
-            "warmup": self.warmup,
-            "max_steps": self.max_steps,
-            "min_capacity": self.min_capacity,
-            "abort_in_flight": self.abort_in_flight,
-            "retries": self.retries,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
