@@ -23,6 +23,7 @@ import grpc
 __all__ = [
     "CONNECT_CONNECTIONS",
     "FD_RESERVE",
+    "SESSION_SOCKETS",
     "DescriptorWatch",
     "grpc_cap_supported",
     "open_descriptors",
@@ -35,6 +36,8 @@ log = logging.getLogger("loadgen.shard")
 
 CONNECT_CONNECTIONS: Final = 256
 """Connect connections one shard keeps open at most; one more is answered 503 and closed."""
+SESSION_SOCKETS: Final = 256
+"""Session sockets one shard serves at once (one per load-generating process); one more is ended at once."""
 FD_RESERVE: Final = 64
 """Descriptors a shard keeps for itself beside its connections (files, pipes, the event loop)."""
 _MAX_SOFT_LIMIT: Final = 1 << 20
@@ -95,9 +98,7 @@ class DescriptorWatch:
     gRPC cap, or the open descriptors come near the limit; once per episode (again after they fell
     below 90%)."""
 
-    def __init__(
-        self, index: int, cap: int, fd_limit: int, count: Callable[[], int] = open_descriptors
-    ) -> None:
+    def __init__(self, index: int, cap: int, fd_limit: int, count: Callable[[], int] = open_descriptors) -> None:
         self.index = index
         self.cap = cap
         self.fd_limit = fd_limit

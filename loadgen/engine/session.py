@@ -1,4 +1,4 @@
-"""The Session ingress of a shard: ``loadgen.v1.Calls/Session`` on grpc.aio.
+"""The Session ingress of a shard: ``loadgen.v1.Calls/Session`` on grpc.aio, and what the session socket shares.
 
 One bidirectional stream per client process: groups of calls in, their answers and results
 out (the contract is in ``proto/loadgen/v1/session.proto``). Per stream, a reader task
@@ -13,13 +13,17 @@ for ``Wait`` instead.
 Where a group is accepted or rejected is :meth:`SessionServicer._accept`: a rejection is a
 ``GroupAnswer`` with the gRPC code of the frontend's :class:`ApiError` (admission control
 rejects there too, with ``RESOURCE_EXHAUSTED``).
+
+The same session over a plain TCP connection (``Calls/SessionSocket`` says where) is
+:mod:`.session_socket`'s; it shares :class:`SessionState`, :func:`accept_group` and
+:func:`next_message` with the stream here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import grpc
@@ -31,7 +35,17 @@ from loadgen.engine.frontend import ApiError, ShardFrontend
 from loadgen.engine.ingress_grpc import grpc_code
 from loadgen.pb import session_pb2, session_pb2_grpc
 
-__all__ = ["MAX_BYTES_PER_MESSAGE", "MAX_RESULTS_PER_MESSAGE", "MAX_UNWRITTEN", "SessionServicer", "add_session"]
+__all__ = [
+    "MAX_BYTES_PER_MESSAGE",
+    "MAX_RESULTS_PER_MESSAGE",
+    "MAX_UNWRITTEN",
+    "SessionServicer",
+    "SessionState",
+    "accept_group",
+    "add_session",
+    "next_message",
+    "retain_unwritten",
+]
 
 MAX_RESULTS_PER_MESSAGE: Final = 1000
 MAX_BYTES_PER_MESSAGE: Final = 1 << 20
@@ -44,24 +58,39 @@ OUTCOMES: Final[dict[Outcome, int]] = {
 """Each engine outcome as the proto's ``Outcome`` (``OUTCOME_<NAME>``)."""
 
 
-_Delivered = tuple[CallOutcome, int, int]
+Delivered = tuple[CallOutcome, int, int]
 """A call's end waiting to be written: its outcome, its group's number and its index in the group."""
 
 
-class _Session:
-    """One stream's state: what waits to be written, and how many streamed calls have not ended."""
+class SessionState:
+    """One session's state: what waits to be written, and how many streamed calls have not ended.
 
-    __slots__ = ("answers", "attached", "closed", "ended", "outstanding", "room", "wake")
+    *wake* is called whenever something was queued to be written (an answer, a result)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("answers", "attached", "closed", "ended", "outstanding", "wake")
+
+    def __init__(self, wake: Callable[[], None]) -> None:
         self.answers: list[session_pb2.GroupAnswer] = []
-        self.ended: list[_Delivered] = []
+        self.ended: list[Delivered] = []
         self.outstanding = 0  # accepted calls whose results are streamed and not yet queued
         self.closed = False  # the client half-closed: no more groups
-        self.attached = True  # False once the stream is over: results go to Wait
-        self.wake = asyncio.Event()  # something to write, or the end
-        self.room = asyncio.Event()  # fewer than MAX_UNWRITTEN results wait
-        self.room.set()
+        self.attached = True  # False once the session is over: results go to Wait
+        self.wake = wake
+
+    @property
+    def full(self) -> bool:
+        """Whether at least :data:`MAX_UNWRITTEN` results wait to be written (read no more groups)."""
+        return len(self.ended) >= MAX_UNWRITTEN
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything waits to be written."""
+        return bool(self.answers or self.ended)
+
+    @property
+    def finished(self) -> bool:
+        """Half-closed, every streamed call's result queued and nothing left to write: the session may end OK."""
+        return self.closed and self.outstanding == 0 and not self.answers and not self.ended
 
 
 class _Group:
@@ -69,7 +98,7 @@ class _Group:
 
     __slots__ = ("first", "number", "session")
 
-    def __init__(self, session: _Session, number: int) -> None:
+    def __init__(self, session: SessionState, number: int) -> None:
         self.session = session
         self.number = number
         self.first = 0  # the first call's id as a number: a call's index is its id minus this
@@ -80,18 +109,92 @@ class _Group:
             return False
         session.ended.append((outcome, self.number, int(dispatch_id, 16) - self.first))
         session.outstanding -= 1
-        if len(session.ended) >= MAX_UNWRITTEN:
-            session.room.clear()
-        session.wake.set()
+        session.wake()
         return True
 
 
+def accept_group(frontend: ShardFrontend, session: SessionState, group: session_pb2.Group) -> None:
+    """Accept or reject one group, on its own; queue its answer when it has one."""
+    started = time.perf_counter()
+    streamed = not group.skip_results
+    listener = _Group(session, group.group) if streamed else None
+    count = len(group.calls)
+    if streamed:
+        session.outstanding += count
+    try:
+        ids = frontend.dispatch(group.calls, listener)
+    except ApiError as exc:
+        if streamed:
+            session.outstanding -= count
+        session.answers.append(
+            session_pb2.GroupAnswer(
+                group=group.group,
+                code=grpc_code(exc.code).value[0],
+                message=exc.message,
+                retry_after_ms=exc.retry_after_ms or 0,
+            )
+        )
+        session.wake()
+        frontend.stats.record_rpc("Session", False, time.perf_counter() - started)
+        return
+    if listener is not None and ids:
+        listener.first = int(ids[0], 16)
+    if group.answer:
+        session.answers.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=ids))
+        session.wake()
+    frontend.stats.record_rpc("Session", True, time.perf_counter() - started)
+
+
+def next_message(session: SessionState, taken: list[Delivered]) -> session_pb2.SessionResponse:
+    """The next message: every queued answer, then results up to the size limits (moved to *taken*)."""
+    message = session_pb2.SessionResponse()
+    if session.answers:
+        message.answers.extend(session.answers)
+        session.answers.clear()
+    queue = session.ended
+    add = message.ended.add
+    outcomes = OUTCOMES
+    size = 0
+    count = 0
+    for outcome, number, index in queue:
+        if count and (count >= MAX_RESULTS_PER_MESSAGE or size >= MAX_BYTES_PER_MESSAGE):
+            break
+        result = outcome.result
+        add(result=result, status=outcome.status, outcome=outcomes[outcome.outcome], group=number, index=index)
+        size += result.ByteSize()
+        count += 1
+    taken.extend(queue[:count])
+    del queue[:count]
+    return message
+
+
+def retain_unwritten(frontend: ShardFrontend, session: SessionState, unwritten: list[Delivered]) -> None:
+    """The session is over: the results it did not (surely) write are kept for ``Wait``."""
+    session.attached = False
+    dispatcher = frontend.dispatcher
+    for outcome, _, _ in unwritten + session.ended:
+        dispatcher.retain(outcome.result.dispatch_id, outcome)
+    session.ended.clear()
+
+
 class SessionServicer(session_pb2_grpc.CallsServicer):
-    """``Calls/Session`` of one shard, over its :class:`ShardFrontend`."""
+    """``Calls/Session`` and ``Calls/SessionSocket`` of one shard, over its :class:`ShardFrontend`."""
 
     def __init__(self, frontend: ShardFrontend) -> None:
         self.frontend = frontend
         self.stats = frontend.stats
+        self.socket_port = 0
+        """The port of this shard's session socket (0 until it listens, or when it has none)."""
+
+    async def SessionSocket(
+        self, request: session_pb2.SessionSocketRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> session_pb2.SessionSocketOffer:
+        frontend = self.frontend
+        try:
+            frontend.authenticate(context.invocation_metadata())
+        except ApiError as exc:
+            await context.abort(grpc_code(exc.code), exc.message)
+        return session_pb2.SessionSocketOffer(port=self.socket_port, shard=frontend.index, epoch=frontend.epoch)
 
     async def Session(
         self, request_iterator: AsyncIterator[session_pb2.SessionRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -101,73 +204,45 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             frontend.authenticate(context.invocation_metadata())
         except ApiError as exc:
             await context.abort(grpc_code(exc.code), exc.message)
-        session = _Session()
+        wake = asyncio.Event()  # something to write, or the end
+        room = asyncio.Event()  # fewer than MAX_UNWRITTEN results wait
+        room.set()
+        session = SessionState(wake.set)
         header = session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch)
-        writing: list[_Delivered] = []
-        reader = asyncio.ensure_future(self._read(request_iterator, session))
-        reader.add_done_callback(lambda _: session.wake.set())
+        writing: list[Delivered] = []
+        reader = asyncio.ensure_future(self._read(request_iterator, session, room))
+        reader.add_done_callback(lambda _: wake.set())
         try:
             await context.write(session_pb2.SessionResponse(header=header))
-            await self._write(session, context, reader, writing)
+            await self._write(session, context, reader, writing, wake, room)
         finally:
-            session.attached = False
             reader.cancel()
-            dispatcher = frontend.dispatcher
-            for outcome, _, _ in writing + session.ended:  # not (surely) written: Wait answers for them
-                dispatcher.retain(outcome.result.dispatch_id, outcome)
-            session.ended.clear()
+            retain_unwritten(frontend, session, writing)
 
-    async def _read(self, request_iterator: AsyncIterator[session_pb2.SessionRequest], session: _Session) -> None:
-        room = session.room
+    async def _read(
+        self, request_iterator: AsyncIterator[session_pb2.SessionRequest], session: SessionState, room: asyncio.Event
+    ) -> None:
+        frontend = self.frontend
         async for request in request_iterator:
             for group in request.groups:
-                self._accept(session, group)
-            if not room.is_set():
+                accept_group(frontend, session, group)
+            if session.full:
+                room.clear()
                 await room.wait()
         session.closed = True
 
-    def _accept(self, session: _Session, group: session_pb2.Group) -> None:
-        """Accept or reject one group, on its own; queue its answer when it has one."""
-        started = time.perf_counter()
-        streamed = not group.skip_results
-        listener = _Group(session, group.group) if streamed else None
-        count = len(group.calls)
-        if streamed:
-            session.outstanding += count
-        try:
-            ids = self.frontend.dispatch(group.calls, listener)
-        except ApiError as exc:
-            if streamed:
-                session.outstanding -= count
-            session.answers.append(
-                session_pb2.GroupAnswer(
-                    group=group.group,
-                    code=grpc_code(exc.code).value[0],
-                    message=exc.message,
-                    retry_after_ms=exc.retry_after_ms or 0,
-                )
-            )
-            session.wake.set()
-            self.stats.record_rpc("Session", False, time.perf_counter() - started)
-            return
-        if listener is not None and ids:
-            listener.first = int(ids[0], 16)
-        if group.answer:
-            session.answers.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=ids))
-            session.wake.set()
-        self.stats.record_rpc("Session", True, time.perf_counter() - started)
-
     async def _write(
         self,
-        session: _Session,
+        session: SessionState,
         context: grpc.aio.ServicerContext[Any, Any],
         reader: asyncio.Future[None],
-        writing: list[_Delivered],
+        writing: list[Delivered],
+        wake: asyncio.Event,
+        room: asyncio.Event,
     ) -> None:
         """Write what is queued until the client half-closed and every streamed call's result went out."""
-        wake = session.wake
         while True:
-            if not session.answers and not session.ended:
+            if not session.pending:
                 if reader.done():
                     reader.result()  # a reader that failed fails the stream
                     if session.outstanding == 0:
@@ -175,35 +250,15 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
                 wake.clear()
                 await wake.wait()
                 continue
-            message = self._message(session, writing)
+            message = next_message(session, writing)
+            if not session.full:
+                room.set()
             await context.write(message)
             writing.clear()
 
-    def _message(self, session: _Session, taken: list[_Delivered]) -> session_pb2.SessionResponse:
-        """The next message: every queued answer, then results up to the size limits (moved to *taken*)."""
-        message = session_pb2.SessionResponse()
-        if session.answers:
-            message.answers.extend(session.answers)
-            session.answers.clear()
-        queue = session.ended
-        add = message.ended.add
-        outcomes = OUTCOMES
-        size = 0
-        count = 0
-        for outcome, number, index in queue:
-            if count and (count >= MAX_RESULTS_PER_MESSAGE or size >= MAX_BYTES_PER_MESSAGE):
-                break
-            result = outcome.result
-            add(result=result, status=outcome.status, outcome=outcomes[outcome.outcome], group=number, index=index)
-            size += result.ByteSize()
-            count += 1
-        taken.extend(queue[:count])
-        del queue[:count]
-        if len(queue) < MAX_UNWRITTEN:
-            session.room.set()
-        return message
 
-
-def add_session(server: grpc.aio.Server, frontend: ShardFrontend) -> None:
-    """Serve ``loadgen.v1.Calls/Session`` of one shard on *server*."""
-    session_pb2_grpc.add_CallsServicer_to_server(SessionServicer(frontend), server)
+def add_session(server: grpc.aio.Server, frontend: ShardFrontend) -> SessionServicer:
+    """Serve ``loadgen.v1.Calls`` (Session, SessionSocket) of one shard on *server*."""
+    servicer = SessionServicer(frontend)
+    session_pb2_grpc.add_CallsServicer_to_server(servicer, server)
+    return servicer

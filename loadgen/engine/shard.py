@@ -3,7 +3,8 @@
 A shard runs a grpc.aio server (:mod:`.ingress_grpc`, and the Session stream of :mod:`.session`)
 on the shared address (``SO_REUSEPORT``: every shard listens on the same port) and on a private
 port of its own (for Wait forwarding, stats, and clients that spread load over shards
-themselves), an optional Connect ingress
+themselves), its session socket (:mod:`.session_socket`, on a free port of the same host,
+offered by ``Calls/SessionSocket``), an optional Connect ingress
 (:mod:`.ingress_connect`), the dispatcher, and a pool of HTTP/2 connections to the endpoint.
 It talks to its supervisor over a pipe with the messages of :mod:`.control`.
 
@@ -36,12 +37,14 @@ from loadgen.engine.ingress_grpc import add_servicers, grpc_options
 from loadgen.engine.ledger import Ledger, LedgerHandle
 from loadgen.engine.limits import (
     CONNECT_CONNECTIONS,
+    SESSION_SOCKETS,
     DescriptorWatch,
     grpc_cap_supported,
     raise_fd_limit,
     shard_cap,
 )
 from loadgen.engine.session import add_session
+from loadgen.engine.session_socket import SessionSocketServer
 from loadgen.engine.settings import EngineSetup
 from loadgen.protocol.keys import load_private_key
 from loadgen.protocol.signing import Signer
@@ -152,13 +155,18 @@ class ShardProcess:
         host = config.setup.host
         settings = config.setup.settings
         fd_limit = raise_fd_limit()
-        own = settings.connections + settings.shard_count + (CONNECT_CONNECTIONS if config.connect_port else 0)
+        own = (
+            settings.connections
+            + settings.shard_count
+            + SESSION_SOCKETS
+            + (CONNECT_CONNECTIONS if config.connect_port else 0)
+        )
         cap = shard_cap(settings.max_connections, fd_limit, own)
         if not grpc_cap_supported():
             log.warning("shard %d: grpcio %s does not enforce max_connections", config.index, grpc.__version__)
         server = grpc.aio.server(options=grpc_options(settings.max_message_bytes, cap))
         add_servicers(server, self.frontend, self)
-        add_session(server, self.frontend)
+        sessions = add_session(server, self.frontend)
         bracketed = f"[{host}]" if ":" in host else host
         if server.add_insecure_port(f"{bracketed}:{config.port}") == 0:
             raise OSError(f"shard {config.index} cannot listen on {host}:{config.port}")
@@ -166,6 +174,10 @@ class ShardProcess:
         if private_port == 0:
             raise OSError(f"shard {config.index} cannot listen on 127.0.0.1:{config.private_port}")
         await server.start()
+        socket_server = SessionSocketServer(
+            self.frontend, max_message_bytes=settings.max_message_bytes, max_sessions=SESSION_SOCKETS
+        )
+        sessions.socket_port = await socket_server.start(host)
         connect_server = None
         if config.connect_port:
             from loadgen.engine.ingress_connect import start_connect_ingress
@@ -181,6 +193,7 @@ class ShardProcess:
         loop.remove_reader(self.conn.fileno())
         if connect_server is not None:
             connect_server.close()
+        socket_server.close()
         await server.stop(grace=0.5)
         await self.frontend.close()
         await self.pool.aclose()

@@ -16,9 +16,11 @@ option                         environment variable    meaning
 ``--dispatch-sdk``             ``LOADGEN_SDK``         how inputs are encoded and outputs decoded
                                                        (``reference``, ``dispatch-py``, ``dispatch-go``,
                                                        ``raw``); else ``DispatchUser.sdk``, else reference
-``--dispatch-rpc``             ``LOADGEN_RPC``         how calls travel: ``session`` (one Session stream per
-                                                       process and shard, the default) or ``unary`` (a
-                                                       Dispatch RPC per dispatch, a Wait RPC per wait); else
+``--dispatch-rpc``             ``LOADGEN_RPC``         how calls travel: ``session`` (one session per process
+                                                       and shard, on the shard's session socket, else its
+                                                       gRPC Session stream; the default), ``stream`` (the
+                                                       gRPC Session stream only) or ``unary`` (a Dispatch
+                                                       RPC per dispatch, a Wait RPC per wait); else
                                                        ``DispatchUser.rpc``
 ``--dispatch-caller-file``     ``LOADGEN_CALLER_FILE`` master / local runner: write the checked results
                                                        there (:mod:`loadgen.core.caller`) every few seconds and
@@ -59,7 +61,7 @@ __all__ = [
     "resolve_sdk",
 ]
 
-RPC_MODES = ("session", "unary")
+RPC_MODES = ("session", "stream", "unary")
 
 DEFAULT_STATS_INTERVAL = 2.0
 DEFAULT_SETTLE = 10.0
@@ -111,7 +113,8 @@ def add_arguments(parser: Any) -> None:
         env_var="LOADGEN_RPC",
         default="",
         choices=["", *RPC_MODES],
-        help="How DispatchUser's calls travel: session (one Session stream per process and shard) or unary "
+        help="How DispatchUser's calls travel: session (one session per process and shard, on the shard's "
+        "session socket, else on its gRPC Session stream), stream (the gRPC Session stream only) or unary "
         "(a Dispatch RPC per dispatch and a Wait RPC per wait, as SDK clients do); default: the user class's "
         "rpc attribute, else session",
     )

@@ -23,9 +23,10 @@ Write tasks with :meth:`DispatchUser.call` and :meth:`DispatchUser.dispatch`::
 
 **How calls travel** (:attr:`DispatchUser.rpc`, ``--dispatch-rpc`` / ``$LOADGEN_RPC``):
 ``"session"`` (the default) carries the calls of every user of the process over one
-``Session`` stream per shard (:mod:`loadgen.locust.link`: concurrent users' dispatches go out
-together, results come back many per message); ``"unary"`` makes one ``Dispatch`` RPC per
-dispatch and one ``Wait`` RPC per wait, as an SDK client does.
+session per shard (:mod:`loadgen.locust.link`: concurrent users' dispatches go out
+together, results come back many per message), on the shard's session socket when it offers
+one, else on its gRPC ``Session`` stream; ``"stream"`` always on the gRPC stream; ``"unary"``
+makes one ``Dispatch`` RPC per dispatch and one ``Wait`` RPC per wait, as an SDK client does.
 
 **Locust entries.** :meth:`~DispatchUser.call` (and :meth:`~DispatchUser.call_batch`,
 :meth:`~DispatchUser.dispatch_and_wait`) records one entry per call: ``request_type="call"``,
@@ -197,8 +198,9 @@ class DispatchUser(User):
     """Default ``timeout`` of :meth:`call` / :meth:`wait_for`, in seconds."""
 
     rpc: ClassVar[str] = "session"
-    """How calls travel: ``"session"`` (one Session stream per process and shard) or ``"unary"``
-    (a Dispatch RPC per dispatch, a Wait RPC per wait), unless ``--dispatch-rpc`` / ``$LOADGEN_RPC`` says."""
+    """How calls travel: ``"session"`` (one session per process and shard, on its session socket when
+    offered), ``"stream"`` (the gRPC Session stream) or ``"unary"`` (a Dispatch RPC per dispatch, a Wait
+    RPC per wait), unless ``--dispatch-rpc`` / ``$LOADGEN_RPC`` says."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -212,8 +214,10 @@ class DispatchUser(User):
         """The SDK codec of this user's inputs and outputs."""
         self._metadata = (("authorization", "Bearer " + resolve_api_key(options, cls.api_key)),)
         self._stub = dispatch_pb2_grpc.DispatchServiceStub(channel(self.address))
-        self.session: bool = resolve_rpc(options, cls.rpc) == "session"
-        """Whether this user's calls ride the process's Session stream (else unary RPCs)."""
+        rpc = resolve_rpc(options, cls.rpc)
+        self.session: bool = rpc != "unary"
+        """Whether this user's calls ride the process's session with their shard (else unary RPCs)."""
+        self._use_socket = rpc == "session"
         self.failed_waits = 0
         """Waits of this user recorded as failures so far (failed, expired or wrong calls)."""
         self.intended_start: float | None = None
@@ -333,7 +337,7 @@ class DispatchUser(User):
             finally:
                 latency.end_wait(token)
         started_wall = time.time()
-        session = link(self.address, self._metadata)
+        session = link(self.address, self._metadata, use_socket=self._use_socket)
         group = session.submit(
             PendingGroup([call] * batch, answer=False, skip_results=False, timeout=limit, size=call.ByteSize() * batch)
         )
@@ -483,7 +487,7 @@ class DispatchUser(User):
     def _dispatch_session(self, call: call_pb2.Call, batch: int, name: str) -> list[str]:
         """A group asking for its ids (its results stay for Wait), with the Dispatch RPC's entry and kill rules."""
         started_wall = time.time()
-        session = link(self.address, self._metadata)
+        session = link(self.address, self._metadata, use_socket=self._use_socket)
         group = session.submit(
             PendingGroup(
                 [call] * batch, answer=True, skip_results=True, timeout=self.rpc_timeout, size=call.ByteSize() * batch

@@ -16,27 +16,35 @@ from loadgen.pb import call_pb2 as loadgen_dot_pb_dot_call__pb2
 from loadgen.pb import status_pb2 as loadgen_dot_pb_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18loadgen/pb/session.proto\x12\nloadgen.v1\x1a\x15loadgen/pb/call.proto\x1a\x17loadgen/pb/status.proto\"3\n\x0eSessionRequest\x12!\n\x06groups\x18\x01 \x03(\x0b\x32\x11.loadgen.v1.Group\"j\n\x05Group\x12\r\n\x05group\x18\x01 \x01(\x04\x12,\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x1d.loadgen.dispatch.sdk.v1.Call\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x08\x12\x14\n\x0cskip_results\x18\x04 \x01(\x08\"i\n\x0bGroupAnswer\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x14\n\x0c\x64ispatch_ids\x18\x02 \x03(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\"\xb1\x01\n\x05\x45nded\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.loadgen.dispatch.sdk.v1.CallResult\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.loadgen.dispatch.sdk.v1.Status\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.loadgen.v1.Outcome\x12\r\n\x05group\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\r\"-\n\rSessionHeader\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\r\"\x88\x01\n\x0fSessionResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.loadgen.v1.GroupAnswer\x12 \n\x05\x65nded\x18\x02 \x03(\x0b\x32\x11.loadgen.v1.Ended\x12)\n\x06header\x18\x03 \x01(\x0b\x32\x19.loadgen.v1.SessionHeader*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x13\n\x0fOUTCOME_EXPIRED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x32O\n\x05\x43\x61lls\x12\x46\n\x07Session\x12\x1a.loadgen.v1.SessionRequest\x1a\x1b.loadgen.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18loadgen/pb/session.proto\x12\nloadgen.v1\x1a\x15loadgen/pb/call.proto\x1a\x17loadgen/pb/status.proto\"\x16\n\x14SessionSocketRequest\"@\n\x12SessionSocketOffer\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\r\n\x05shard\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\r\"$\n\x0bSessionOpen\x12\x15\n\rauthorization\x18\x01 \x01(\t\"+\n\nSessionEnd\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"3\n\x0eSessionRequest\x12!\n\x06groups\x18\x01 \x03(\x0b\x32\x11.loadgen.v1.Group\"j\n\x05Group\x12\r\n\x05group\x18\x01 \x01(\x04\x12,\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x1d.loadgen.dispatch.sdk.v1.Call\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\x08\x12\x14\n\x0cskip_results\x18\x04 \x01(\x08\"i\n\x0bGroupAnswer\x12\r\n\x05group\x18\x01 \x01(\x04\x12\x14\n\x0c\x64ispatch_ids\x18\x02 \x03(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x05 \x01(\r\"\xb1\x01\n\x05\x45nded\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.loadgen.dispatch.sdk.v1.CallResult\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.loadgen.dispatch.sdk.v1.Status\x12$\n\x07outcome\x18\x03 \x01(\x0e\x32\x13.loadgen.v1.Outcome\x12\r\n\x05group\x18\x04 \x01(\x04\x12\r\n\x05index\x18\x05 \x01(\r\"-\n\rSessionHeader\x12\r\n\x05shard\x18\x01 \x01(\r\x12\r\n\x05\x65poch\x18\x02 \x01(\r\"\xad\x01\n\x0fSessionResponse\x12(\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x17.loadgen.v1.GroupAnswer\x12 \n\x05\x65nded\x18\x02 \x03(\x0b\x32\x11.loadgen.v1.Ended\x12)\n\x06header\x18\x03 \x01(\x0b\x32\x19.loadgen.v1.SessionHeader\x12#\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x16.loadgen.v1.SessionEnd*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_COMPLETED\x10\x01\x12\x12\n\x0eOUTCOME_FAILED\x10\x02\x12\x13\n\x0fOUTCOME_EXPIRED\x10\x03\x12\x15\n\x11OUTCOME_CANCELLED\x10\x04\x32\xa2\x01\n\x05\x43\x61lls\x12\x46\n\x07Session\x12\x1a.loadgen.v1.SessionRequest\x1a\x1b.loadgen.v1.SessionResponse(\x01\x30\x01\x12Q\n\rSessionSocket\x12 .loadgen.v1.SessionSocketRequest\x1a\x1e.loadgen.v1.SessionSocketOfferb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loadgen.pb.session_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_OUTCOME']._serialized_start=722
-  _globals['_OUTCOME']._serialized_end=843
-  _globals['_SESSIONREQUEST']._serialized_start=88
-  _globals['_SESSIONREQUEST']._serialized_end=139
-  _globals['_GROUP']._serialized_start=141
-  _globals['_GROUP']._serialized_end=247
-  _globals['_GROUPANSWER']._serialized_start=249
-  _globals['_GROUPANSWER']._serialized_end=354
-  _globals['_ENDED']._serialized_start=357
-  _globals['_ENDED']._serialized_end=534
-  _globals['_SESSIONHEADER']._serialized_start=536
-  _globals['_SESSIONHEADER']._serialized_end=581
-  _globals['_SESSIONRESPONSE']._serialized_start=584
-  _globals['_SESSIONRESPONSE']._serialized_end=720
-  _globals['_CALLS']._serialized_start=845
-  _globals['_CALLS']._serialized_end=924
+  _globals['_OUTCOME']._serialized_start=932
+  _globals['_OUTCOME']._serialized_end=1053
+  _globals['_SESSIONSOCKETREQUEST']._serialized_start=88
+  _globals['_SESSIONSOCKETREQUEST']._serialized_end=110
+  _globals['_SESSIONSOCKETOFFER']._serialized_start=112
+  _globals['_SESSIONSOCKETOFFER']._serialized_end=176
+  _globals['_SESSIONOPEN']._serialized_start=178
+  _globals['_SESSIONOPEN']._serialized_end=214
+  _globals['_SESSIONEND']._serialized_start=216
+  _globals['_SESSIONEND']._serialized_end=259
+  _globals['_SESSIONREQUEST']._serialized_start=261
+  _globals['_SESSIONREQUEST']._serialized_end=312
+  _globals['_GROUP']._serialized_start=314
+  _globals['_GROUP']._serialized_end=420
+  _globals['_GROUPANSWER']._serialized_start=422
+  _globals['_GROUPANSWER']._serialized_end=527
+  _globals['_ENDED']._serialized_start=530
+  _globals['_ENDED']._serialized_end=707
+  _globals['_SESSIONHEADER']._serialized_start=709
+  _globals['_SESSIONHEADER']._serialized_end=754
+  _globals['_SESSIONRESPONSE']._serialized_start=757
+  _globals['_SESSIONRESPONSE']._serialized_end=930
+  _globals['_CALLS']._serialized_start=1056
+  _globals['_CALLS']._serialized_end=1218
 # @@protoc_insertion_point(module_scope)

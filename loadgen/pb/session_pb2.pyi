@@ -21,6 +21,34 @@ OUTCOME_FAILED: Outcome
 OUTCOME_EXPIRED: Outcome
 OUTCOME_CANCELLED: Outcome
 
+class SessionSocketRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SessionSocketOffer(_message.Message):
+    __slots__ = ("port", "shard", "epoch")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    shard: int
+    epoch: int
+    def __init__(self, port: _Optional[int] = ..., shard: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class SessionOpen(_message.Message):
+    __slots__ = ("authorization",)
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    authorization: str
+    def __init__(self, authorization: _Optional[str] = ...) -> None: ...
+
+class SessionEnd(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class SessionRequest(_message.Message):
     __slots__ = ("groups",)
     GROUPS_FIELD_NUMBER: _ClassVar[int]
@@ -76,11 +104,13 @@ class SessionHeader(_message.Message):
     def __init__(self, shard: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
-    __slots__ = ("answers", "ended", "header")
+    __slots__ = ("answers", "ended", "header", "end")
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
     HEADER_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
     answers: _containers.RepeatedCompositeFieldContainer[GroupAnswer]
     ended: _containers.RepeatedCompositeFieldContainer[Ended]
     header: SessionHeader
-    def __init__(self, answers: _Optional[_Iterable[_Union[GroupAnswer, _Mapping]]] = ..., ended: _Optional[_Iterable[_Union[Ended, _Mapping]]] = ..., header: _Optional[_Union[SessionHeader, _Mapping]] = ...) -> None: ...
+    end: SessionEnd
+    def __init__(self, answers: _Optional[_Iterable[_Union[GroupAnswer, _Mapping]]] = ..., ended: _Optional[_Iterable[_Union[Ended, _Mapping]]] = ..., header: _Optional[_Union[SessionHeader, _Mapping]] = ..., end: _Optional[_Union[SessionEnd, _Mapping]] = ...) -> None: ...

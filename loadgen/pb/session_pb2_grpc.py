@@ -23,6 +23,11 @@ class CallsStub(object):
                 request_serializer=loadgen_dot_pb_dot_session__pb2.SessionRequest.SerializeToString,
                 response_deserializer=loadgen_dot_pb_dot_session__pb2.SessionResponse.FromString,
                 )
+        self.SessionSocket = channel.unary_unary(
+                '/loadgen.v1.Calls/SessionSocket',
+                request_serializer=loadgen_dot_pb_dot_session__pb2.SessionSocketRequest.SerializeToString,
+                response_deserializer=loadgen_dot_pb_dot_session__pb2.SessionSocketOffer.FromString,
+                )
 
 
 class CallsServicer(object):
@@ -70,6 +75,31 @@ class CallsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SessionSocket(self, request, context):
+        """SessionSocket says where this shard serves the same Session on a plain TCP connection, the
+        session socket: the same messages, groups, answers, results, back-pressure and end as the
+        stream above, without gRPC's cost per message (a load generator's process carries thousands
+        of calls a second over it). Authentication as for Dispatch. The session socket:
+
+        * Connect to the offered port on the host this RPC was sent to. Every frame either way is
+        a 4-byte big-endian length, then that many bytes of one message. At most the shard's
+        max_message_bytes per frame (64 MiB by default); a larger one ends the session with
+        RESOURCE_EXHAUSTED.
+        * The client's first frame is a SessionOpen with the authorization it would send as
+        metadata (`Bearer <API key>`), within 10 s of connecting; then SessionRequest frames.
+        The client half-closes the connection (TCP FIN) when it sends no more groups.
+        * The shard's frames are SessionResponse messages: the first carries only the header; the
+        last carries only `end` (code 0: every call accepted in the session ended and its result
+        was written, as the stream's OK; else the gRPC code and why, e.g. UNAUTHENTICATED), after
+        which the shard closes the connection. A connection that closes without an `end` broke:
+        the calls go on and the results not written are kept for Wait, as for the stream (those
+        written before the shard saw the connection go are the client's to count as lost).
+        * A session socket with nothing in flight and no frame for 300 s is ended with UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +107,11 @@ def add_CallsServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=loadgen_dot_pb_dot_session__pb2.SessionRequest.FromString,
                     response_serializer=loadgen_dot_pb_dot_session__pb2.SessionResponse.SerializeToString,
+            ),
+            'SessionSocket': grpc.unary_unary_rpc_method_handler(
+                    servicer.SessionSocket,
+                    request_deserializer=loadgen_dot_pb_dot_session__pb2.SessionSocketRequest.FromString,
+                    response_serializer=loadgen_dot_pb_dot_session__pb2.SessionSocketOffer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -106,5 +141,22 @@ class Calls(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/loadgen.v1.Calls/Session',
             loadgen_dot_pb_dot_session__pb2.SessionRequest.SerializeToString,
             loadgen_dot_pb_dot_session__pb2.SessionResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SessionSocket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/loadgen.v1.Calls/SessionSocket',
+            loadgen_dot_pb_dot_session__pb2.SessionSocketRequest.SerializeToString,
+            loadgen_dot_pb_dot_session__pb2.SessionSocketOffer.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -92,6 +92,7 @@ def test_grpc_method_paths_are_the_wire_contract() -> None:
         "/dispatch.sdk.v1.FunctionService/Run",
         "/loadgen.v1.Shard/Stats",
         "/loadgen.v1.Calls/Session",
+        "/loadgen.v1.Calls/SessionSocket",
     }
     from loadgen.pb import dispatch_pb2_grpc
 
