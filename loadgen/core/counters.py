@@ -38,6 +38,7 @@ __all__ = [
     "parse_counters",
     "rejected",
     "retries",
+    "sessions",
     "total",
 ]
 
@@ -61,9 +62,12 @@ class CounterKind(enum.Enum):
     DROPPED = "dropped"  # arrivals skipped for being more than max_lateness late (caller side)
     EVICTED = "evicted"  # results dropped from a shard's store for Wait (retention by count or bytes)
     CHAOS = "chaos"  # faults a shard injected on purpose ([engine.chaos]), by kind (duplicated, delayed, ...)
+    SESSIONS = "sessions"  # sessions a shard opened, by carrier (socket: the session socket; stream: gRPC)
 
 
-_BY_STATUS: Final = frozenset({CounterKind.FAILED, CounterKind.RETRIES, CounterKind.REJECTED, CounterKind.CHAOS})
+_BY_STATUS: Final = frozenset(
+    {CounterKind.FAILED, CounterKind.RETRIES, CounterKind.REJECTED, CounterKind.CHAOS, CounterKind.SESSIONS}
+)
 _KINDS: Final = {kind.value: kind for kind in CounterKind}
 
 
@@ -138,6 +142,11 @@ def chaos(kind: str) -> Counter:
     if found is None:
         found = _chaos[kind] = Counter.of(CounterKind.CHAOS, kind)
     return found
+
+
+def sessions(carrier: str) -> Counter:
+    """``sessions/<carrier>``: sessions a shard opened on *carrier* (``socket``, ``stream``)."""
+    return Counter.of(CounterKind.SESSIONS, carrier)
 
 
 def total(counters: Mapping[Counter, int], kind: CounterKind) -> int:

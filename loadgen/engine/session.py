@@ -29,6 +29,7 @@ from typing import Any, Final
 import grpc
 import grpc.aio
 
+from loadgen.core.counters import sessions
 from loadgen.core.results import CallOutcome
 from loadgen.core.scheduler import Outcome
 from loadgen.engine.frontend import ApiError, ShardFrontend
@@ -208,6 +209,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
         room = asyncio.Event()  # fewer than MAX_UNWRITTEN results wait
         room.set()
         session = SessionState(wake.set)
+        self.stats.count(sessions("stream"))
         header = session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch)
         writing: list[Delivered] = []
         reader = asyncio.ensure_future(self._read(request_iterator, session, room))

@@ -34,6 +34,7 @@ from typing import Final, cast
 import grpc
 from google.protobuf.message import DecodeError
 
+from loadgen.core.counters import sessions
 from loadgen.engine.frontend import ApiError, ShardFrontend
 from loadgen.engine.ingress_grpc import grpc_code
 from loadgen.engine.session import Delivered, SessionState, accept_group, next_message, retain_unwritten
@@ -153,6 +154,7 @@ class _Connection(asyncio.Protocol):
             self._end(grpc_code(exc.code), exc.message)
             return
         self.opened = True
+        self.frontend.stats.count(sessions("socket"))
         header = session_pb2.SessionHeader(shard=self.frontend.index, epoch=self.frontend.epoch)
         self._write(session_pb2.SessionResponse(header=header))
         if self.timer is not None:

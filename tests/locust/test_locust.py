@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engines import quick_engine
 
 from loadgen.core.arrivals import ArrivalSchedule, Stage
+from loadgen.core.counters import CounterKind
 from loadgen.core.stats import ShardStats, Snapshot
 from loadgen.core.stats.delta import HistogramDelta
 from loadgen.engine.supervisor import Supervisor
@@ -112,10 +113,11 @@ def run_locust(
 # ------------------------------------------------------------------------------------------
 
 
-def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], exact: bool = True) -> None:
-    """*exact*: the CSV holds every Dispatch. With worker processes, Locust's master writes its last
-    CSV without waiting for the workers' final reports, so on a loaded machine the CSV can fall
-    short of what the shards accepted; the engine's own accounting must balance either way."""
+def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], exact: bool = True) -> Snapshot:
+    """The engine's final snapshot, once the run was checked. *exact*: the CSV holds every Dispatch.
+    With worker processes, Locust's master writes its last CSV without waiting for the workers'
+    final reports, so on a loaded machine the CSV can fall short of what the shards accepted; the
+    engine's own accounting must balance either way."""
 
     def count(kind: str, name: str) -> int:
         return int(rows[(kind, name)]["Request Count"])
@@ -169,13 +171,23 @@ def check_run(engine: Supervisor, rows: dict[tuple[str, str], dict[str, str]], e
     # Locust's "Aggregated" row stays the total of Locust's own requests.
     own = sum(int(row["Request Count"]) for (kind, _), row in rows.items() if kind in ("grpc", "call"))
     assert int(rows[("", "Aggregated")]["Request Count"]) == own
+    return final
 
 
 @pytest.mark.timeout(60)
 def test_headless_run_bridges_the_shards_statistics_and_accounts_for_every_call(
     engine: Supervisor, tmp_path: Path
 ) -> None:
-    check_run(engine, run_locust(engine, tmp_path))
+    carriers = check_run(engine, run_locust(engine, tmp_path)).breakdown(CounterKind.SESSIONS)
+    assert carriers.get("socket", 0) >= 1 and "stream" not in carriers  # every session on a session socket
+
+
+@pytest.mark.timeout(60)
+def test_the_grpc_session_stream_carries_the_same_run(engine: Supervisor, tmp_path: Path) -> None:
+    """``--dispatch-rpc stream``: the same session on the ``Calls/Session`` gRPC stream, the same accounting."""
+    final = check_run(engine, run_locust(engine, tmp_path, "--dispatch-rpc", "stream"))
+    carriers = final.breakdown(CounterKind.SESSIONS)
+    assert carriers.get("stream", 0) >= 1 and "socket" not in carriers
 
 
 @pytest.mark.timeout(60)

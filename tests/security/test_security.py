@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loadgen.engine.settings import EngineSetup
 from loadgen.engine.supervisor import Supervisor
-from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2
+from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, function_pb2, session_pb2, session_pb2_grpc
 from loadgen.protocol import values
 from loadgen.protocol.keys import private_key_base64, public_key_base64
 from loadgen.protocol.signing import Signer
@@ -357,9 +357,20 @@ def test_serve_and_endpoint_bind_loopback_by_default(endpoint: Proc, key: Ed2551
         ports = [port for _, _, port in sockets]
         assert ports.count(shared) == 2 and ports.count(connect) == 2  # each shard, SO_REUSEPORT
         assert set(private) <= set(ports) and len(private) == 2
-        assert set(ports) == {shared, connect, *private}
+        session_sockets = [_session_socket_port(f"127.0.0.1:{port}", "bind-test-key") for port in private]
+        assert all(ports.count(port) == 1 for port in session_sockets)  # each shard its own
+        assert set(ports) == {shared, connect, *private, *session_sockets}
     finally:
         assert serve.stop() == 0, serve.output
+
+
+def _session_socket_port(address: str, api_key: str) -> int:
+    """The port of the session socket the shard at *address* offers."""
+    with grpc.insecure_channel(address) as channel:
+        offer = session_pb2_grpc.CallsStub(channel).SessionSocket(
+            session_pb2.SessionSocketRequest(), metadata=(("authorization", f"Bearer {api_key}"),), timeout=10
+        )
+    return int(offer.port)
 
 
 def _run_web(tmp_path: Path, *extra: str) -> tuple[Proc, int, list[tuple[int, str, int]]]:
