@@ -225,9 +225,13 @@ class _Connection(asyncio.Protocol):
             return
         self.timer = self.loop.call_later(max(1.0, IDLE_TIMEOUT_S - idle), self._check_idle)
 
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+    def stop(self) -> None:
+        """The shard stops: write what is queued, then end the session (UNAVAILABLE unless it was finished)."""
+        if self.ended:
+            return
+        self.paused_writing = False  # the transport buffers what the socket does not take; close() sends it
+        self._flush()
+        self._end(grpc.StatusCode.UNAVAILABLE, "the shard stopped")
 
 
 def _tune(sock: socket.socket) -> None:
@@ -277,8 +281,9 @@ class SessionSocketServer:
         self.connections.discard(connection)
 
     def close(self) -> None:
-        """Stop listening, and cut every connection (its unwritten results are kept for Wait)."""
+        """Stop listening, and end every session: what it queued is written first (the connections
+        close once their buffers are sent, while the shard's gRPC server stops)."""
         for server in self._servers:
             server.close()
         for connection in list(self.connections):
-            connection.abort()
+            connection.stop()
