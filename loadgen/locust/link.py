@@ -451,8 +451,14 @@ class SessionLink:
                     group.fail(grpc.StatusCode.DEADLINE_EXCEEDED, f"no {what} within {group.timeout:g} s")
 
 
-_pid = os.getpid()
 _links: dict[tuple[str, tuple[tuple[str, str], ...], bool], SessionLink] = {}
+
+
+def _forked() -> None:
+    _links.clear()  # the parent's links are not ours (their sockets and greenlets are the parent's)
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _forget(found: SessionLink) -> None:
@@ -464,10 +470,6 @@ def _forget(found: SessionLink) -> None:
 def link(address: str, metadata: tuple[tuple[str, str], ...], *, use_socket: bool = True) -> SessionLink:
     """This process's usable link to *address* (with *metadata*'s API key), made on first use;
     *use_socket*: on the shard's session socket when it offers one (else always the gRPC stream)."""
-    global _pid
-    if os.getpid() != _pid:  # forked: the parent's links are not ours
-        _links.clear()
-        _pid = os.getpid()
     key = (address, metadata, use_socket)
     found = _links.get(key)
     if found is None or not found.usable:
@@ -477,9 +479,6 @@ def link(address: str, metadata: tuple[tuple[str, str], ...], *, use_socket: boo
 
 def close_links(timeout: float = 5.0) -> None:
     """Half-close every link of this process and read each to its end (up to *timeout* s in all)."""
-    if os.getpid() != _pid:
-        _links.clear()
-        return
     deadline = time.monotonic() + timeout
     for found in list(_links.values()):
         found.close(max(0.0, deadline - time.monotonic()))
