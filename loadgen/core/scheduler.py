@@ -126,12 +126,19 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RunAttempt:
-    """Send *request* to *endpoint*; report back with *attempt* as the token."""
+    """Send *body* (a serialized ``RunRequest`` of *function*) to *endpoint*; report back with *attempt* as
+    the token."""
 
     dispatch_id: str
     attempt: int
     endpoint: str
-    request: function_pb2.RunRequest
+    function: str
+    body: bytes
+
+    @property
+    def request(self) -> function_pb2.RunRequest:
+        """The ``RunRequest`` sent, decoded from :attr:`body` (a new message each time)."""
+        return function_pb2.RunRequest.FromString(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +244,10 @@ class _Call:
         "accepted_at",
         "attempt",
         "attempts",
+        "body",
         "children",
         "correlation_id",
+        "current",
         "deadline",
         "dispatch_id",
         "endpoint",
@@ -253,9 +262,9 @@ class _Call:
         "parent",
         "poll_deadline",
         "ready",
-        "request",
         "resumes",
         "retries_in_run",
+        "root",
         "sent",
         "state",
         "state_bytes",
@@ -273,7 +282,9 @@ class _Call:
         self.parent = parent
         self.correlation_id = correlation_id
         self.endpoint = endpoint
-        self.request = function_pb2.RunRequest()
+        self.current = ""  # the function of the request sent now (after tail calls)
+        self.root = dispatch_id  # the root call's id
+        self.body = b""  # the serialized RunRequest sent now
         self.state = _State.READY
         self.attempt = 0  # token of the attempt in flight
         self.attempts = 0
@@ -508,21 +519,17 @@ class Scheduler:
         call.deadline = now + expiration
         if parent is not None:
             call.deadline = min(call.deadline, parent.deadline)
-        request = call.request
-        request.function = call.function = spec.function
+        call.function = spec.function
+        request = function_pb2.RunRequest()
         if spec.HasField("input"):
             request.input.CopyFrom(spec.input)
         else:
             request.input.SetInParent()
-        request.dispatch_id = call.dispatch_id
-        request.root_dispatch_id = call.dispatch_id
         if parent is not None:
             call.held = call_bytes(request.input.ByteSize())
             self.held_bytes += call.held
-            request.parent_dispatch_id = parent.dispatch_id
-            request.root_dispatch_id = parent.request.root_dispatch_id
-        request.creation_time.FromNanoseconds(int(now * 1e9))
-        request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
+            call.root = parent.root
+        self._encode(call, spec.function, request)
         self._calls[call.dispatch_id] = call
         self._push_timer(call.deadline, _Timer.EXPIRE, call, 0)
         self._send(call, now, actions)
@@ -540,27 +547,27 @@ class Scheduler:
         call.attempt += 1
         call.attempts += 1
         self.counters.attempts += 1
-        actions.append(RunAttempt(call.dispatch_id, call.attempt, call.endpoint, call.request))
+        actions.append(RunAttempt(call.dispatch_id, call.attempt, call.endpoint, call.current, call.body))
 
-    def _rebuild_request(self, call: _Call, function: str) -> function_pb2.RunRequest:
-        old = call.request
-        request = function_pb2.RunRequest(
-            function=function,
-            dispatch_id=old.dispatch_id,
-            parent_dispatch_id=old.parent_dispatch_id,
-            root_dispatch_id=old.root_dispatch_id,
-            creation_time=old.creation_time,
-            expiration_time=old.expiration_time,
-        )
-        call.request = request
-        return request
+    def _encode(self, call: _Call, function: str, request: function_pb2.RunRequest) -> None:
+        """Make *request* (its ``input`` or ``poll_result`` set) *call*'s request, of *function*, with the
+        call's ids and times; only its serialized bytes are kept."""
+        call.current = request.function = function
+        request.dispatch_id = call.dispatch_id
+        if call.parent is not None:
+            request.parent_dispatch_id = call.parent.dispatch_id
+        request.root_dispatch_id = call.root
+        request.creation_time.FromNanoseconds(int(call.accepted_at * 1e9))
+        request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
+        call.body = request.SerializeToString()
 
     def _follow_tail_call(self, call: _Call, tail: call_pb2.Call, now: float, actions: list[Action]) -> None:
-        request = self._rebuild_request(call, tail.function)
+        request = function_pb2.RunRequest()
         if tail.HasField("input"):
             request.input.CopyFrom(tail.input)
         else:
             request.input.SetInParent()
+        self._encode(call, tail.function, request)
         if tail.endpoint:
             call.endpoint = tail.endpoint
         call.retries_in_run = 0
@@ -584,7 +591,7 @@ class Scheduler:
             self._finish(call, Outcome.EXPIRED, status.STATUS_TIMEOUT, None, now, actions, error=("TIMEOUT", reason))
             return
         self.counters.retries[name] = self.counters.retries.get(name, 0) + 1
-        actions.append(RetryScheduled(call.dispatch_id, call.request.function, code, delay))
+        actions.append(RetryScheduled(call.dispatch_id, call.current, code, delay))
         if delay <= 0:
             self._send(call, now, actions)
         else:
@@ -610,7 +617,7 @@ class Scheduler:
         asked = len(poll.calls)
         if asked > self.max_poll_calls:
             message = f"asked for {asked} calls; at most {self.max_poll_calls} per poll (max_poll_calls)"
-            actions.append(PollRefused(call.dispatch_id, call.request.function, message))
+            actions.append(PollRefused(call.dispatch_id, call.current, message))
             self._resume(call, [], error_pb2.Error(type="TooManyCalls", message=message), now, actions)
             return
         call.min_results = max(0, poll.min_results)
@@ -681,7 +688,7 @@ class Scheduler:
         now: float,
         actions: list[Action],
     ) -> None:
-        request = self._rebuild_request(call, call.request.function)
+        request = function_pb2.RunRequest()
         poll_result = request.poll_result
         if call.state_typed is not None:
             poll_result.typed_coroutine_state.CopyFrom(call.state_typed)
@@ -693,6 +700,7 @@ class Scheduler:
         poll_result.results.extend(results)
         if error is not None:
             poll_result.error.CopyFrom(error)
+        self._encode(call, call.current, request)
         call.retries_in_run = 0
         call.resumes += 1
         actions.append(Resumed(call.dispatch_id, call.function, size))

@@ -301,7 +301,7 @@ class AsyncDispatcher:
         return len(self._tasks) < streams and self._running.get(function, 0) < streams - reserve_of(streams)
 
     def _offer(self, attempt: RunAttempt) -> None:
-        function = attempt.request.function
+        function = attempt.function
         queue = self._queues.get(function)
         if not queue and self._may_start(function, self.streams):
             self._start(function, attempt, 0.0)
@@ -350,12 +350,11 @@ class AsyncDispatcher:
 
     async def _duplicate(self, attempt: RunAttempt) -> None:
         """Send *attempt*'s request once more (chaos); its answer is counted, never given to the scheduler."""
-        request = attempt.request
         self.stats.count(chaos_counter("duplicated"))
         code: int = status.STATUS_OK
         message = ""
         try:
-            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            body = await self._transport.post_run(attempt.endpoint, attempt.body)
             response = function_pb2.RunResponse.FromString(body)
         except AttemptError as exc:
             code, message = exc.code, exc.message
@@ -370,7 +369,7 @@ class AsyncDispatcher:
                 code = status.STATUS_OK
         if code != status.STATUS_OK:
             self.stats.count(chaos_counter("duplicate_failed"))
-            self.stats.record_failure("duplicate", request.function, status_name(code), message)
+            self.stats.record_failure("duplicate", attempt.function, status_name(code), message)
 
     def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
         function = self._tasks.pop(task, None)
@@ -436,35 +435,35 @@ class AsyncDispatcher:
         return max((now - queue[0][0] for queue in self._queues.values() if queue), default=0.0)
 
     async def _attempt(self, attempt: RunAttempt) -> None:
-        request = attempt.request
+        function = attempt.function
         started = time.perf_counter()
         try:
-            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            body = await self._transport.post_run(attempt.endpoint, attempt.body)
             response = function_pb2.RunResponse.FromString(body)
         except asyncio.CancelledError:
             if self._draining:  # cut off by the drain: counted, so every attempt sent has an end
-                self.stats.record_attempt(request.function, "CANCELLED", time.perf_counter() - started)
+                self.stats.record_attempt(function, "CANCELLED", time.perf_counter() - started)
             raise
         except AttemptError as exc:
-            self._record_attempt(request.function, exc.code, started)
-            self.stats.record_failure("attempt", request.function, status_name(exc.code), exc.message)
+            self._record_attempt(function, exc.code, started)
+            self.stats.record_failure("attempt", function, status_name(exc.code), exc.message)
             self._apply(
                 self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, exc.code, exc.message, time.time())
             )
             return
         except DecodeError as exc:
             code = _UNDECODABLE
-            self._record_attempt(request.function, code, started)
+            self._record_attempt(function, code, started)
             message = f"undecodable RunResponse: {exc}"
-            self.stats.record_failure("attempt", request.function, status_name(code), message)
+            self.stats.record_failure("attempt", function, status_name(code), message)
             self._apply(self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
             return
         code = response.status or status.STATUS_OK
-        self._record_attempt(request.function, code, started)
+        self._record_attempt(function, code, started)
         if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
             error = response.exit.result.error
             message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
-            self.stats.record_failure("attempt", request.function, status_name(code), message)
+            self.stats.record_failure("attempt", function, status_name(code), message)
         self._apply(self.scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
 
     def _record_attempt(self, function: str, code: int, started: float) -> None:
