@@ -149,6 +149,7 @@ class AsyncDispatcher:
         self._saturated = 0.0  # seconds during which attempts waited for a stream (the pool was the bottleneck)
         self._saturated_since: float | None = None
         self._running: dict[str, int] = {}
+        self._queue_time: dict[str, Callable[[float], None]] = {}  # function -> its "queue" histogram's record
         self._max_running = max(1, max_attempts_in_flight)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -334,7 +335,10 @@ class AsyncDispatcher:
         self._queue_checked()
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
-        self.stats.record("queue", function, "attempt", waited)
+        record = self._queue_time.get(function)
+        if record is None:
+            record = self._queue_time[function] = self.stats.recorder("queue", function, "attempt")
+        record(waited)
         self.scheduler.sent(attempt.dispatch_id, attempt.attempt, waited)
         self._running[function] = self._running.get(function, 0) + 1
         # create_task, not ensure_future: the same task without ensure_future's checks of its argument
