@@ -110,6 +110,7 @@ class Signer:
     def __init__(self, private_key: Ed25519PrivateKey, backend: str = "auto") -> None:
         self._sign = ed25519_signer(private_key, backend)
         self.public_key_base64 = public_key_base64(private_key.public_key())
+        self._last: tuple[tuple[str, str, str, str], TargetSigner] | None = None  # headers()' last target
 
     def for_target(self, *, method: str, path: str, authority: str, content_type: str) -> TargetSigner:
         """A signer of the requests to one target, with the parts of the signature base they share
@@ -127,7 +128,13 @@ class Signer:
         created: int | None = None,
     ) -> dict[str, str]:
         """Return the signature headers for one request (``created`` defaults to now)."""
-        target = self.for_target(method=method, path=path, authority=authority, content_type=content_type)
+        key = (method, path, authority, content_type)
+        last = self._last
+        if last is not None and last[0] == key:
+            target = last[1]
+        else:
+            target = self.for_target(method=method, path=path, authority=authority, content_type=content_type)
+            self._last = (key, target)
         digest, signature_input, signature = target.sign(body, created)
         return {
             "Content-Digest": digest.decode(),
@@ -141,7 +148,7 @@ class TargetSigner:
     ``Content-Digest``, ``Signature-Input`` and ``Signature`` as bytes. The signature parameters, which
     change only with ``created`` (a second), are rendered once per second."""
 
-    __slots__ = ("_created", "_head", "_input", "_params", "_sign")
+    __slots__ = ("_head", "_params", "_sign")
 
     def __init__(
         self, sign: Callable[[bytes], bytes], method: str, path: str, authority: str, content_type: str
@@ -154,22 +161,21 @@ class TargetSigner:
             f'"content-type": {content_type}\n'
             '"content-digest": '
         ).encode()
-        self._created = -1
-        self._params = b""  # "\n" + the @signature-params line, for self._created
-        self._input = b""  # the Signature-Input value, for self._created
+        self._params: tuple[int, bytes, bytes] = (-1, b"", b"")
+        """``created``, ``"\\n"`` + the ``@signature-params`` line and the ``Signature-Input`` value for it (one
+        tuple, replaced whole, so that threads sharing the signer never see parts of two seconds)."""
 
     def sign(self, body: bytes, created: int | None = None) -> tuple[bytes, bytes, bytes]:
         """``(Content-Digest, Signature-Input, Signature)`` values for *body* (``created`` defaults to now)."""
         if created is None:
             created = int(time.time())
-        if created != self._created:
-            params = f'{_COVERED_LIST};created={created};keyid="{KEY_ID}";alg="{ALGORITHM}"'
-            self._params = f'\n"@signature-params": {params}'.encode()
-            self._input = f"{LABEL}={params}".encode()
-            self._created = created
+        params = self._params
+        if created != params[0]:
+            text = f'{_COVERED_LIST};created={created};keyid="{KEY_ID}";alg="{ALGORITHM}"'
+            params = self._params = (created, f'\n"@signature-params": {text}'.encode(), f"{LABEL}={text}".encode())
         digest = _digest_value(body)
-        signature = b2a_base64(self._sign(b"".join((self._head, digest, self._params))), newline=False)
-        return digest, self._input, b"".join((_SIGNATURE_OPEN, signature, b":"))
+        signature = b2a_base64(self._sign(b"".join((self._head, digest, params[1]))), newline=False)
+        return digest, params[2], b"".join((_SIGNATURE_OPEN, signature, b":"))
 
 
 _SIGNATURE_OPEN: Final = f"{LABEL}=:".encode()
