@@ -238,6 +238,10 @@ class _State(enum.Enum):
     DONE = 3
 
 
+_NO_RESULTS: Final[list[call_pb2.CallResult]] = []
+"""The child results ready for a call that has none (shared, never appended to: most calls never poll)."""
+
+
 class _Call:
     __slots__ = (
         "accepted_at",
@@ -294,7 +298,7 @@ class _Call:
         self.accepted_at = 0.0
         self.deadline = 0.0
         self.outstanding = 0
-        self.ready: list[call_pb2.CallResult] = []
+        self.ready: list[call_pb2.CallResult] = _NO_RESULTS  # a list of its own once a child result arrives
         self.min_results = 0
         self.max_results = 0
         self.poll_deadline: float | None = None
@@ -572,7 +576,7 @@ class Scheduler:
         if tail.endpoint:
             call.endpoint = tail.endpoint
         call.retries_in_run = 0
-        call.ready.clear()
+        call.ready = _NO_RESULTS
         self._keep_state(call, None, None)
         self._send(call, now, actions)
 
@@ -664,6 +668,8 @@ class Scheduler:
 
     def _deliver(self, parent: _Call, result: call_pb2.CallResult, now: float, actions: list[Action]) -> None:
         parent.outstanding -= 1
+        if parent.ready is _NO_RESULTS:
+            parent.ready = []
         parent.ready.append(result)
         if parent.state is _State.POLLING:
             self._maybe_resume(parent, now, actions)
