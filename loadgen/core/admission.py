@@ -4,7 +4,7 @@ Pure: the caller passes the shard's load (calls in flight, bytes held, Waits pen
 far) and the time; nothing here reads a clock or does IO. A batch is taken whole or not at all.
 
 Bytes held by a call are estimated as :data:`CALL_BYTES` (its records in the scheduler, the
-dispatcher and the ledger, measured at about 2.4 KB) plus the size of its input. A rejection carries a
+dispatcher and the ledger, measured at about 1.2 KB) plus the size of its input. A rejection carries a
 pushback in milliseconds: how long the excess (this batch's, plus every call rejected in the last
 second, the demand the shard could not take) takes to drain at the completion rate seen lately,
 between :data:`MIN_PUSHBACK_MS` and :data:`MAX_PUSHBACK_MS`; a storm of rejections so backs off
@@ -31,8 +31,9 @@ __all__ = [
     "call_bytes",
 ]
 
-CALL_BYTES: Final = 2400
-"""What an accepted call holds in a shard beside its input (measured: 2,360 bytes)."""
+CALL_BYTES: Final = 1200
+"""What an accepted call holds in a shard beside its input (measured: 1,231 bytes per pending call with a
+small input, ``python -m loadgen.bench.memory --quick``)."""
 MIN_PUSHBACK_MS: Final = 50
 MAX_PUSHBACK_MS: Final = 1000
 _RATE_WINDOW_S: Final = 1.0

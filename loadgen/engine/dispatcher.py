@@ -149,6 +149,7 @@ class AsyncDispatcher:
         self._saturated = 0.0  # seconds during which attempts waited for a stream (the pool was the bottleneck)
         self._saturated_since: float | None = None
         self._running: dict[str, int] = {}
+        self._queue_time: dict[str, Callable[[float], None]] = {}  # function -> its "queue" histogram's record
         self._max_running = max(1, max_attempts_in_flight)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -301,7 +302,7 @@ class AsyncDispatcher:
         return len(self._tasks) < streams and self._running.get(function, 0) < streams - reserve_of(streams)
 
     def _offer(self, attempt: RunAttempt) -> None:
-        function = attempt.request.function
+        function = attempt.function
         queue = self._queues.get(function)
         if not queue and self._may_start(function, self.streams):
             self._start(function, attempt, 0.0)
@@ -334,7 +335,10 @@ class AsyncDispatcher:
         self._queue_checked()
 
     def _start(self, function: str, attempt: RunAttempt, waited: float) -> None:
-        self.stats.record("queue", function, "attempt", waited)
+        record = self._queue_time.get(function)
+        if record is None:
+            record = self._queue_time[function] = self.stats.recorder("queue", function, "attempt")
+        record(waited)
         self.scheduler.sent(attempt.dispatch_id, attempt.attempt, waited)
         self._running[function] = self._running.get(function, 0) + 1
         # create_task, not ensure_future: the same task without ensure_future's checks of its argument
@@ -350,12 +354,11 @@ class AsyncDispatcher:
 
     async def _duplicate(self, attempt: RunAttempt) -> None:
         """Send *attempt*'s request once more (chaos); its answer is counted, never given to the scheduler."""
-        request = attempt.request
         self.stats.count(chaos_counter("duplicated"))
         code: int = status.STATUS_OK
         message = ""
         try:
-            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            body = await self._transport.post_run(attempt.endpoint, attempt.body)
             response = function_pb2.RunResponse.FromString(body)
         except AttemptError as exc:
             code, message = exc.code, exc.message
@@ -370,7 +373,7 @@ class AsyncDispatcher:
                 code = status.STATUS_OK
         if code != status.STATUS_OK:
             self.stats.count(chaos_counter("duplicate_failed"))
-            self.stats.record_failure("duplicate", request.function, status_name(code), message)
+            self.stats.record_failure("duplicate", attempt.function, status_name(code), message)
 
     def _on_attempt_done(self, task: asyncio.Task[None]) -> None:
         function = self._tasks.pop(task, None)
@@ -436,35 +439,35 @@ class AsyncDispatcher:
         return max((now - queue[0][0] for queue in self._queues.values() if queue), default=0.0)
 
     async def _attempt(self, attempt: RunAttempt) -> None:
-        request = attempt.request
+        function = attempt.function
         started = time.perf_counter()
         try:
-            body = await self._transport.post_run(attempt.endpoint, request.SerializeToString())
+            body = await self._transport.post_run(attempt.endpoint, attempt.body)
             response = function_pb2.RunResponse.FromString(body)
         except asyncio.CancelledError:
             if self._draining:  # cut off by the drain: counted, so every attempt sent has an end
-                self.stats.record_attempt(request.function, "CANCELLED", time.perf_counter() - started)
+                self.stats.record_attempt(function, "CANCELLED", time.perf_counter() - started)
             raise
         except AttemptError as exc:
-            self._record_attempt(request.function, exc.code, started)
-            self.stats.record_failure("attempt", request.function, status_name(exc.code), exc.message)
+            self._record_attempt(function, exc.code, started)
+            self.stats.record_failure("attempt", function, status_name(exc.code), exc.message)
             self._apply(
                 self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, exc.code, exc.message, time.time())
             )
             return
         except DecodeError as exc:
             code = _UNDECODABLE
-            self._record_attempt(request.function, code, started)
+            self._record_attempt(function, code, started)
             message = f"undecodable RunResponse: {exc}"
-            self.stats.record_failure("attempt", request.function, status_name(code), message)
+            self.stats.record_failure("attempt", function, status_name(code), message)
             self._apply(self.scheduler.on_failure(attempt.dispatch_id, attempt.attempt, code, message, time.time()))
             return
         code = response.status or status.STATUS_OK
-        self._record_attempt(request.function, code, started)
+        self._record_attempt(function, code, started)
         if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
             error = response.exit.result.error
             message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
-            self.stats.record_failure("attempt", request.function, status_name(code), message)
+            self.stats.record_failure("attempt", function, status_name(code), message)
         self._apply(self.scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
 
     def _record_attempt(self, function: str, code: int, started: float) -> None:

@@ -269,7 +269,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(
         "max_held_bytes",
         "size",
-        "bytes the calls in flight on a shard may hold (about 2.4 KB each plus its input); a batch beyond "
+        "bytes the calls in flight on a shard may hold (about 1.2 KB each plus its input); a batch beyond "
         "it is rejected whole (RESOURCE_EXHAUSTED) and counted as rejected",
         64 * 1024,
         64 * 1024 * MIB,

@@ -14,9 +14,12 @@ import hashlib
 import hmac
 import re
 import time
+from binascii import b2a_base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from hashlib import sha512
+from typing import Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -37,6 +40,7 @@ __all__ = [
     "SignatureError",
     "SignedRequest",
     "Signer",
+    "TargetSigner",
     "content_digest",
     "verify_request",
 ]
@@ -53,7 +57,11 @@ _COVERED_LIST = "(" + " ".join(f'"{c}"' for c in COVERED_COMPONENTS) + ")"
 
 def content_digest(body: bytes) -> str:
     """The ``Content-Digest`` header value for *body* (SHA-512, RFC 9530)."""
-    return "sha-512=:" + base64.b64encode(hashlib.sha512(body).digest()).decode() + ":"
+    return _digest_value(body).decode()
+
+
+def _digest_value(body: bytes) -> bytes:
+    return b"".join((b"sha-512=:", b2a_base64(sha512(body).digest(), newline=False), b":"))
 
 
 def ed25519_signer(private_key: Ed25519PrivateKey, backend: str = "auto") -> Callable[[bytes], bytes]:
@@ -68,7 +76,7 @@ def ed25519_signer(private_key: Ed25519PrivateKey, backend: str = "auto") -> Cal
             _, secret = crypto_sign_seed_keypair(private_key.private_bytes_raw())
 
             def sign(message: bytes) -> bytes:
-                return bytes(crypto_sign(message, secret)[:64])
+                return crypto_sign(message, secret)[:64]
 
             return sign
     elif backend != "cryptography":
@@ -102,6 +110,12 @@ class Signer:
     def __init__(self, private_key: Ed25519PrivateKey, backend: str = "auto") -> None:
         self._sign = ed25519_signer(private_key, backend)
         self.public_key_base64 = public_key_base64(private_key.public_key())
+        self._last: tuple[tuple[str, str, str, str], TargetSigner] | None = None  # headers()' last target
+
+    def for_target(self, *, method: str, path: str, authority: str, content_type: str) -> TargetSigner:
+        """A signer of the requests to one target, with the parts of the signature base they share
+        rendered once."""
+        return TargetSigner(self._sign, method, path, authority, content_type)
 
     def headers(
         self,
@@ -114,24 +128,57 @@ class Signer:
         created: int | None = None,
     ) -> dict[str, str]:
         """Return the signature headers for one request (``created`` defaults to now)."""
-        if created is None:
-            created = int(time.time())
-        digest = content_digest(body)
-        params = f'{_COVERED_LIST};created={created};keyid="{KEY_ID}";alg="{ALGORITHM}"'
-        base = (
+        key = (method, path, authority, content_type)
+        last = self._last
+        if last is not None and last[0] == key:
+            target = last[1]
+        else:
+            target = self.for_target(method=method, path=path, authority=authority, content_type=content_type)
+            self._last = (key, target)
+        digest, signature_input, signature = target.sign(body, created)
+        return {
+            "Content-Digest": digest.decode(),
+            "Signature-Input": signature_input.decode(),
+            "Signature": signature.decode(),
+        }
+
+
+class TargetSigner:
+    """Signs the requests to one (method, path, authority, content type): :meth:`sign` gives the values of
+    ``Content-Digest``, ``Signature-Input`` and ``Signature`` as bytes. The signature parameters, which
+    change only with ``created`` (a second), are rendered once per second."""
+
+    __slots__ = ("_head", "_params", "_sign")
+
+    def __init__(
+        self, sign: Callable[[bytes], bytes], method: str, path: str, authority: str, content_type: str
+    ) -> None:
+        self._sign = sign
+        self._head = (
             f'"@method": {method.upper()}\n'
             f'"@path": {path}\n'
             f'"@authority": {authority.lower()}\n'
             f'"content-type": {content_type}\n'
-            f'"content-digest": {digest}\n'
-            f'"@signature-params": {params}'
-        )
-        signature = base64.b64encode(self._sign(base.encode())).decode()
-        return {
-            "Content-Digest": digest,
-            "Signature-Input": f"{LABEL}={params}",
-            "Signature": f"{LABEL}=:{signature}:",
-        }
+            '"content-digest": '
+        ).encode()
+        self._params: tuple[int, bytes, bytes] = (-1, b"", b"")
+        """``created``, ``"\\n"`` + the ``@signature-params`` line and the ``Signature-Input`` value for it (one
+        tuple, replaced whole, so that threads sharing the signer never see parts of two seconds)."""
+
+    def sign(self, body: bytes, created: int | None = None) -> tuple[bytes, bytes, bytes]:
+        """``(Content-Digest, Signature-Input, Signature)`` values for *body* (``created`` defaults to now)."""
+        if created is None:
+            created = int(time.time())
+        params = self._params
+        if created != params[0]:
+            text = f'{_COVERED_LIST};created={created};keyid="{KEY_ID}";alg="{ALGORITHM}"'
+            params = self._params = (created, f'\n"@signature-params": {text}'.encode(), f"{LABEL}={text}".encode())
+        digest = _digest_value(body)
+        signature = b2a_base64(self._sign(b"".join((self._head, digest, params[1]))), newline=False)
+        return digest, params[2], b"".join((_SIGNATURE_OPEN, signature, b":"))
+
+
+_SIGNATURE_OPEN: Final = f"{LABEL}=:".encode()
 
 
 class SignatureError(Exception):

@@ -46,8 +46,8 @@ MAX_RESPONSE_HEAD: Final = 256 * 1024
 Result = bytes | int
 """What an exchange's future resolves to: the 2xx body, or a retry reason."""
 
-SignatureHeaders = dict[str, str]
-"""``Signer.headers()`` output: ``Content-Digest``, ``Signature-Input``, ``Signature``."""
+SignatureHeaders = tuple[bytes, bytes, bytes]
+"""The values of ``Content-Digest``, ``Signature-Input`` and ``Signature`` (``TargetSigner.sign()``)."""
 
 
 class Target:

@@ -346,14 +346,18 @@ class H1Connection(Connection):
         if signature is None:
             head = target.h1_head + b"Content-Length: %d\r\n\r\n" % len(body)
         else:
-            head = (
-                target.h1_head
-                + (
-                    f"Content-Length: {len(body)}\r\n"
-                    f"Content-Digest: {signature['Content-Digest']}\r\n"
-                    f"Signature-Input: {signature['Signature-Input']}\r\n"
-                    f"Signature: {signature['Signature']}\r\n\r\n"
-                ).encode()
+            digest, signature_input, signature_value = signature
+            head = b"".join(
+                (
+                    target.h1_head,
+                    b"Content-Length: %d\r\nContent-Digest: " % len(body),
+                    digest,
+                    b"\r\nSignature-Input: ",
+                    signature_input,
+                    b"\r\nSignature: ",
+                    signature_value,
+                    b"\r\n\r\n",
+                )
             )
         if len(body) < _LARGE_BODY:
             transport.write(head + body)

@@ -434,15 +434,7 @@ class H2Connection(Connection):
         if self._size_update:
             prefix = self._size_update + prefix
             self._size_update = b""
-        if signature is None:
-            block = prefix
-        else:
-            block = encode_signature_fields(
-                prefix,
-                signature["Content-Digest"].encode(),
-                signature["Signature-Input"].encode(),
-                signature["Signature"].encode(),
-            )
+        block = prefix if signature is None else encode_signature_fields(prefix, *signature)
         out = self._out
         size = len(block)
         if size <= self._peer_max_frame:

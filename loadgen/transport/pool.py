@@ -49,7 +49,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from loadgen.protocol.constants import HTTP_MODES, RUN_CONTENT_TYPE, RUN_PATH, HttpMode
-from loadgen.protocol.signing import Signer
+from loadgen.protocol.signing import Signer, TargetSigner
 from loadgen.transport.base import RETRY_REFUSED, Connection, Target
 from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, fault
 from loadgen.transport.h1conn import H1Connection
@@ -403,7 +403,7 @@ class EndpointPool:
         self._user_ssl = ssl_context
         self._ssl: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._routes: dict[str, tuple[Target, _Origin]] = {}
+        self._routes: dict[str, tuple[Target, _Origin, TargetSigner | None]] = {}
         self._origins: dict[tuple[str, str, int], _Origin] = {}
         self._open: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -426,19 +426,8 @@ class EndpointPool:
         route = self._routes.get(endpoint_url)
         if route is None:
             route = self._route(endpoint_url)
-        target, origin = route
-        signer = self._signer
-        signature = (
-            None
-            if signer is None
-            else signer.headers(
-                method="POST",
-                path=target.path,
-                authority=target.authority,
-                content_type=self._content_type,
-                body=body,
-            )
-        )
+        target, origin, signer = route
+        signature = None if signer is None else signer.sign(body)
         loop = self._loop
         if loop is None:
             loop = self.loop()
@@ -558,7 +547,7 @@ class EndpointPool:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _route(self, url: str) -> tuple[Target, _Origin]:
+    def _route(self, url: str) -> tuple[Target, _Origin, TargetSigner | None]:
         if self.closed:
             raise RuntimeError("EndpointPool is closed")
         try:
@@ -583,7 +572,12 @@ class EndpointPool:
         target = Target(key, path, authority, self._content_type)
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
-        route = self._routes[url] = (target, origin)
+        signer = (
+            None
+            if self._signer is None
+            else self._signer.for_target(method="POST", path=path, authority=authority, content_type=self._content_type)
+        )
+        route = self._routes[url] = (target, origin, signer)
         return route
 
     def _sweep(self) -> None:

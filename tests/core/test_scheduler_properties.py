@@ -54,7 +54,7 @@ def test_random_interleavings_keep_the_invariants(data: st.DataObject, roots: in
     depth: dict[str, int] = dict.fromkeys(root_ids, 0)
     ended: dict[str, int] = {}
     delivered: dict[str, set[str]] = {}
-    resent: dict[int, function_pb2.RunRequest] = {}
+    resent: dict[int, bytes] = {}
 
     def absorb(new: list[object]) -> None:
         for action in new:
@@ -64,8 +64,8 @@ def test_random_interleavings_keep_the_invariants(data: st.DataObject, roots: in
                 assert request.root_dispatch_id in depth or request.root_dispatch_id == action.dispatch_id
                 if request.parent_dispatch_id:
                     depth.setdefault(action.dispatch_id, depth[request.parent_dispatch_id] + 1)
-                if request.WhichOneof("directive") == "poll_result" and id(request) not in resent:
-                    resent[id(request)] = request  # kept alive: a retry sends the very same object again
+                if request.WhichOneof("directive") == "poll_result" and id(action.body) not in resent:
+                    resent[id(action.body)] = action.body  # kept alive: a retry sends the very same bytes again
                     seen = delivered.setdefault(action.dispatch_id, set())
                     for result in request.poll_result.results:
                         assert result.dispatch_id not in seen, "a child result was delivered twice"
