@@ -1,4 +1,4 @@
-"""The reference endpoint's asyncio server: HTTP/1.1 (h11) and h2c (h2) on one port.
+"""The reference endpoint's asyncio server: HTTP/1.1 (h11) and h2c (:mod:`loadgen.endpoint.h2`) on one port.
 
 Each connection is one :class:`asyncio.Protocol`. The first bytes decide the
 protocol: the HTTP/2 connection preface (``PRI * HTTP/2.0...``) selects h2c
@@ -27,10 +27,10 @@ Every error body is Connect JSON ``{"code": ..., "message": ...}`` with
 request Content-Type is accepted.
 
 HTTP/1.1 is the shared server loop of :mod:`loadgen.serving.h1` (keep-alive, pipelined requests
-answered in order, ``Expect: 100-continue`` honoured). HTTP/2: MAX_CONCURRENT_STREAMS 1000, received data
-acknowledged as it arrives, response bodies sent as the peer's flow-control
-windows allow, RST_STREAM cancels a pending reply, and a client GOAWAY closes
-the connection.
+answered in order, ``Expect: 100-continue`` honoured). HTTP/2 is :mod:`loadgen.endpoint.h2`:
+MAX_CONCURRENT_STREAMS 1000, received data acknowledged as it arrives, response bodies sent as
+the peer's flow-control windows allow, RST_STREAM cancels a pending reply, a client GOAWAY closes
+the connection, and a protocol violation answers GOAWAY with its error code.
 """
 
 from __future__ import annotations
