@@ -1,4 +1,4 @@
-"""The reference endpoint's asyncio server: HTTP/1.1 (h11) and h2c (h2) on one port.
+"""The reference endpoint's asyncio server: HTTP/1.1 (h11) and h2c (:mod:`loadgen.endpoint.h2`) on one port.
 
 Each connection is one :class:`asyncio.Protocol`. The first bytes decide the
 protocol: the HTTP/2 connection preface (``PRI * HTTP/2.0...``) selects h2c
@@ -27,17 +27,15 @@ Every error body is Connect JSON ``{"code": ..., "message": ...}`` with
 request Content-Type is accepted.
 
 HTTP/1.1 is the shared server loop of :mod:`loadgen.serving.h1` (keep-alive, pipelined requests
-answered in order, ``Expect: 100-continue`` honoured). HTTP/2: MAX_CONCURRENT_STREAMS 1000, received data
-acknowledged as it arrives, response bodies sent as the peer's flow-control
-windows allow, RST_STREAM cancels a pending reply, and a client GOAWAY closes
-the connection.
+answered in order, ``Expect: 100-continue`` honoured). HTTP/2 is :mod:`loadgen.endpoint.h2`:
+MAX_CONCURRENT_STREAMS 1000, received data acknowledged as it arrives, response bodies sent as
+the peer's flow-control windows allow, RST_STREAM cancels a pending reply, a client GOAWAY closes
+the connection, and a protocol violation answers GOAWAY with its error code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http
 import logging
 import signal
 import sys
@@ -45,26 +43,14 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    WindowUpdated,
-)
-from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.settings import SettingCodes, Settings
 
 from loadgen.endpoint.functions import ReferenceFunctions, RequestRejected
+from loadgen.endpoint.h2 import MAX_CONCURRENT_STREAMS, H2Handler
 from loadgen.pb import function_pb2
 from loadgen.protocol.constants import PROTO_CONTENT_TYPE, RUN_PATH
 from loadgen.protocol.signing import SignatureError, SignedRequest, verify_request
-from loadgen.serving.h1 import H1Handler, Headers, Limits, Reply, ServerProtocol, error_reply, header
+from loadgen.serving.h1 import H1Handler, Headers, Limits, Reply, ServerProtocol, error_reply
+from loadgen.transport.frames import PREFACE
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -77,12 +63,9 @@ __all__ = [
 log = logging.getLogger("loadgen.endpoint")
 
 MAX_BODY_BYTES = 16_000_000
-MAX_CONCURRENT_STREAMS = 1000
 _RUN_PATH_BYTES = RUN_PATH.encode()
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_H2_WINDOW = 1 << 24  # receive window, per stream and for the connection
+_H2_PREFACE = PREFACE
 _PROTO = PROTO_CONTENT_TYPE.encode()
-_STATUS_BYTES = {s.value: str(s.value).encode() for s in http.HTTPStatus}
 _ALLOW_POST = ((b"allow", b"POST"),)
 
 
@@ -199,7 +182,7 @@ class _Connection(ServerProtocol):
         self._sniffed = b""
         assert self._transport is not None
         if data.startswith(_H2_PREFACE):
-            handler = _H2Handler(self._transport, self._server.app)
+            handler = H2Handler(self._transport, self._server.app, _LIMITS)
         else:
             handler = H1Handler(self._transport, self._server.app, _LIMITS)
         self._handler = handler
@@ -208,251 +191,6 @@ class _Connection(ServerProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
         super().connection_lost(exc)
-
-
-class _Stream:
-    """One HTTP/2 request being received, or one reply waiting (for its delay or for window)."""
-
-    __slots__ = ("authority", "body", "closed", "headers", "method", "offset", "reply", "size", "target", "timer")
-
-    def __init__(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
-        self.headers = headers
-        self.method = b""
-        self.target = b""
-        self.authority: bytes | None = None
-        for name, value in headers:
-            if name[:1] != b":":
-                break
-            if name == b":method":
-                self.method = value
-            elif name == b":path":
-                self.target = value
-            elif name == b":authority":
-                self.authority = value
-        self.body: list[bytes] = []
-        self.size = 0
-        self.closed = False  # a reply has been started (or the stream is gone): ignore further data
-        self.reply: Reply | None = None  # body still to send (flow control), from offset
-        self.offset = 0
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class _H2Handler:
-    """HTTP/2 with prior knowledge, on the ``h2`` state machine."""
-
-    __slots__ = ("_app", "_closed", "_conn", "_streams", "_transport", "_waiting")
-
-    def __init__(self, transport: asyncio.Transport, app: _App) -> None:
-        self._transport = transport
-        self._app = app
-        config = H2Configuration(
-            client_side=False,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            # h2's inbound checks cost ~20% of a request; we only compare :path to a constant and hand
-            # header values to the signature verifier, which parses them strictly.
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
-        )
-        conn = H2Connection(config)
-        # These take effect at once rather than when the client acknowledges them, which is only
-        # safe because every value is at or above the protocol default: never lower one here.
-        conn.local_settings = Settings(
-            client=False,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-                SettingCodes.INITIAL_WINDOW_SIZE: _H2_WINDOW,
-                SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
-            },
-        )
-        conn.initiate_connection()
-        conn.increment_flow_control_window(_H2_WINDOW - 65535)
-        self._conn = conn
-        self._streams: dict[int, _Stream] = {}
-        self._waiting: set[int] = set()  # streams with a reply blocked on flow control
-        self._closed = False
-
-    def receive(self, data: bytes) -> None:
-        if self._closed:
-            return
-        conn = self._conn
-        try:
-            events = conn.receive_data(data)
-        except H2ProtocolError:
-            self._flush()
-            self._close()
-            return
-        streams = self._streams
-        for event in events:
-            kind = type(event)
-            if kind is DataReceived:
-                assert isinstance(event, DataReceived)
-                sid = event.stream_id
-                conn.acknowledge_received_data(event.flow_controlled_length, sid)
-                stream = streams.get(sid)
-                if stream is None or stream.closed or event.data is None:
-                    continue
-                stream.size += len(event.data)
-                if stream.size > MAX_BODY_BYTES:
-                    self._reject(sid, stream, _TOO_LARGE)
-                else:
-                    stream.body.append(event.data)
-            elif kind is RequestReceived:
-                assert isinstance(event, RequestReceived)
-                self._request(event)
-            elif kind is StreamEnded:
-                assert isinstance(event, StreamEnded)
-                stream = streams.get(event.stream_id)
-                if stream is not None and not stream.closed:
-                    self._end(event.stream_id, stream)
-            elif kind is WindowUpdated:
-                assert isinstance(event, WindowUpdated)
-                if self._waiting:
-                    self._resume(event.stream_id)
-            elif kind is StreamReset:
-                assert isinstance(event, StreamReset)
-                self._forget(event.stream_id)
-            elif kind is RemoteSettingsChanged:
-                if self._waiting:
-                    self._resume(0)
-            elif kind is ConnectionTerminated:
-                self._flush()
-                self._close()
-                return
-        self._flush()
-
-    def eof(self) -> bool:
-        self._close()
-        return False
-
-    def lost(self) -> None:
-        self._closed = True
-        for stream in self._streams.values():
-            if stream.timer is not None:
-                stream.timer.cancel()
-        self._streams.clear()
-        self._waiting.clear()
-
-    def shutdown(self) -> None:
-        if not self._closed:
-            with contextlib.suppress(H2ProtocolError):
-                self._conn.close_connection()
-            self._flush()
-        self._close()
-
-    def _close(self) -> None:
-        self.lost()
-        self._transport.close()
-
-    def _flush(self) -> None:
-        data = self._conn.data_to_send()
-        if data:
-            self._transport.write(data)
-
-    def _request(self, event: RequestReceived) -> None:
-        sid = event.stream_id
-        assert sid is not None and event.headers is not None
-        stream = _Stream(event.headers)  # bytes headers: header_encoding=None
-        self._streams[sid] = stream
-        reply = self._app.route(stream.method, stream.target)
-        if reply is not None:
-            stream.reply = reply  # answered once the request ends
-            return
-        length = header(stream.headers, b"content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            self._reject(sid, stream, _TOO_LARGE)
-
-    def _end(self, sid: int, stream: _Stream) -> None:
-        reply = stream.reply
-        if reply is None:
-            body = b"".join(stream.body) if len(stream.body) != 1 else stream.body[0]
-            reply = self._app.handle(stream.target, stream.authority, stream.headers, body)
-        stream.body = []
-        stream.closed = True
-        if reply.delay > 0:
-            stream.timer = asyncio.get_running_loop().call_later(reply.delay, self._delayed, sid, reply)
-        else:
-            self._reply(sid, stream, reply)
-
-    def _delayed(self, sid: int, reply: Reply) -> None:
-        stream = self._streams.get(sid)
-        if stream is None or self._closed:
-            return
-        stream.timer = None
-        self._reply(sid, stream, reply)
-        self._flush()
-
-    def _reject(self, sid: int, stream: _Stream, reply: Reply) -> None:
-        """Answer before the request body has fully arrived, then ask the client to stop (RST NO_ERROR)."""
-        stream.closed = True
-        stream.body = []
-        self._reply(sid, stream, reply)
-        if sid not in self._waiting:  # the whole reply went out: the rest of the request is not wanted
-            with contextlib.suppress(H2ProtocolError):
-                self._conn.reset_stream(sid, ErrorCodes.NO_ERROR)
-
-    def _reply(self, sid: int, stream: _Stream, reply: Reply) -> None:
-        body = reply.body
-        headers = [
-            (b":status", _STATUS_BYTES[reply.status]),
-            (b"content-type", reply.content_type),
-            (b"content-length", str(len(body)).encode()),
-            *reply.headers,
-        ]
-        try:
-            self._conn.send_headers(sid, headers, end_stream=not body)
-        except H2ProtocolError:  # the stream closed meanwhile
-            self._forget(sid)
-            return
-        if not body:
-            self._streams.pop(sid, None)
-            return
-        stream.reply = reply
-        stream.offset = 0
-        self._send_body(sid, stream)
-
-    def _send_body(self, sid: int, stream: _Stream) -> None:
-        """Send as much of the pending body as the windows allow; park the rest."""
-        reply = stream.reply
-        assert reply is not None
-        body = reply.body
-        total = len(body)
-        offset = stream.offset
-        conn = self._conn
-        try:
-            frame = conn.max_outbound_frame_size
-            while offset < total:
-                window = conn.local_flow_control_window(sid)
-                if window <= 0:
-                    stream.offset = offset
-                    self._waiting.add(sid)
-                    return
-                size = min(window, frame, total - offset)
-                end = offset + size
-                chunk = body if size == total else memoryview(body)[offset:end]
-                conn.send_data(sid, chunk, end_stream=end == total)
-                offset = end
-        except H2ProtocolError:  # stream reset or closed while we were sending
-            self._forget(sid)
-            return
-        self._waiting.discard(sid)
-        self._streams.pop(sid, None)
-
-    def _resume(self, sid: int) -> None:
-        targets = list(self._waiting) if sid == 0 else ([sid] if sid in self._waiting else [])
-        for stream_id in targets:
-            stream = self._streams.get(stream_id)
-            if stream is None:
-                self._waiting.discard(stream_id)
-            else:
-                self._send_body(stream_id, stream)
-
-    def _forget(self, sid: int) -> None:
-        stream = self._streams.pop(sid, None)
-        self._waiting.discard(sid)
-        if stream is not None and stream.timer is not None:
-            stream.timer.cancel()
 
 
 class _ServerState:
