@@ -274,19 +274,17 @@ class AsyncDispatcher:
             if evicted:
                 self.stats.count_evicted(len(evicted))
         stats = self.stats
-        stats.record_call(
-            action.function, action.outcome.value, status_name(action.status), action.finished_at - action.accepted_at
-        )
+        ended = action.outcome
+        kind: str = ended._value_  # Enum.value is a Python-level property: 13x the cost of the attribute
+        name = status_name(action.status)
+        stats.record_call(action.function, kind, name, action.finished_at - action.accepted_at)
         if action.breakdown is not None:
             stats.record_breakdown(action.function, *action.breakdown)
-        if action.outcome is not Outcome.COMPLETED:
+        if ended is not Outcome.COMPLETED:
             error = action.result.error
-            name = status_name(action.status)
-            self.stats.record_failure(
-                action.outcome.value, action.function, name, _error_text(error.type, error.message, name)
-            )
+            stats.record_failure(kind, action.function, name, _error_text(error.type, error.message, name))
         if self.on_root_finished is not None:
-            self.on_root_finished(action.outcome)
+            self.on_root_finished(ended)
         for future in self._waiters.pop(dispatch_id, ()):
             if not future.done():
                 future.set_result(outcome)
