@@ -169,6 +169,9 @@ class AsyncDispatcher:
         self._attempt_time: dict[tuple[str, int], Callable[[float], None]] = {}  # (function, status) -> "attempt"'s
         self._call_time: dict[tuple[str, Outcome, int], Callable[[float], None]] = {}  # ... -> stats.call_recorder
         self._max_running = max(1, max_attempts_in_flight)
+        # self.streams as the current batch of actions found it (0: not asked yet). Only a connection's stream
+        # ids running out while the batch is sent lowers it meanwhile; an attempt sent beyond it waits in the pool.
+        self._streams_now = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._idle = asyncio.Event()
@@ -272,6 +275,7 @@ class AsyncDispatcher:
     # ------------------------------------------------------------- internals
 
     def _apply(self, actions: list[Action]) -> None:
+        self._streams_now = 0  # the pool is asked for its capacity once per batch of actions, by the first offer
         for action in actions:
             if isinstance(action, RunAttempt):
                 self._offer(action)
@@ -333,9 +337,13 @@ class AsyncDispatcher:
     def _offer(self, attempt: RunAttempt) -> None:
         function = attempt.function
         queue = self._queues.get(function)
-        if not queue and self._may_start(function, self.streams):
-            self._start(function, attempt, 0.0)
-            return
+        if not queue:
+            streams = self._streams_now
+            if not streams:
+                streams = self._streams_now = self.streams
+            if self._may_start(function, streams):
+                self._start(function, attempt, 0.0)
+                return
         if queue is None:
             queue = self._queues[function] = collections.deque()
         now = time.perf_counter()
