@@ -113,7 +113,7 @@ class ShardFrontend:
         """``Wait`` RPCs this shard holds open now (its own calls' and forwarded ones)."""
 
     def _ended(self, outcome: Outcome) -> None:
-        self.ledger.add_ended(self.index, outcome.value)
+        self.ledger.add_ended(self.index, outcome._value_)  # not .value, a Python-level property
 
     @property
     def peers(self) -> dict[int, Peer]:

@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 
 from loadgen.protocol.constants import HTTP_MODES, RUN_CONTENT_TYPE, RUN_PATH, HttpMode
 from loadgen.protocol.signing import Signer, TargetSigner
-from loadgen.transport.base import RETRY_REFUSED, Connection, Target
+from loadgen.transport.base import RETRY_REFUSED, Connection, Exchange, Result, Target
 from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault, fault
 from loadgen.transport.h1conn import H1Connection
 from loadgen.transport.h2conn import H2Connection
@@ -412,7 +412,30 @@ class EndpointPool:
 
     # -- public API ----------------------------------------------------------------------------
 
-    async def post_run(self, endpoint_url: str, body: bytes) -> bytes:
+    def send_run(self, endpoint_url: str, body: bytes) -> tuple[Connection, Exchange] | None:
+        """Start ``POST`` *body* to *endpoint_url* now, without a task, when a slot is free (the usual case).
+
+        Returns the connection and its exchange, whose future resolves to the response body, a retry reason
+        (then :meth:`post_run` with ``retry_of=(connection, reason)`` does the rest) or raises
+        :class:`~loadgen.transport.faults.AttemptError` as :meth:`post_run` would; ``Connection.cancel``
+        abandons it. ``None`` when no slot is free or the URL was never posted to: use :meth:`post_run`.
+        """
+        route = self._routes.get(endpoint_url)
+        loop = self._loop
+        if route is None or loop is None or self.closed:
+            return None
+        target, origin, signer = route
+        conn = origin.take(None)
+        if conn is None:
+            return None
+        signature = None if signer is None else signer.sign(body)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._tick, self._sweep)
+        return conn, conn.submit(target, signature, body, loop.time() + self.timeout)
+
+    async def post_run(
+        self, endpoint_url: str, body: bytes, retry_of: tuple[Connection, Result] | None = None
+    ) -> bytes:
         """``POST {endpoint_url path}/dispatch.sdk.v1.FunctionService/Run`` with *body*, signed.
 
         Returns the body of a 2xx response. Every failure raises
@@ -422,6 +445,9 @@ class EndpointPool:
         connections and streams reset by the server → TCP_ERROR; the deadline →
         TIMEOUT; TLS → TLS_ERROR; name resolution → DNS_ERROR; a protocol
         violation by the server → HTTP_ERROR; a bad URL → INVALID_ARGUMENT.
+
+        *retry_of*: the connection and retry reason of a first try started by :meth:`send_run`, which
+        this one goes on from as from its own.
         """
         route = self._routes.get(endpoint_url)
         if route is None:
@@ -437,6 +463,14 @@ class EndpointPool:
         avoid: Connection | None = None
         refused = False
         retries = 0
+        if retry_of is not None:
+            if retry_of[1] == RETRY_REFUSED:
+                refused = True
+                avoid = retry_of[0]
+            else:
+                retries = 1
+            if self.closed:
+                raise AttemptError(_TCP_ERROR, "endpoint pool closed")
         while True:
             conn = origin.take(avoid)
             if conn is None:
