@@ -124,61 +124,17 @@ class RequestDecoder(StatusDecoder):
         authority: bytes | None = None
         fields: list[tuple[bytes, bytes]] = []
         size = 0
-        n = len(block)
-        i = 0
-        seen = 0
-        try:
-            while i < n:
-                first = block[i]
-                i += 1
-                if first & 0x80:  # indexed field
-                    index = first & 0x7F
-                    if index == 0x7F:
-                        index, i = self._integer(block, i, index)
-                    name, value = self._get(index)
-                elif first & 0x40:  # literal with incremental indexing
-                    index = first & 0x3F
-                    if index == 0x3F:
-                        index, i = self._integer(block, i, index)
-                    if index:
-                        name = self._get(index)[0]
-                    else:
-                        name, i = self._string(block, i)
-                    value, i = self._string(block, i)
-                    self._add(name, value)
-                elif first & 0x20:  # dynamic table size update: only before the first field
-                    if seen:
-                        raise HeaderBlockError("table size update after a header field")
-                    limit = first & 0x1F
-                    if limit == 0x1F:
-                        limit, i = self._integer(block, i, limit)
-                    if limit > self._max:
-                        raise HeaderBlockError(f"table size update to {limit} above our limit {self._max}")
-                    self._limit = limit
-                    self._evict()
-                    continue
-                else:  # literal without indexing (0000) or never indexed (0001)
-                    index = first & 0x0F
-                    if index == 0x0F:
-                        index, i = self._integer(block, i, index)
-                    if index:
-                        name = self._get(index)[0]
-                    else:
-                        name, i = self._string(block, i)
-                    value, i = self._string(block, i)
-                seen += 1
-                size += len(name) + len(value) + 32
-                if name[:1] == b":":
-                    if name == _METHOD:
-                        method = value
-                    elif name == _PATH:
-                        path = value
-                    elif name == _AUTHORITY:
-                        authority = value
-                else:
-                    fields.append((name, value))
-        except IndexError:
-            raise HeaderBlockError("truncated header block") from None
+        for name, value in self.fields(block):
+            size += len(name) + len(value) + 32
+            if name[:1] == b":":
+                if name == _METHOD:
+                    method = value
+                elif name == _PATH:
+                    path = value
+                elif name == _AUTHORITY:
+                    authority = value
+            else:
+                fields.append((name, value))
         return method, path, authority, fields, size
 
 

@@ -1,4 +1,4 @@
-"""A lean HPACK decoder for response header blocks (RFC 7541): it keeps the table, and yields ``:status``.
+"""A lean HPACK decoder (RFC 7541): it keeps the table, and yields a response's ``:status`` or a block's fields.
 
 The client needs one thing from a response's headers, its status, but must
 decode every header block to keep the dynamic table in step with the server's
@@ -58,34 +58,41 @@ class StatusDecoder:
         """
         status = -1
         self.content_length = -1
+        for name, value in self.fields(block):
+            if status < 0 and name == _STATUS:
+                status = int(value) if len(value) == 3 and value.isdigit() else 0
+            elif name == _CONTENT_LENGTH and value.isdigit() and len(value) < 16:
+                self.content_length = int(value)
+        return status
+
+    def fields(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        """Every ``(name, value)`` of *block*, in order, keeping the dynamic table in step with the encoder.
+
+        Raises :class:`HeaderBlockError` on invalid HPACK (the table can no longer be trusted)."""
+        fields: list[tuple[bytes, bytes]] = []
         n = len(block)
         i = 0
-        fields = 0
         try:
             while i < n:
                 first = block[i]
+                i += 1
                 if first & 0x80:  # indexed field
                     index = first & 0x7F
-                    i += 1
                     if index == 0x7F:
                         index, i = self._integer(block, i, index)
-                    name, value = self._get(index)
-                elif first & 0x40:  # literal with incremental indexing
+                    fields.append(self._get(index))
+                    continue
+                if first & 0x40:  # literal with incremental indexing
                     index = first & 0x3F
-                    i += 1
                     if index == 0x3F:
                         index, i = self._integer(block, i, index)
-                    if index:
-                        name = self._get(index)[0]
-                    else:
-                        name, i = self._string(block, i)
+                    name, i = (self._get(index)[0], i) if index else self._string(block, i)
                     value, i = self._string(block, i)
                     self._add(name, value)
                 elif first & 0x20:  # dynamic table size update: only before the first field
                     if fields:
                         raise HeaderBlockError("table size update after a header field")
                     size = first & 0x1F
-                    i += 1
                     if size == 0x1F:
                         size, i = self._integer(block, i, size)
                     if size > self._max:
@@ -95,24 +102,16 @@ class StatusDecoder:
                     continue
                 else:  # literal without indexing (0000) or never indexed (0001)
                     index = first & 0x0F
-                    i += 1
                     if index == 0x0F:
                         index, i = self._integer(block, i, index)
-                    if index:
-                        name = self._get(index)[0]
-                    else:
-                        name, i = self._string(block, i)
+                    name, i = (self._get(index)[0], i) if index else self._string(block, i)
                     value, i = self._string(block, i)
-                fields += 1
-                if status < 0 and name == _STATUS:
-                    status = int(value) if len(value) == 3 and value.isdigit() else 0
-                elif name == _CONTENT_LENGTH and value.isdigit() and len(value) < 16:
-                    self.content_length = int(value)
+                fields.append((name, value))
         except IndexError:
             raise HeaderBlockError("truncated header block") from None
         except HPACKDecodingError as exc:
             raise HeaderBlockError(str(exc)) from None
-        return status
+        return fields
 
     # -- internals -----------------------------------------------------------------------------
 
