@@ -143,13 +143,7 @@ class ShardStats:
 
     def record(self, family: Family, a: str, b: str, seconds: float) -> None:
         """A value of *seconds* in *family* under key (*a*, *b*) (any family, such as the callers' ``latency``)."""
-        table = self._tables.get(family)
-        if table is None:
-            table = self._tables[family] = {}
-        series = table.get((a, b))
-        if series is None:
-            series = table[(a, b)] = _Series()
-        series.record(seconds)
+        self.recorder(family, a, b)(seconds)
 
     def recorder(self, family: Family, a: str, b: str) -> Callable[[float], None]:
         """:meth:`record` for one key, bound: for a caller that records under it often (no lookups each time)."""
