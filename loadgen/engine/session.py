@@ -46,6 +46,7 @@ __all__ = [
     "add_session",
     "next_message",
     "retain_unwritten",
+    "session_header",
 ]
 
 MAX_RESULTS_PER_MESSAGE: Final = 1000
@@ -89,9 +90,14 @@ class SessionState:
         return bool(self.answers or self.ended)
 
     @property
+    def quiet(self) -> bool:
+        """No streamed call still running, nothing left to write."""
+        return self.outstanding == 0 and not self.answers and not self.ended
+
+    @property
     def finished(self) -> bool:
-        """Half-closed, every streamed call's result queued and nothing left to write: the session may end OK."""
-        return self.closed and self.outstanding == 0 and not self.answers and not self.ended
+        """Half-closed and quiet: every streamed call's result was written, the session may end OK."""
+        return self.closed and self.quiet
 
 
 class _Group:
@@ -112,6 +118,11 @@ class _Group:
         session.outstanding -= 1
         session.wake()
         return True
+
+
+def session_header(frontend: ShardFrontend) -> session_pb2.SessionResponse:
+    """A session's first message: which shard answers, in which incarnation."""
+    return session_pb2.SessionResponse(header=session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch))
 
 
 def accept_group(frontend: ShardFrontend, session: SessionState, group: session_pb2.Group) -> None:
@@ -210,12 +221,11 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
         room.set()
         session = SessionState(wake.set)
         self.stats.count(sessions("stream"))
-        header = session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch)
         writing: list[Delivered] = []
         reader = asyncio.ensure_future(self._read(request_iterator, session, room))
         reader.add_done_callback(lambda _: wake.set())
         try:
-            await context.write(session_pb2.SessionResponse(header=header))
+            await context.write(session_header(frontend))
             await self._write(session, context, reader, writing, wake, room)
         finally:
             reader.cancel()
@@ -247,7 +257,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
             if not session.pending:
                 if reader.done():
                     reader.result()  # a reader that failed fails the stream
-                    if session.outstanding == 0:
+                    if session.finished:
                         return  # half-closed, and every streamed call's result was written: OK
                 wake.clear()
                 await wake.wait()

@@ -29,15 +29,22 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from loadgen.core.counters import sessions
 from loadgen.engine.frontend import ApiError, ShardFrontend
 from loadgen.engine.ingress_grpc import grpc_code
-from loadgen.engine.session import Delivered, SessionState, accept_group, next_message, retain_unwritten
+from loadgen.engine.session import (
+    Delivered,
+    SessionState,
+    accept_group,
+    next_message,
+    retain_unwritten,
+    session_header,
+)
 from loadgen.pb import session_pb2
 from loadgen.protocol.framing import FrameTooLarge, frame, take_frames
 
@@ -53,6 +60,7 @@ IDLE_TIMEOUT_S: Final = 300.0
 """A session with nothing in flight and no frame read for this long is ended (UNAVAILABLE)."""
 KEEPALIVE_S: Final = (60, 20, 3)
 """TCP keepalive: first probe after 60 s of silence, then every 20 s, the peer declared gone after 3."""
+_Message = TypeVar("_Message", bound=Message)
 _LOOPBACK_OR_ANY: Final = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::", ""})
 
 
@@ -142,11 +150,17 @@ class _Connection(asyncio.Protocol):
 
     # -- the session ----------------------------------------------------------------------------
 
-    def _open(self, body: bytes) -> None:
+    def _parse(self, kind: type[_Message], body: bytes) -> _Message | None:
+        """*body* as a *kind* message; None once a malformed one ended the session (INVALID_ARGUMENT)."""
         try:
-            opened = session_pb2.SessionOpen.FromString(body)
+            return kind.FromString(body)
         except DecodeError as exc:
-            self._end(grpc.StatusCode.INVALID_ARGUMENT, f"malformed SessionOpen: {exc}")
+            self._end(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {kind.__name__}: {exc}")
+            return None
+
+    def _open(self, body: bytes) -> None:
+        opened = self._parse(session_pb2.SessionOpen, body)
+        if opened is None:
             return
         try:
             self.frontend.authenticate((("authorization", opened.authorization),))
@@ -155,17 +169,14 @@ class _Connection(asyncio.Protocol):
             return
         self.opened = True
         self.frontend.stats.count(sessions("socket"))
-        header = session_pb2.SessionHeader(shard=self.frontend.index, epoch=self.frontend.epoch)
-        self._write(session_pb2.SessionResponse(header=header))
+        self._write(session_header(self.frontend))
         if self.timer is not None:
             self.timer.cancel()
         self.timer = self.loop.call_later(IDLE_TIMEOUT_S, self._check_idle)
 
     def _groups(self, body: bytes) -> None:
-        try:
-            request = session_pb2.SessionRequest.FromString(body)
-        except DecodeError as exc:
-            self._end(grpc.StatusCode.INVALID_ARGUMENT, f"malformed SessionRequest: {exc}")
+        request = self._parse(session_pb2.SessionRequest, body)
+        if request is None:
             return
         frontend, session = self.frontend, self.session
         for group in request.groups:
@@ -207,11 +218,10 @@ class _Connection(asyncio.Protocol):
         if code is not None:
             log.info("session socket ended: %s %s", code.name, message)
         end = session_pb2.SessionEnd(code=0 if code is None else code.value[0], message=message)
-        transport = self.transport
-        if transport is not None:
-            with contextlib.suppress(RuntimeError):
-                transport.write(frame(session_pb2.SessionResponse(end=end).SerializeToString()))
-            transport.close()
+        if self.transport is not None:
+            with contextlib.suppress(RuntimeError):  # the transport is closing already
+                self._write(session_pb2.SessionResponse(end=end))
+            self.transport.close()
 
     def _open_timed_out(self) -> None:
         if not self.opened:
@@ -220,7 +230,7 @@ class _Connection(asyncio.Protocol):
     def _check_idle(self) -> None:
         idle = self.loop.time() - self.last_read
         session = self.session
-        if session.outstanding == 0 and not session.pending and idle >= IDLE_TIMEOUT_S:
+        if session.quiet and idle >= IDLE_TIMEOUT_S:
             self._end(grpc.StatusCode.UNAVAILABLE, f"the session was idle for {IDLE_TIMEOUT_S:g} s")
             return
         self.timer = self.loop.call_later(max(1.0, IDLE_TIMEOUT_S - idle), self._check_idle)
