@@ -22,7 +22,15 @@ from loadgen.pb import call_pb2, dispatch_pb2, dispatch_pb2_grpc, shard_pb2, sha
 from loadgen.protocol.auth import bearer
 from loadgen.protocol.constants import OUTCOME_TRAILER, STATUS_TRAILER
 
-__all__ = ["AsyncEngineClient", "EngineClient", "EngineUnavailable", "WaitAnswer", "final_status", "wait_answer"]
+__all__ = [
+    "AsyncEngineClient",
+    "EngineClient",
+    "EngineUnavailable",
+    "WaitAnswer",
+    "final_status",
+    "rpc_error",
+    "wait_answer",
+]
 
 
 class EngineUnavailable(RuntimeError):
@@ -90,10 +98,15 @@ def _rpc_timeout(timeout: float | None) -> float | None:
     return None if timeout is None else timeout + 5
 
 
-def _unavailable(exc: grpc.RpcError) -> EngineUnavailable:
+def rpc_error(exc: grpc.RpcError) -> tuple[grpc.StatusCode | None, str]:
+    """The status code (None when the error has none) and details of a failed RPC."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    return EngineUnavailable(code, details or "")
+    return code, details or ""
+
+
+def _unavailable(exc: grpc.RpcError) -> EngineUnavailable:
+    return EngineUnavailable(*rpc_error(exc))
 
 
 class EngineClient:

@@ -44,6 +44,7 @@ import gevent.socket  # type: ignore[import-untyped]
 import grpc
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
+from loadgen.engine.client import rpc_error
 from loadgen.locust.channels import channel
 from loadgen.pb import call_pb2, session_pb2, session_pb2_grpc
 from loadgen.protocol.framing import FrameTooLarge, frame, take_frames
@@ -318,8 +319,7 @@ class SessionLink:
                     self.carried_by = "socket"
                     return carrier
             except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                if code is not grpc.StatusCode.UNIMPLEMENTED:  # an older shard has no socket: no news
+                if rpc_error(exc)[0] is not grpc.StatusCode.UNIMPLEMENTED:  # an older shard has no socket: no news
                     log.debug("session socket of %s not offered (%s): the gRPC stream carries it", self.address, exc)
             except OSError as exc:
                 log.warning("session socket of %s unreachable (%s): the gRPC stream carries it", self.address, exc)
@@ -333,9 +333,7 @@ class SessionLink:
             for response in carrier.responses(self._requests()):
                 self._received(response)
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else None
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            failure = (code, details or "")
+            failure = rpc_error(exc)
         except SessionEnded as exc:
             failure = (exc.code, exc.message)
         finally:

@@ -84,7 +84,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.core.caller import WrongSample
 from loadgen.core.stats.caller import outcome_of
-from loadgen.engine.client import wait_answer
+from loadgen.engine.client import rpc_error, wait_answer
 from loadgen.locust import latency
 from loadgen.locust.channels import channel
 from loadgen.locust.checked import checked
@@ -159,9 +159,7 @@ def _invoke(method: Any, request: Any, metadata: Any, timeout: float) -> tuple[A
 
 
 def _rpc_failure(name: str, failure: Any) -> DispatchFailed:
-    code = failure.code() if hasattr(failure, "code") else None
-    details = failure.details() if hasattr(failure, "details") else str(failure)
-    return DispatchFailed(name.split(" ", 1)[0], code, details or "", _pushback(failure))
+    return DispatchFailed(name.split(" ", 1)[0], *rpc_error(failure), _pushback(failure))
 
 
 def _pushback(failure: Any) -> float:
