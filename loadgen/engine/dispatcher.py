@@ -71,6 +71,16 @@ def _error_text(kind: str, message: str, status_text: str = "") -> str:
     return message or kind
 
 
+def _failure_of(response: function_pb2.RunResponse) -> tuple[int, str] | None:
+    """The status and message of an endpoint's answer that failed the attempt; None when it did not (OK, or a
+    tail call, whatever its status)."""
+    code = response.status or status.STATUS_OK
+    if code == status.STATUS_OK or (response.HasField("exit") and response.exit.HasField("tail_call")):
+        return None
+    error = response.exit.result.error
+    return code, _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
+
+
 class Transport(Protocol):
     """What the dispatcher needs of an endpoint client (``loadgen.transport.EndpointPool``)."""
 
@@ -88,7 +98,7 @@ class Sender(Protocol):
     def send_run(self, endpoint_url: str, body: bytes) -> tuple[Connection, Exchange] | None: ...
 
     async def post_run(
-        self, endpoint_url: str, body: bytes, retry_of: tuple[Connection, Result] | None = None
+        self, endpoint_url: str, body: bytes, retry_of: tuple[Connection, Exchange, Result] | None = None
     ) -> bytes: ...
 
 
@@ -410,12 +420,9 @@ class AsyncDispatcher:
         except DecodeError as exc:
             code, message = _UNDECODABLE, f"undecodable RunResponse: {exc}"
         else:
-            code = response.status or status.STATUS_OK
-            if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
-                error = response.exit.result.error
-                message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
-            else:
-                code = status.STATUS_OK
+            failure = _failure_of(response)
+            if failure is not None:
+                code, message = failure
         if code != status.STATUS_OK:
             self.stats.count(chaos_counter("duplicate_failed"))
             self.stats.record_failure("duplicate", attempt.function, status_name(code), message)
@@ -425,13 +432,13 @@ class AsyncDispatcher:
         entry = self._exchanges.pop(fut, None)
         if entry is None:  # cancelled by the drain
             return
-        attempt, conn, _, started = entry
+        attempt, conn, exchange, started = entry
         function = attempt.function
         error = fut.exception()
         if error is None:
             result = fut.result()
             if type(result) is not bytes:  # a retry reason: the pool retries it, in a task (rare)
-                task = asyncio.get_running_loop().create_task(self._attempt(attempt, started, (conn, result)))
+                task = asyncio.get_running_loop().create_task(self._attempt(attempt, started, (conn, exchange, result)))
                 self._tasks[task] = function
                 task.add_done_callback(self._on_attempt_done)
                 return
@@ -509,7 +516,10 @@ class AsyncDispatcher:
         return max((now - queue[0][0] for queue in self._queues.values() if queue), default=0.0)
 
     async def _attempt(
-        self, attempt: RunAttempt, started: float | None = None, retry_of: tuple[Connection, Result] | None = None
+        self,
+        attempt: RunAttempt,
+        started: float | None = None,
+        retry_of: tuple[Connection, Exchange, Result] | None = None,
     ) -> None:
         if started is None:
             started = time.perf_counter()
@@ -542,11 +552,10 @@ class AsyncDispatcher:
             self._failed(attempt, started, _UNDECODABLE, f"undecodable RunResponse: {exc}")
             return
         function = attempt.function
-        code = response.status or status.STATUS_OK
-        self._record_attempt(function, code, started)
-        if code != status.STATUS_OK and not (response.HasField("exit") and response.exit.HasField("tail_call")):
-            error = response.exit.result.error
-            message = _error_text(error.type, error.message) or f"the endpoint answered {status_name(code)}"
+        self._record_attempt(function, response.status or status.STATUS_OK, started)
+        failure = _failure_of(response)
+        if failure is not None:
+            code, message = failure
             self.stats.record_failure("attempt", function, status_name(code), message)
         self._apply(self.scheduler.on_response(attempt.dispatch_id, attempt.attempt, response, time.time()))
 

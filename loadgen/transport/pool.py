@@ -416,7 +416,7 @@ class EndpointPool:
         """Start ``POST`` *body* to *endpoint_url* now, without a task, when a slot is free (the usual case).
 
         Returns the connection and its exchange, whose future resolves to the response body, a retry reason
-        (then :meth:`post_run` with ``retry_of=(connection, reason)`` does the rest) or raises
+        (then :meth:`post_run` with ``retry_of=(connection, exchange, reason)`` does the rest) or raises
         :class:`~loadgen.transport.faults.AttemptError` as :meth:`post_run` would; ``Connection.cancel``
         abandons it. ``None`` when no slot is free or the URL was never posted to: use :meth:`post_run`.
         """
@@ -434,7 +434,7 @@ class EndpointPool:
         return conn, conn.submit(target, signature, body, loop.time() + self.timeout)
 
     async def post_run(
-        self, endpoint_url: str, body: bytes, retry_of: tuple[Connection, Result] | None = None
+        self, endpoint_url: str, body: bytes, retry_of: tuple[Connection, Exchange, Result] | None = None
     ) -> bytes:
         """``POST {endpoint_url path}/dispatch.sdk.v1.FunctionService/Run`` with *body*, signed.
 
@@ -446,8 +446,8 @@ class EndpointPool:
         TIMEOUT; TLS → TLS_ERROR; name resolution → DNS_ERROR; a protocol
         violation by the server → HTTP_ERROR; a bad URL → INVALID_ARGUMENT.
 
-        *retry_of*: the connection and retry reason of a first try started by :meth:`send_run`, which
-        this one goes on from as from its own.
+        *retry_of*: the connection, exchange and retry reason of a first try started by :meth:`send_run`,
+        which this one goes on from as from its own (within the same deadline).
         """
         route = self._routes.get(endpoint_url)
         if route is None:
@@ -464,9 +464,11 @@ class EndpointPool:
         refused = False
         retries = 0
         if retry_of is not None:
-            if retry_of[1] == RETRY_REFUSED:
+            first, tried, reason = retry_of
+            deadline = tried.deadline
+            if reason == RETRY_REFUSED:
                 refused = True
-                avoid = retry_of[0]
+                avoid = first
             else:
                 retries = 1
             if self.closed:
