@@ -385,12 +385,12 @@ def summarize(runs: list[SystemRun], mocks: list[MockRun], variants: list[str]) 
     return rows
 
 
-def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _targets(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     """The issue's targets for the waited echo workload over the session, each met or missed (a run that
-    completed nothing meets none), with a line each for the printout (``"lines"``)."""
+    completed nothing meets none), and a line each for the printout."""
     waited = next((r for r in rows if r["workload"] == "waited" and r["variant"] == "session"), None)
     if waited is None:
-        return {}
+        return {}, []
     ran = waited["calls_per_s"] > 0
     checks: list[tuple[str, float | None, float, bool]] = [  # name, value, target, lower is better
         ("tool_us_per_call", waited["tool_us"], TARGET_TOOL_US, True),
@@ -403,7 +403,8 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             False,
         ),
     ]
-    targets: dict[str, Any] = {"lines": []}
+    targets: dict[str, Any] = {}
+    lines: list[str] = []
     for name, value, target, lower in checks:
         if value is None:
             continue
@@ -412,8 +413,8 @@ def _targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         targets[name.removesuffix("_per_call") + "_target"] = target
         targets[name.removesuffix("_per_call") + "_met"] = met
         shown = f"{value:.0f} µs/call (<= {target:.0f}" if lower else f"{value:.2f}x (>= {target:.0f}x"
-        targets["lines"].append(f"{name} {shown}: {'met' if met else 'missed'})")
-    return targets
+        lines.append(f"{name} {shown}: {'met' if met else 'missed'})")
+    return targets, lines
 
 
 def _fmt(value: Any, spec: str = ".0f") -> str:
@@ -539,9 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         "unary's tool CPU / this one's; old svc /: the old mock's service CPU per call / (shards + supervisor);"
         " x old calls/s: / the old mock's"
     )
-    targets = _targets(rows)
-    if targets:
-        print("targets, waited echo (session): " + "; ".join(targets.pop("lines")))
+    targets, lines = _targets(rows)
+    if lines:
+        print("targets, waited echo (session): " + "; ".join(lines))
     body = {
         "duration_s": args.duration,
         "warmup_s": args.warmup,
