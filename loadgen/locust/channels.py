@@ -13,11 +13,14 @@ from typing import Any
 
 import grpc
 
-__all__ = ["CHANNEL_OPTIONS", "channel", "close_all"]
+__all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "channel", "close_all"]
+
+MAX_MESSAGE_BYTES = 64 << 20
+"""The largest message a Locust process sends to or takes from a shard (the shards' own default limit)."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 0),  # a load generator counts every failure; it never retries behind our back
 ]
 

@@ -45,7 +45,7 @@ import grpc
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.engine.client import rpc_error
-from loadgen.locust.channels import channel
+from loadgen.locust.channels import MAX_MESSAGE_BYTES, channel
 from loadgen.pb import call_pb2, session_pb2, session_pb2_grpc
 from loadgen.protocol.framing import FrameTooLarge, frame, take_frames
 
@@ -67,8 +67,6 @@ one would end the stream, and with it every other user's calls on it)."""
 SWEEP_SECONDS: Final = 0.25
 OPEN_TIMEOUT_S: Final = 10.0
 """Asking for the session socket, and connecting to it, at most this long each (else the gRPC stream)."""
-MAX_RESPONSE_BYTES: Final = 64 << 20
-"""The largest frame taken from a session socket (the shards' largest message)."""
 RECEIVE_BYTES: Final = 256 << 10
 _CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -217,7 +215,7 @@ class _SocketCarrier:
                     raise SessionEnded(grpc.StatusCode.UNAVAILABLE, f"the shard closed the session socket{detail}")
                 buffer += memoryview(chunk)[:received]
                 try:
-                    bodies = take_frames(buffer, MAX_RESPONSE_BYTES)
+                    bodies = take_frames(buffer, MAX_MESSAGE_BYTES)
                 except FrameTooLarge as exc:
                     raise SessionEnded(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
                 for body in bodies:
