@@ -16,7 +16,8 @@ import grpc
 __all__ = ["CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "channel", "close_all"]
 
 MAX_MESSAGE_BYTES = 64 << 20
-"""The largest message a Locust process sends to or takes from a shard (the shards' own default limit)."""
+"""The largest message a Locust process sends to or takes from a shard (a shard's own limit,
+``max_message_bytes``, is 16 MiB by default)."""
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
