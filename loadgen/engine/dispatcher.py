@@ -215,17 +215,33 @@ class AsyncDispatcher:
         With a *listener*, each call's outcome goes to it when the call ends, and is kept for
         ``Wait`` only if the listener does not take it. *sizes*: the bytes each call holds
         (:func:`~loadgen.core.admission.call_bytes`; computed here when not given)."""
-        ids, actions = self.scheduler.submit(calls, time.time(), default_endpoint=self.endpoint_url, listener=listener)
         if sizes is None:
             sizes = [call_bytes(call.input.ByteSize()) for call in calls]
-        live = self._live
-        for dispatch_id, size in zip(ids, sizes, strict=True):
-            live[dispatch_id] = size
-        self._root_bytes += sum(sizes)
-        self.stats.count_accepted(len(ids))
+        return self.submit_groups(((calls, listener, sizes),))[0]
+
+    def submit_groups(
+        self, groups: Sequence[tuple[Sequence[call_pb2.Call], CallListener | None, Sequence[int]]]
+    ) -> list[list[str]]:
+        """Accept several batches of validated root calls (each with its listener and sizes, as :meth:`submit`);
+        return each batch's ids. Their attempts start at once, together."""
+        now = time.time()
+        scheduler, endpoint_url, live = self.scheduler, self.endpoint_url, self._live
+        actions: list[Action] = []
+        answers: list[list[str]] = []
+        accepted = held = 0
+        for calls, listener, sizes in groups:
+            ids, started = scheduler.submit(calls, now, default_endpoint=endpoint_url, listener=listener)
+            for dispatch_id, size in zip(ids, sizes, strict=True):
+                live[dispatch_id] = size
+            held += sum(sizes)
+            accepted += len(ids)
+            actions += started
+            answers.append(ids)
+        self._root_bytes += held
+        self.stats.count_accepted(accepted)
         self._idle.clear()
         self._apply(actions)
-        return ids
+        return answers
 
     def retain(self, dispatch_id: str, outcome: CallOutcome) -> None:
         """Keep an outcome for ``Wait`` (one a listener took but could not pass on)."""

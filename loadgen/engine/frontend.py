@@ -132,22 +132,78 @@ class ShardFrontend:
         """Validate and accept a batch; ``ApiError`` if it is rejected (nothing accepted then).
 
         *listener* (a Session's group) is told of each call's end (:meth:`AsyncDispatcher.submit`)."""
+        [answer] = self.dispatch_groups(((calls, listener),))
+        if isinstance(answer, ApiError):
+            raise answer
+        return answer
+
+    def dispatch_groups(
+        self, groups: Sequence[tuple[Sequence[call_pb2.Call], CallListener | None]]
+    ) -> list[list[str] | ApiError]:
+        """Validate and accept several batches, each whole or not at all, as :meth:`dispatch` would one after
+        the other (a Session message's groups); per batch its ids, or the ``ApiError`` that rejected it.
+
+        Admission is asked once for all the valid batches together; only when they do not all fit is each asked
+        in turn (with the load the batches before it added), so the verdicts are those of one by one."""
         if self.draining:
-            raise ApiError("unavailable", "the shard is draining and accepts no new calls")
-        try:
-            validate_calls(calls)
-        except InvalidCall as exc:
-            raise ApiError("invalid_argument", str(exc)) from None
-        sizes = [call_bytes(call.input.ByteSize()) for call in calls]
-        rejection = self.admission.calls(self._load(), len(calls), sum(sizes), time.monotonic())
-        if rejection is not None:
+            return [ApiError("unavailable", "the shard is draining and accepts no new calls")] * len(groups)
+        answers: list[list[str] | ApiError] = []
+        valid: list[tuple[int, Sequence[call_pb2.Call], CallListener | None, list[int]]] = []
+        count = held = 0
+        for calls, listener in groups:
+            try:
+                validate_calls(calls)
+            except InvalidCall as exc:
+                answers.append(ApiError("invalid_argument", str(exc)))
+                continue
+            sizes = [call_bytes(call.input.ByteSize()) for call in calls]
+            valid.append((len(answers), calls, listener, sizes))
+            answers.append([])
+            count += len(calls)
+            held += sum(sizes)
+        if not valid:
+            return answers
+        load = self._load()
+        now = time.monotonic()
+        admission = self.admission
+        if admission.calls(load, count, held, now) is not None:
+            valid = self._admit_each(valid, load, now, answers)
+        if not valid:
+            return answers
+        accepted = sum(len(calls) for _, calls, _, _ in valid)
+        self.stats.count_admission(accepted)
+        submitted = self.dispatcher.submit_groups([(calls, listener, sizes) for _, calls, listener, sizes in valid])
+        for (position, _, _, _), ids in zip(valid, submitted, strict=True):
+            answers[position] = ids
+        self.ledger.add_accepted(self.index, accepted)
+        return answers
+
+    def _admit_each(
+        self,
+        valid: list[tuple[int, Sequence[call_pb2.Call], CallListener | None, list[int]]],
+        load: Load,
+        now: float,
+        answers: list[list[str] | ApiError],
+    ) -> list[tuple[int, Sequence[call_pb2.Call], CallListener | None, list[int]]]:
+        """Admission batch by batch, each with the load of the ones admitted before it; the rejected ones
+        are counted and answered, the admitted ones returned."""
+        admitted = []
+        in_flight, held_bytes = load.in_flight, load.held_bytes
+        for entry in valid:
+            position, calls, _, sizes = entry
+            batch_bytes = sum(sizes)
+            rejection = self.admission.calls(
+                Load(in_flight, held_bytes, load.waits, load.ended), len(calls), batch_bytes, now
+            )
+            if rejection is None:
+                admitted.append(entry)
+                in_flight += len(calls)
+                held_bytes += batch_bytes
+                continue
             self.stats.count_admission(len(calls), rejection.reason.value)
             self.ledger.add_rejected(self.index, len(calls))
-            raise ApiError.rejected(rejection)
-        self.stats.count_admission(len(calls))
-        ids = self.dispatcher.submit(calls, listener, sizes)
-        self.ledger.add_accepted(self.index, len(ids))
-        return ids
+            answers[position] = ApiError.rejected(rejection)
+        return admitted
 
     def _load(self) -> Load:
         dispatcher = self.dispatcher

@@ -15,7 +15,7 @@ Where a group is accepted or rejected is :meth:`SessionServicer._accept`: a reje
 rejects there too, with ``RESOURCE_EXHAUSTED``).
 
 The same session over a plain TCP connection (``Calls/SessionSocket`` says where) is
-:mod:`.session_socket`'s; it shares :class:`SessionState`, :func:`accept_group` and
+:mod:`.session_socket`'s; it shares :class:`SessionState`, :func:`accept_groups` and
 :func:`next_message` with the stream here.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import grpc
@@ -42,7 +42,7 @@ __all__ = [
     "MAX_UNWRITTEN",
     "SessionServicer",
     "SessionState",
-    "accept_group",
+    "accept_groups",
     "add_session",
     "next_message",
     "retain_unwritten",
@@ -125,36 +125,44 @@ def session_header(frontend: ShardFrontend) -> session_pb2.SessionResponse:
     return session_pb2.SessionResponse(header=session_pb2.SessionHeader(shard=frontend.index, epoch=frontend.epoch))
 
 
-def accept_group(frontend: ShardFrontend, session: SessionState, group: session_pb2.Group) -> None:
-    """Accept or reject one group, on its own; queue its answer when it has one."""
+def accept_groups(frontend: ShardFrontend, session: SessionState, groups: Sequence[session_pb2.Group]) -> None:
+    """Accept or reject the groups of one message, each on its own (as one ``Dispatch`` each); queue the answers
+    they have. The time their acceptance took is each one's ``Session`` RPC time (their answers go out after it)."""
     started = time.perf_counter()
-    streamed = not group.skip_results
-    listener = _Group(session, group.group) if streamed else None
-    count = len(group.calls)
-    if streamed:
-        session.outstanding += count
-    try:
-        ids = frontend.dispatch(group.calls, listener)
-    except ApiError as exc:
-        if streamed:
-            session.outstanding -= count
-        session.answers.append(
-            session_pb2.GroupAnswer(
-                group=group.group,
-                code=grpc_code(exc.code).value[0],
-                message=exc.message,
-                retry_after_ms=exc.retry_after_ms or 0,
+    listeners: list[_Group | None] = []
+    batches = []
+    for group in groups:
+        listener = None
+        if not group.skip_results:
+            listener = _Group(session, group.group)
+            session.outstanding += len(group.calls)
+        listeners.append(listener)
+        batches.append((group.calls, listener))
+    answers = frontend.dispatch_groups(batches)
+    elapsed = time.perf_counter() - started
+    record_rpc = frontend.stats.record_rpc
+    queued = session.answers
+    for group, listener, answer in zip(groups, listeners, answers, strict=True):
+        if isinstance(answer, ApiError):
+            if listener is not None:
+                session.outstanding -= len(group.calls)
+            queued.append(
+                session_pb2.GroupAnswer(
+                    group=group.group,
+                    code=grpc_code(answer.code).value[0],
+                    message=answer.message,
+                    retry_after_ms=answer.retry_after_ms or 0,
+                )
             )
-        )
+            record_rpc("Session", False, elapsed)
+            continue
+        if listener is not None and answer:
+            listener.first = int(answer[0], 16)
+        if group.answer:
+            queued.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=answer))
+        record_rpc("Session", True, elapsed)
+    if queued:
         session.wake()
-        frontend.stats.record_rpc("Session", False, time.perf_counter() - started)
-        return
-    if listener is not None and ids:
-        listener.first = int(ids[0], 16)
-    if group.answer:
-        session.answers.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=ids))
-        session.wake()
-    frontend.stats.record_rpc("Session", True, time.perf_counter() - started)
 
 
 def next_message(session: SessionState, taken: list[Delivered]) -> session_pb2.SessionResponse:
@@ -236,8 +244,7 @@ class SessionServicer(session_pb2_grpc.CallsServicer):
     ) -> None:
         frontend = self.frontend
         async for request in request_iterator:
-            for group in request.groups:
-                accept_group(frontend, session, group)
+            accept_groups(frontend, session, request.groups)
             if session.full:
                 room.clear()
                 await room.wait()

@@ -40,7 +40,7 @@ from loadgen.engine.ingress_grpc import grpc_code
 from loadgen.engine.session import (
     Delivered,
     SessionState,
-    accept_group,
+    accept_groups,
     next_message,
     retain_unwritten,
     session_header,
@@ -178,9 +178,7 @@ class _Connection(asyncio.Protocol):
         request = self._parse(session_pb2.SessionRequest, body)
         if request is None:
             return
-        frontend, session = self.frontend, self.session
-        for group in request.groups:
-            accept_group(frontend, session, group)
+        accept_groups(self.frontend, self.session, request.groups)
 
     def _wake(self) -> None:
         if not self.flush_scheduled and not self.ended:
