@@ -93,6 +93,15 @@ def over_the_caps(engine: Supervisor, address: str, channel: grpc.Channel) -> No
     assert answer.group == 7 and answer.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert "max_calls_in_flight" in answer.message and MIN_PUSHBACK_MS <= answer.retry_after_ms <= MAX_PUSHBACK_MS
 
+    # The groups of one message, as one by one: 15 + 3 fit, 18 + 3 do not, 18 + 2 do.
+    groups = [session_pb2.Group(group=g, calls=[sleep_call(10)] * n, answer=True) for g, n in ((8, 3), (9, 3), (10, 2))]
+    messages = list(session.Session(iter([session_pb2.SessionRequest(groups=groups)]), metadata=AUTH, timeout=20))
+    answers = {a.group: a for m in messages for a in m.answers}
+    assert answers[8].code == 0 and len(answers[8].dispatch_ids) == 3
+    assert answers[9].code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] and not answers[9].dispatch_ids
+    assert "18 calls in flight" in answers[9].message
+    assert answers[10].code == 0 and len(answers[10].dispatch_ids) == 2
+
     waits = [
         stub.Wait.future(dispatch_pb2.WaitRequest(dispatch_id=i), metadata=AUTH, timeout=20)
         for i in sleepers.dispatch_ids[:3]
@@ -112,7 +121,7 @@ def over_the_caps(engine: Supervisor, address: str, channel: grpc.Channel) -> No
     with EngineClient(API_KEY) as client:
         stats = client.merged_stats(engine.shard_addresses)
     accounting = stats.accounting()
-    assert accounting.accepted == SLEEPERS
-    assert accounting.rejected == 10 + 1 + 6 + 6 and accounting.offered == SLEEPERS + accounting.rejected
-    assert stats.counters["rejected/calls_in_flight"] == 22 and stats.counters["rejected/held_bytes"] == 1
+    assert accounting.accepted == SLEEPERS + 3 + 2
+    assert accounting.rejected == 10 + 1 + 6 + 6 + 3 and accounting.offered == accounting.accepted + accounting.rejected
+    assert stats.counters["rejected/calls_in_flight"] == 25 and stats.counters["rejected/held_bytes"] == 1
     assert accounting.balanced
