@@ -34,7 +34,7 @@ from loadgen.core.results import CallOutcome
 from loadgen.core.scheduler import Outcome
 from loadgen.engine.frontend import ApiError, ShardFrontend
 from loadgen.engine.ingress_grpc import grpc_code
-from loadgen.pb import session_pb2, session_pb2_grpc
+from loadgen.pb import call_pb2, session_pb2, session_pb2_grpc
 
 __all__ = [
     "MAX_BYTES_PER_MESSAGE",
@@ -129,38 +129,38 @@ def accept_groups(frontend: ShardFrontend, session: SessionState, groups: Sequen
     """Accept or reject the groups of one message, each on its own (as one ``Dispatch`` each); queue the answers
     they have. The time their acceptance took is each one's ``Session`` RPC time (their answers go out after it)."""
     started = time.perf_counter()
-    listeners: list[_Group | None] = []
-    batches = []
+    accepting: list[tuple[session_pb2.Group, Sequence[call_pb2.Call], _Group | None]] = []
     for group in groups:
+        members = group.calls
         listener = None
         if not group.skip_results:
             listener = _Group(session, group.group)
-            session.outstanding += len(group.calls)
-        listeners.append(listener)
-        batches.append((group.calls, listener))
-    answers = frontend.dispatch_groups(batches)
+            session.outstanding += len(members)
+        accepting.append((group, members, listener))
+    answers = frontend.dispatch_groups([(calls, listener) for _, calls, listener in accepting])
     elapsed = time.perf_counter() - started
     record_rpc = frontend.stats.record_rpc
     queued = session.answers
-    for group, listener, answer in zip(groups, listeners, answers, strict=True):
-        if isinstance(answer, ApiError):
-            if listener is not None:
-                session.outstanding -= len(group.calls)
-            queued.append(
-                session_pb2.GroupAnswer(
-                    group=group.group,
-                    code=grpc_code(answer.code).value[0],
-                    message=answer.message,
-                    retry_after_ms=answer.retry_after_ms or 0,
-                )
-            )
-            record_rpc("Session", False, elapsed)
+    for (group, calls, listener), answer in zip(accepting, answers, strict=True):
+        if type(answer) is list:
+            if listener is not None and answer:
+                listener.first = int(answer[0], 16)
+            if group.answer:
+                queued.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=answer))
+            record_rpc("Session", True, elapsed)
             continue
-        if listener is not None and answer:
-            listener.first = int(answer[0], 16)
-        if group.answer:
-            queued.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=answer))
-        record_rpc("Session", True, elapsed)
+        assert isinstance(answer, ApiError)
+        if listener is not None:
+            session.outstanding -= len(calls)
+        queued.append(
+            session_pb2.GroupAnswer(
+                group=group.group,
+                code=grpc_code(answer.code).value[0],
+                message=answer.message,
+                retry_after_ms=answer.retry_after_ms or 0,
+            )
+        )
+        record_rpc("Session", False, elapsed)
     if queued:
         session.wake()
 
