@@ -53,7 +53,8 @@ it is only ever put in the ``authorization`` metadata, never logged.
 
 **The end of a run.** Once Locust asks a user to stop, :meth:`~DispatchUser.dispatch` and
 :meth:`~DispatchUser.call` start no new calls (they raise ``StopUser``), while waits go on
-(for up to Locust's ``--stop-timeout``). A user killed while its dispatch is on its way still
+(for up to Locust's ``--stop-timeout``); a user whose wait between tasks is just over stops at its
+next step (Locust would kill it, and the kill would land in the call its next task starts). A user killed while its dispatch is on its way still
 waits for the answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before
 dying, so the calls Locust counts as dispatched are the calls the shards accepted; a wait for
 a result is cancelled at once: a :meth:`~DispatchUser.call` cut short records its ``call``
@@ -79,7 +80,7 @@ from gevent import GreenletExit
 from google.protobuf import any_pb2
 from locust import User
 from locust.exception import RescheduleTask, StopUser
-from locust.user.task import LOCUST_STATE_STOPPING
+from locust.user.task import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 import loadgen.locust._gevent  # noqa: F401  # gRPC cooperates with gevent before any channel exists
 from loadgen.core.caller import WrongSample
@@ -96,6 +97,9 @@ from loadgen.protocol.codecs import NO_VALUE, CallInput, Codec, display, get_cod
 from loadgen.protocol.constants import PUSHBACK_TRAILER
 
 __all__ = ["CallFailed", "CallUnfinished", "DispatchFailed", "DispatchUser", "WrongResult"]
+
+_WAKING_S = 0.05
+"""A waiting user due to run within this is stopped at its next step, not killed (:meth:`DispatchUser.stop`)."""
 
 _user_numbers = itertools.count()
 _SHORT_STATUS = {value: name.removeprefix("STATUS_") for name, value in status_pb2.Status.items()}
@@ -230,6 +234,18 @@ class DispatchUser(User):
             return value
 
         self.wait_time = wait_time  # type: ignore[method-assign]
+
+    def stop(self, force: bool = False) -> bool:
+        """Locust's stop, except for a user whose wait is over (due within :data:`_WAKING_S`): it stops at its next
+        step instead of being killed. Locust kills a waiting user at once, but the kill is delivered after the
+        wake-up already queued, so the user would start its next task and the kill would cut off the call it
+        issued there (a call the shards accepted and ran, counted as unfinished: a clean run failed)."""
+        due = self._due
+        waking = due is not None and due <= time.monotonic() + _WAKING_S
+        if not force and self._state == LOCUST_STATE_WAITING and waking:
+            self._state = LOCUST_STATE_STOPPING  # Locust's wait() raises StopUser as the user wakes
+            return False
+        return bool(super().stop(force))
 
     # -------------------------------------------------------------------- tasks' API
 
