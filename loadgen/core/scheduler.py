@@ -242,6 +242,11 @@ class _State(enum.Enum):
     DONE = 3
 
 
+_NANOS_MIN: Final = -62_135_596_800 * 1_000_000_000
+"""The earliest time a ``Timestamp`` can hold (0001-01-01), in nanoseconds since the epoch."""
+_NANOS_MAX: Final = 253_402_300_800 * 1_000_000_000 - 1
+"""The latest time a ``Timestamp`` can hold (9999-12-31T23:59:59.999999999), in nanoseconds since the epoch."""
+
 _NO_RESULTS: Final[list[call_pb2.CallResult]] = []
 """The child results ready for a call that has none (shared, never appended to: most calls never poll)."""
 
@@ -566,8 +571,19 @@ class Scheduler:
         if call.parent is not None:
             request.parent_dispatch_id = call.parent.dispatch_id
         request.root_dispatch_id = call.root
-        request.creation_time.FromNanoseconds(int(call.accepted_at * 1e9))
-        request.expiration_time.FromNanoseconds(int(call.deadline * 1e9))
+        # Timestamp.FromNanoseconds's work done here (that helper is pure Python: a fifth of the encoding)
+        created = int(call.accepted_at * 1e9)
+        expires = int(call.deadline * 1e9)
+        if not (_NANOS_MIN <= created <= _NANOS_MAX and _NANOS_MIN <= expires <= _NANOS_MAX):
+            # out of a Timestamp's range: the helper raises its ValueError
+            request.creation_time.FromNanoseconds(created)
+            request.expiration_time.FromNanoseconds(expires)
+        stamp = request.creation_time
+        stamp.seconds = created // 1_000_000_000
+        stamp.nanos = created % 1_000_000_000
+        stamp = request.expiration_time
+        stamp.seconds = expires // 1_000_000_000
+        stamp.nanos = expires % 1_000_000_000
         call.body = request.SerializeToString()
 
     def _follow_tail_call(self, call: _Call, tail: call_pb2.Call, now: float, actions: list[Action]) -> None:
