@@ -87,6 +87,31 @@ def test_ids_and_times(scheduler: Scheduler) -> None:
     assert second.request.expiration_time.ToNanoseconds() == int((T0 + 5) * 1e9)
 
 
+def test_request_bytes_are_the_protobuf_encoding_of_the_request(scheduler: Scheduler) -> None:
+    now = T0 + 0.123_456_7
+    (root,), actions = scheduler.submit([call("parent", expiration=2.5)], now)
+    sent = only_attempt(actions)
+    expected = function_pb2.RunRequest(function="parent", input=text("parent"), dispatch_id=root, root_dispatch_id=root)
+    expected.creation_time.FromNanoseconds(int(now * 1e9))
+    expected.expiration_time.FromNanoseconds(int((now + 2.5) * 1e9))
+    assert sent.body == expected.SerializeToString()
+    (child,) = attempts(scheduler.on_response(root, sent.attempt, poll(call_pb2.Call(function="c")), now))
+    expected = function_pb2.RunRequest(
+        function="c", dispatch_id=child.dispatch_id, parent_dispatch_id=root, root_dispatch_id=root
+    )
+    expected.input.SetInParent()
+    expected.creation_time.FromNanoseconds(int(now * 1e9))
+    expected.expiration_time.FromNanoseconds(int((now + 2.5) * 1e9))
+    assert child.body == expected.SerializeToString()
+
+
+def test_an_expiration_past_what_a_timestamp_holds_is_refused() -> None:
+    spec = call_pb2.Call(function="f")
+    spec.expiration.FromSeconds(315_576_000_000)  # the largest Duration: ~10,000 years, past year 9999
+    with pytest.raises(ValueError, match="Timestamp is not valid"):
+        Scheduler().submit([spec], T0)
+
+
 def test_id_prefix_names_the_shard() -> None:
     ids, _ = Scheduler(id_prefix="03").submit([call()], T0)
     assert ids == ["03" + "0" * 29 + "1"]
