@@ -15,9 +15,9 @@ above ``last_stream_id`` → retry, then drain), stream id exhaustion (drain, th
 pool opens a new connection), per-request deadlines (RST_STREAM CANCEL).
 
 Response header blocks go through :class:`~loadgen.transport.hpackdec.StatusDecoder`
-(the table, and ``:status``); a block made only of one-byte indexed fields does
-not change the table, so its ``:status`` is cached by the block's bytes until
-some other block is decoded.
+(the table, ``:status`` and ``content-length``), which remembers the blocks
+that leave its table unchanged, so a server's repeated response block is
+decoded once.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ _pack_header = FRAME_HEADER.pack
 _unpack_u32 = struct.Struct(">L").unpack_from
 _unpack_u32x2 = struct.Struct(">LL").unpack_from
 _unpack_setting = struct.Struct(">HL").unpack_from
-_INDEXED_ONLY = bytes(range(0x80, 0xFF))  # one-byte HPACK indexed fields: they leave the table as it is
 
 _CLIENT_SETTINGS = settings_frame(
     {
@@ -177,7 +176,6 @@ class H2Connection(Connection):
         "_flush_scheduled",
         "_goaway",
         "_goaway_quiet",
-        "_hcache",
         "_indexed",
         "_loop",
         "_max_response",
@@ -241,7 +239,6 @@ class H2Connection(Connection):
         self._peer_max_frame = 16384
         self._recv_unacked = 0
         self._decoder = StatusDecoder()
-        self._hcache: dict[bytes, tuple[int, int]] = {}  # block -> (:status, content-length)
         # request HPACK state: the target whose constants sit in the server's dynamic table (None: not yet;
         # False: never on this connection), the table size the server allows, a size update to send
         self._indexed: Target | bool | None = None
@@ -632,20 +629,13 @@ class H2Connection(Connection):
 
     def _headers(self, sid: int, flags: int, block: bytes) -> bool:
         """Decode a complete header block; False if the connection failed."""
-        cached = self._hcache.get(block)
-        if cached is None:
-            try:
-                status = self._decoder.decode(block)
-            except HeaderBlockError as exc:
-                self._fail(ErrorCode.COMPRESSION_ERROR, f"undecodable header block: {exc}")
-                return False
-            length = self._decoder.content_length
-            if block.translate(None, _INDEXED_ONLY):
-                self._hcache.clear()  # the block may have changed the dynamic table
-            elif len(self._hcache) < 64:
-                self._hcache[block] = (status, length)
-        else:
-            status, length = cached
+        decoder = self._decoder
+        try:
+            status = decoder.decode(block)
+        except HeaderBlockError as exc:
+            self._fail(ErrorCode.COMPRESSION_ERROR, f"undecodable header block: {exc}")
+            return False
+        length = decoder.content_length
         stream = self._streams.get(sid)
         if stream is None:
             if sid >= self.next_sid or not sid & 1:

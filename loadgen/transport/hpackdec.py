@@ -6,6 +6,12 @@ encoder. :class:`hpack.Decoder` does that in about 17 µs for a typical response
 whose ``content-length`` is new (a literal that enters the table); this decoder
 walks the same block without building header objects, in a few µs. Huffman
 strings are decoded with ``hpack``'s own table.
+
+A server usually answers every request with the same header block (the same
+status, content type and length, all indexed or literals without indexing).
+Such a block neither inserts into the dynamic table nor resizes it, so while the
+table stays as it is the block decodes the same way: :meth:`StatusDecoder.decode`
+keeps a small memo of those blocks, emptied whenever the table changes.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ _STATIC: Final = HeaderTable.STATIC_TABLE
 _STATIC_LEN: Final = len(_STATIC)
 _STATUS: Final = b":status"
 _CONTENT_LENGTH: Final = b"content-length"
+_MEMO_SIZE: Final = 64  # distinct blocks remembered while the table stays as it is
 
 
 class HeaderBlockError(ValueError):
@@ -32,7 +39,7 @@ class HeaderBlockError(ValueError):
 class StatusDecoder:
     """Decodes header blocks in order; :meth:`decode` returns the block's ``:status`` (-1 if none)."""
 
-    __slots__ = ("_entries", "_limit", "_max", "_size", "content_length")
+    __slots__ = ("_changes", "_entries", "_limit", "_max", "_memo", "_size", "content_length")
 
     def __init__(self, max_table_size: int = 4096) -> None:
         self._entries: deque[tuple[bytes, bytes]] = deque()  # newest first
@@ -40,6 +47,8 @@ class StatusDecoder:
         self._max = max_table_size  # our SETTINGS_HEADER_TABLE_SIZE
         self._limit = max_table_size  # the size the encoder chose (dynamic table size updates)
         self.content_length = -1  # of the last block decoded; -1 when it had none (or an invalid one)
+        self._changes = 0  # table insertions and size updates so far
+        self._memo: dict[bytes, tuple[int, int]] = {}  # block -> (status, content-length), for this table
 
     @property
     def table_size(self) -> int:
@@ -56,13 +65,23 @@ class StatusDecoder:
 
         The block's ``content-length`` is left in :attr:`content_length`.
         """
-        status = -1
-        self.content_length = -1
+        memo = self._memo
+        known = memo.get(block)
+        if known is not None:
+            self.content_length = known[1]
+            return known[0]
+        changes = self._changes
+        status = length = -1
         for name, value in self.fields(block):
             if status < 0 and name == _STATUS:
                 status = int(value) if len(value) == 3 and value.isdigit() else 0
             elif name == _CONTENT_LENGTH and value.isdigit() and len(value) < 16:
-                self.content_length = int(value)
+                length = int(value)
+        self.content_length = length
+        if changes == self._changes:  # the block left the table as it was: it will decode the same way again
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[block] = (status, length)
         return status
 
     def fields(self, block: bytes) -> list[tuple[bytes, bytes]]:
@@ -99,6 +118,7 @@ class StatusDecoder:
                         raise HeaderBlockError(f"table size update to {size} above our limit {self._max}")
                     self._limit = size
                     self._evict()
+                    self._changed()
                     continue
                 else:  # literal without indexing (0000) or never indexed (0001)
                     index = first & 0x0F
@@ -152,7 +172,13 @@ class StatusDecoder:
             raise HeaderBlockError(f"index {index} beyond the dynamic table")
         return entries[at]
 
+    def _changed(self) -> None:
+        """The table changed (or may have): the memo's decodings no longer hold."""
+        self._changes += 1
+        self._memo.clear()
+
     def _add(self, name: bytes, value: bytes) -> None:
+        self._changed()
         size = len(name) + len(value) + 32
         if size > self._limit:
             self._entries.clear()

@@ -55,6 +55,7 @@ from loadgen.transport.frames import (
     SETTINGS,
     encode_header_block_prefix,
     encode_int,
+    encode_literal,
     encode_signature_fields,
     encode_table_size_update,
     frame_header,
@@ -441,10 +442,10 @@ def test_status_decoder_keeps_the_table_as_hpack_does() -> None:
         if rng.random() < 0.2:
             headers.reverse()  # :status need not come first for the decoder
         block = encoder.encode(headers, huffman=rng.random() < 0.7)
-        expected = dict(reference.decode(block, raw=True))
-        assert ours.decode(block) == int(expected[b":status"])
-        assert ours.entries == list(reference.header_table.dynamic_entries)
-        assert ours.table_size == reference.header_table._current_size
+        before = list(reference.header_table.dynamic_entries)
+        _assert_decodes_as_hpack(ours, reference, block)
+        if list(reference.header_table.dynamic_entries) == before:  # repeating it keeps step with the encoder
+            _assert_decodes_as_hpack(ours, reference, block)
     assert StatusDecoder().decode(b"\x0f\x10\x02ab") == -1  # content-type: ab, no :status
     for bad in (
         b"\x80",
@@ -457,6 +458,63 @@ def test_status_decoder_keeps_the_table_as_hpack_does() -> None:
     ):
         with pytest.raises(HeaderBlockError):
             StatusDecoder().decode(bad)
+
+
+def _assert_decodes_as_hpack(ours: StatusDecoder, reference: hpack.Decoder, block: bytes) -> None:
+    fields = reference.decode(block, raw=True)
+    statuses = [value for name, value in fields if name == b":status"]
+    lengths = [value for name, value in fields if name == b"content-length" and value.isdigit() and len(value) < 16]
+    status = ours.decode(block)
+    assert status == (int(statuses[0]) if statuses else -1)
+    assert ours.content_length == (int(lengths[-1]) if lengths else -1)
+    assert ours.entries == list(reference.header_table.dynamic_entries)
+    assert ours.table_size == reference.header_table._current_size
+
+
+def _literal_indexed(name: bytes, value: bytes) -> bytes:
+    """A literal field with incremental indexing and a new name (it enters the dynamic table)."""
+    return b"\x40" + bytes((len(name),)) + name + bytes((len(value),)) + value
+
+
+def test_status_decoder_remembers_blocks_only_while_the_table_stays_the_same() -> None:
+    ours, reference = StatusDecoder(), hpack.Decoder()
+    newest, second = bytes((0x80 | 62,)), bytes((0x80 | 63,))  # indexed fields: the two newest table entries
+    steady = b"\x88" + encode_literal(31, b"application/proto") + encode_literal(28, b"90")  # leaves the table
+    inserting = _literal_indexed(b":status", b"204") + _literal_indexed(b"content-length", b"11")
+    for block in (steady, steady, inserting, inserting, newest, second, newest, steady, second):
+        _assert_decodes_as_hpack(ours, reference, block)  # inserts are never remembered; the indices move
+    _assert_decodes_as_hpack(ours, reference, _literal_indexed(b"content-length", b"12"))  # a changed table
+    for block in (newest, second, steady, newest):
+        _assert_decodes_as_hpack(ours, reference, block)
+    # evictions: a 100-byte table holds two of these entries (48 and 42 bytes), a third evicts the oldest
+    for block in (
+        encode_table_size_update(100),
+        _literal_indexed(b"content-length", b"11"),
+        _literal_indexed(b":status", b"204"),
+        second,
+        newest,
+        second,
+    ):
+        _assert_decodes_as_hpack(ours, reference, block)
+    for block in (_literal_indexed(b"x-c", b"3"), second, newest, second):
+        _assert_decodes_as_hpack(ours, reference, block)  # index 63 is ":status: 204" now
+    # a size update empties the table: what was remembered for an index must not survive it
+    sized = encode_table_size_update(0) + b"\x88"
+    for block in (sized, sized, steady):
+        _assert_decodes_as_hpack(ours, reference, block)
+    for block in (newest, second):
+        with pytest.raises(HeaderBlockError):
+            ours.decode(block)
+    _assert_decodes_as_hpack(ours, reference, encode_table_size_update(4096) + _literal_indexed(b":status", b"500"))
+    _assert_decodes_as_hpack(ours, reference, newest)
+
+
+def test_status_decoder_memo_is_bounded_and_survives_many_distinct_blocks() -> None:
+    ours, reference = StatusDecoder(), hpack.Decoder()
+    blocks = [b"\x88" + encode_literal(28, str(n).encode()) for n in range(200)]
+    for block in blocks + blocks[::-1] + blocks:
+        _assert_decodes_as_hpack(ours, reference, block)
+        assert len(ours._memo) <= 64  # a server varying its blocks costs no more memory than a steady one
 
 
 @pytest.mark.parametrize(("value", "bits"), [(0, 7), (126, 7), (127, 7), (128, 7), (300, 5), (2**20, 4)])
