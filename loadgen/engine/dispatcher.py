@@ -60,6 +60,7 @@ from loadgen.transport.faults import FAULT_STATUS, AttemptError, Fault
 __all__ = ["AsyncDispatcher", "CallListener", "Transport", "UnknownCall", "reserve_of"]
 
 _UNDECODABLE = FAULT_STATUS[Fault.UNDECODABLE]
+_COMPLETED = Outcome.COMPLETED  # a module global: an Enum member read off its class costs a metaclass lookup
 _COMPACT_SLACK = 1024  # queued attempts beyond twice the live calls that trigger a compaction
 
 
@@ -338,7 +339,7 @@ class AsyncDispatcher:
         record(action.finished_at - action.accepted_at)
         if action.breakdown is not None:
             stats.record_breakdown(action.function, *action.breakdown)
-        if ended is not Outcome.COMPLETED:
+        if ended is not _COMPLETED:
             kind: str = ended._value_
             name = status_name(action.status)
             error = action.result.error
