@@ -52,19 +52,18 @@ comes from ``--dispatch-api-key`` / ``$DISPATCH_API_KEY``, else :attr:`DispatchU
 it is only ever put in the ``authorization`` metadata, never logged.
 
 **The end of a run.** Once Locust asks a user to stop, :meth:`~DispatchUser.dispatch` and
-:meth:`~DispatchUser.call` start no new calls (they raise ``StopUser``), while waits go on
-(for up to Locust's ``--stop-timeout``); a user whose wait between tasks is just over stops at its
-next step (Locust would kill it, and the kill would land in the call its next task starts). A user killed while its dispatch is on its way still
-waits for the answer (bounded by :attr:`DispatchUser.rpc_timeout`) and records it before
-dying, so the calls Locust counts as dispatched are the calls the shards accepted; a wait for
-a result is cancelled at once: a :meth:`~DispatchUser.call` cut short records its ``call``
-entry as a failure (:class:`CallUnfinished`), so Locust's ``call`` entries stay one per call
-the shards accepted, while a ``Wait`` cut short gets no entry (like any Locust request cut
-short by a stop). The run's checks count both as *unfinished* (``loadgen run``'s implicit
-gates fail on it) and the engine reports the call as in flight. At the end of the test every
-Session is half-closed and read to its end (for what is left of ``--stop-timeout``, at least
-a second), so the shards see every session end cleanly.
-"""
+:meth:`~DispatchUser.call` start no new calls (they raise ``StopUser``), while waits go on (for up to
+Locust's ``--stop-timeout``); a user whose wait between tasks is just over stops at its next step
+(Locust would kill it, and the kill would land in the call its next task starts). A user killed while
+its dispatch is on its way still waits for the answer (bounded by :attr:`DispatchUser.rpc_timeout`) and
+records it before dying, so the calls Locust counts as dispatched are the calls the shards accepted; a
+wait for a result is cancelled at once: a :meth:`~DispatchUser.call` cut short records its ``call``
+entry as a failure (:class:`CallUnfinished`), so Locust's ``call`` entries stay one per call the shards
+accepted, while a ``Wait`` cut short gets no entry (like any Locust request cut short by a stop). The
+run's checks count both as *unfinished* (``loadgen run``'s implicit gates fail on it) and the engine
+reports the call as in flight. At the end of the test every Session is half-closed and read to its end
+(for what is left of ``--stop-timeout``, at least a second), so the shards see every session end
+cleanly. """
 
 from __future__ import annotations
 
