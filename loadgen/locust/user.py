@@ -63,7 +63,7 @@ accepted, while a ``Wait`` cut short gets no entry (like any Locust request cut 
 run's checks count both as *unfinished* (``loadgen run``'s implicit gates fail on it) and the engine
 reports the call as in flight. At the end of the test every Session is half-closed and read to its end
 (for what is left of ``--stop-timeout``, at least a second), so the shards see every session end
-cleanly. """
+cleanly."""
 
 from __future__ import annotations
 
