@@ -4,56 +4,40 @@ plays the stop race with Locust's own user and with a DispatchUser, and prints w
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 import gevent
 from gevent import GreenletExit
-from locust import User, constant, task
+from locust import User, constant
 from locust.env import Environment
 
 from loadgen.locust import DispatchUser
 
 
-class _Work:
+def _work(user: Any) -> None:
     """A task that stands for a call on its way, and asks for the stop as the third one ends."""
-
-    started: ClassVar[list[int]]
-    cut: ClassVar[list[int]]
-
-    @staticmethod
-    def run(user: Any) -> None:
-        record = type(user)
-        record.started.append(len(record.started) + 1)
-        number = len(record.started)
-        try:
-            gevent.sleep(0.02)
-        except GreenletExit:
-            record.cut.append(number)
-            raise
-        if number == 3:  # the stop comes while the user waits its 0 s, once its wake-up is queued
-            gevent.spawn(user.stop, force=False)
+    record = type(user)
+    record.started.append(len(record.started) + 1)
+    number = len(record.started)
+    try:
+        gevent.sleep(0.02)
+    except GreenletExit:
+        record.cut.append(number)
+        raise
+    if number == 3:  # the stop comes while the user waits its 0 s, once its wake-up is queued
+        gevent.spawn(user.stop, force=False)
 
 
 class PlainUser(User):
     wait_time = constant(0)
-    started: ClassVar[list[int]] = []
-    cut: ClassVar[list[int]] = []
-
-    @task
-    def work(self) -> None:
-        _Work.run(self)
+    tasks = [_work]
 
 
 class Dispatcher(DispatchUser):
     host = "127.0.0.1:9"
     api_key = "stop-test-key"
     wait_time = constant(0)
-    started: ClassVar[list[int]] = []
-    cut: ClassVar[list[int]] = []
-
-    @task
-    def work(self) -> None:
-        _Work.run(self)
+    tasks = [_work]
 
 
 def play(user_class: Any) -> dict[str, list[int]]:
