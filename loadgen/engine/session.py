@@ -1,14 +1,13 @@
 """The Session ingress of a shard: ``loadgen.v1.Calls/Session`` on grpc.aio, and what the session socket shares.
 
-One bidirectional stream per client process: groups of calls in, their answers and results
-out (the contract is in ``proto/loadgen/v1/session.proto``). Per stream, a reader task
-accepts each group on its own through the :class:`ShardFrontend` (as ``Dispatch`` would:
-the same validation, the same ledger) and a writer loop sends whatever is queued when its
-previous write completed: answers first, then up to :data:`MAX_RESULTS_PER_MESSAGE`
-results (about :data:`MAX_BYTES_PER_MESSAGE`). A call's end reaches the stream through the
-group's listener, kept on the call's own scheduler record, so a streamed call costs no
-entry in the ``Wait`` retention; results the stream could not carry (it broke) are kept
-for ``Wait`` instead.
+One bidirectional stream per client process: groups of calls in, their answers and results out (the
+contract is in ``proto/loadgen/v1/session.proto``). Per stream, a reader task accepts the groups of
+each message together through the :class:`ShardFrontend`, each one whole or not at all as
+``Dispatch`` would (the same validation, admission and ledger), and a writer loop sends whatever is
+queued when its previous write completed: answers first, then up to :data:`MAX_RESULTS_PER_MESSAGE`
+results (about :data:`MAX_BYTES_PER_MESSAGE`). A call's end reaches the stream through the group's
+listener, kept on the call's own scheduler record, so a streamed call costs no entry in the ``Wait``
+retention; results the stream could not carry (it broke) are kept for ``Wait`` instead.
 
 Where a group is accepted or rejected is :meth:`SessionServicer._accept`: a rejection is a
 ``GroupAnswer`` with the gRPC code of the frontend's :class:`ApiError` (admission control
