@@ -9,9 +9,9 @@ results (about :data:`MAX_BYTES_PER_MESSAGE`). A call's end reaches the stream t
 listener, kept on the call's own scheduler record, so a streamed call costs no entry in the ``Wait``
 retention; results the stream could not carry (it broke) are kept for ``Wait`` instead.
 
-Where a group is accepted or rejected is :meth:`SessionServicer._accept`: a rejection is a
-``GroupAnswer`` with the gRPC code of the frontend's :class:`ApiError` (admission control
-rejects there too, with ``RESOURCE_EXHAUSTED``).
+Where a group is accepted or rejected is :func:`accept_groups` (through
+:meth:`ShardFrontend.dispatch_groups`): a rejection is a ``GroupAnswer`` with the gRPC code of the
+frontend's :class:`ApiError` (admission control rejects there too, with ``RESOURCE_EXHAUSTED``).
 
 The same session over a plain TCP connection (``Calls/SessionSocket`` says where) is
 :mod:`.session_socket`'s; it shares :class:`SessionState`, :func:`accept_groups` and
