@@ -92,10 +92,14 @@ class Admission:
         self._rejected_before = 0  # ... and in the window before it
 
     def calls(self, load: Load, count: int, batch_bytes: int, now: float) -> Rejection | None:
-        """``None`` when a batch of *count* calls holding *batch_bytes* may be accepted, else why not."""
+        """``None`` when a batch of *count* calls holding *batch_bytes* may be accepted, else why not (the
+        refused calls then count toward the pushback of the rejections that follow)."""
         self._observe(load, now)
+        reason = self._over(load, count, batch_bytes)
+        if reason is None:
+            return None
         limits = self.limits
-        if load.in_flight + count > limits.max_calls_in_flight:
+        if reason is Reason.CALLS_IN_FLIGHT:
             excess = load.in_flight + count - limits.max_calls_in_flight
             return Rejection(
                 Reason.CALLS_IN_FLIGHT,
@@ -103,16 +107,29 @@ class Admission:
                 f"{limits.max_calls_in_flight:,} (max_calls_in_flight); {_none_of(count)}",
                 self._pushback(excess, count),
             )
+        share = batch_bytes / count if count else float(CALL_BYTES)
+        excess_calls = max(1, int((load.held_bytes + batch_bytes - limits.max_held_bytes) / share))
+        return Rejection(
+            Reason.HELD_BYTES,
+            f"shard {self.shard} is full: its calls hold {format_size(load.held_bytes)}, at most "
+            f"{format_size(limits.max_held_bytes)} (max_held_bytes); {_none_of(count)} "
+            f"({format_size(batch_bytes)})",
+            self._pushback(excess_calls, count),
+        )
+
+    def fits(self, load: Load, count: int, batch_bytes: int, now: float) -> bool:
+        """Whether :meth:`calls` would accept such a batch; nothing is counted as refused when it would not
+        (a Session message's groups are first asked together, then each in turn if they do not all fit)."""
+        self._observe(load, now)
+        return self._over(load, count, batch_bytes) is None
+
+    def _over(self, load: Load, count: int, batch_bytes: int) -> Reason | None:
+        """The cap a batch of *count* calls holding *batch_bytes* would go over, or None."""
+        limits = self.limits
+        if load.in_flight + count > limits.max_calls_in_flight:
+            return Reason.CALLS_IN_FLIGHT
         if load.held_bytes + batch_bytes > limits.max_held_bytes and load.in_flight:
-            share = batch_bytes / count if count else float(CALL_BYTES)
-            excess_calls = max(1, int((load.held_bytes + batch_bytes - limits.max_held_bytes) / share))
-            return Rejection(
-                Reason.HELD_BYTES,
-                f"shard {self.shard} is full: its calls hold {format_size(load.held_bytes)}, at most "
-                f"{format_size(limits.max_held_bytes)} (max_held_bytes); {_none_of(count)} "
-                f"({format_size(batch_bytes)})",
-                self._pushback(excess_calls, count),
-            )
+            return Reason.HELD_BYTES
         return None
 
     def wait(self, load: Load, now: float) -> Rejection | None:

@@ -165,8 +165,7 @@ class ShardFrontend:
             return answers
         load = self._load()
         now = time.monotonic()
-        admission = self.admission
-        if admission.calls(load, count, held, now) is not None:
+        if not self.admission.fits(load, count, held, now):
             valid = self._admit_each(valid, load, now, answers)
         if not valid:
             return answers

@@ -43,3 +43,19 @@ def test_the_pushback_follows_the_demand_over_the_completion_rate_within_its_bou
     for _ in range(30):
         storm = admission.calls(Load(1000, 0, ended=1000), 10, 10 * CALL_BYTES, now=1.2)
     assert storm is not None and 300 <= storm.retry_after_ms <= MAX_PUSHBACK_MS  # 320 calls refused: 320 ms
+
+
+def test_asking_whether_a_batch_fits_counts_nothing_toward_the_pushback() -> None:
+    asked, fresh = Admission(LIMITS, shard=0), Admission(LIMITS, shard=0)
+    for admission in (asked, fresh):
+        admission.calls(Load(0, 0, ended=0), 1, CALL_BYTES, now=0.0)
+        admission.calls(Load(0, 0, ended=1000), 1, CALL_BYTES, now=1.0)  # 1,000 calls ended in a second
+    for _ in range(30):  # a message whose groups do not all fit is asked about first, then group by group
+        assert not asked.fits(Load(1000, 0, ended=1000), 10, 10 * CALL_BYTES, now=1.1)
+        assert asked.fits(Load(990, 0, ended=1000), 10, 10 * CALL_BYTES, now=1.1)
+    after_asking = asked.calls(Load(1000, 0, ended=1000), 10, 10 * CALL_BYTES, now=1.2)
+    unasked = fresh.calls(Load(1000, 0, ended=1000), 10, 10 * CALL_BYTES, now=1.2)
+    assert after_asking is not None and unasked is not None
+    assert after_asking.retry_after_ms == unasked.retry_after_ms == MIN_PUSHBACK_MS
+    assert not asked.fits(Load(10, 1 << 20), 1, call_bytes(4096), now=1.2)  # over max_held_bytes
+    assert asked.fits(Load(0, 0), 1, call_bytes(8 << 20), now=1.2)  # an idle shard takes any one call
