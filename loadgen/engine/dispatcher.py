@@ -50,7 +50,7 @@ from loadgen.core.scheduler import (
     RunAttempt,
     Scheduler,
 )
-from loadgen.core.stats import ShardStats
+from loadgen.core.stats import CallRecorder, ShardStats
 from loadgen.pb import call_pb2, function_pb2
 from loadgen.pb import status_pb2 as status
 from loadgen.protocol.status import status_name
@@ -178,7 +178,7 @@ class AsyncDispatcher:
         self._running: dict[str, int] = {}
         self._queue_time: dict[str, Callable[[float], None]] = {}  # function -> its "queue" histogram's record
         self._attempt_time: dict[tuple[str, int], Callable[[float], None]] = {}  # (function, status) -> "attempt"'s
-        self._call_time: dict[tuple[str, Outcome, int], Callable[[float], None]] = {}  # ... -> stats.call_recorder
+        self._call_time: dict[tuple[str, Outcome, int], CallRecorder] = {}  # ... -> stats.call_recorder
         self._max_running = max(1, max_attempts_in_flight)
         # self.streams as the current batch of actions found it (0: not asked yet). Only a connection's stream
         # ids running out while the batch is sent lowers it meanwhile; an attempt sent beyond it waits in the pool.
@@ -336,9 +336,7 @@ class AsyncDispatcher:
             record = self._call_time[key] = stats.call_recorder(
                 action.function, ended._value_, status_name(action.status)
             )
-        record(action.finished_at - action.accepted_at)
-        if action.breakdown is not None:
-            stats.record_breakdown(action.function, *action.breakdown)
+        record(action.finished_at - action.accepted_at, action.breakdown)
         if ended is not _COMPLETED:
             kind: str = ended._value_
             name = status_name(action.status)

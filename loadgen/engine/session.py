@@ -139,6 +139,7 @@ def accept_groups(frontend: ShardFrontend, session: SessionState, groups: Sequen
     answers = frontend.dispatch_groups([(calls, listener) for _, calls, listener in accepting])
     elapsed = time.perf_counter() - started
     record_rpc = frontend.stats.record_rpc
+    record_ok = None  # the Session "ok" histogram's bound recorder, looked up once per message
     queued = session.answers
     for (group, calls, listener), answer in zip(accepting, answers, strict=True):
         if type(answer) is list:
@@ -146,7 +147,9 @@ def accept_groups(frontend: ShardFrontend, session: SessionState, groups: Sequen
                 listener.first = int(answer[0], 16)
             if group.answer:
                 queued.append(session_pb2.GroupAnswer(group=group.group, dispatch_ids=answer))
-            record_rpc("Session", True, elapsed)
+            if record_ok is None:
+                record_ok = frontend.stats.recorder("rpc", "Session", "ok")
+            record_ok(elapsed)
             continue
         assert isinstance(answer, ApiError)
         if listener is not None:

@@ -256,6 +256,51 @@ def test_values_are_rounded_and_clamped() -> None:
     assert hist.percentiles([100])[100.0] == HIGHEST_US
 
 
+def test_a_zero_is_recorded_as_a_value_that_rounds_to_zero() -> None:
+    fast, slow = ShardStats("s"), ShardStats("s")
+    for seconds in (0.0, 0.25, 0.0, 0.000_003):
+        fast.record("queue", "f", "attempt", seconds)
+        slow.record("queue", "f", "attempt", seconds or 0.000_000_1)  # 0.1 µs: rounded to 0 the long way
+    assert fast.snapshot().to_bytes() == slow.snapshot().to_bytes()
+    only_zeros = ShardStats("s")
+    only_zeros.record("queue", "f", "attempt", 0.0)
+    hist = only_zeros.snapshot().histogram("queue", ("f", "attempt"))
+    assert (hist.count, hist.min, hist.max, hist.sum) == (1, 0, 0, 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 5.0),
+            st.one_of(
+                st.none(),
+                st.tuples(
+                    st.floats(-1.0, 2.0),
+                    st.floats(0.0, 2.0),
+                    st.floats(0.0, 2.0),
+                    st.floats(0.0, 2.0),
+                    st.integers(0, 5),
+                    st.integers(0, 50),
+                ),
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_the_bound_call_recorder_records_a_breakdown_as_record_breakdown_does(
+    ends: list[tuple[float, tuple[float, float, float, float, int, int] | None]],
+) -> None:
+    bound, separate = ShardStats("s"), ShardStats("s")
+    record = bound.call_recorder("f", "completed", "OK")
+    for seconds, breakdown in ends:
+        record(seconds, breakdown)
+        separate.record_call("f", "completed", "OK", seconds)
+        if breakdown is not None:
+            separate.record_breakdown("f", *breakdown)
+    assert bound.snapshot().to_bytes() == separate.snapshot().to_bytes()
+
+
 def test_snapshot_is_an_immutable_copy_and_reuses_unchanged_histograms() -> None:
     s = ShardStats("s")
     s.record_attempt("f", "OK", 0.001)

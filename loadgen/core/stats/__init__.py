@@ -65,7 +65,7 @@ from loadgen.core.stats.hdr import (
     bucket_range,
     counts_index,
 )
-from loadgen.core.stats.recorder import SAMPLE_CHARS, ShardStats
+from loadgen.core.stats.recorder import SAMPLE_CHARS, CallRecorder, ShardStats
 from loadgen.core.stats.snapshot import (
     FAILURE_KINDS,
     FAMILIES,
@@ -93,6 +93,7 @@ __all__ = [
     "SAMPLE_CHARS",
     "SIGNIFICANT_FIGURES",
     "Accounting",
+    "CallRecorder",
     "FailureKey",
     "FailureTally",
     "Family",

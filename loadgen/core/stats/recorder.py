@@ -7,7 +7,7 @@ the nearest µs and clamped to 0 .. :data:`~loadgen.core.stats.hdr.HIGHEST_US`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from loadgen.core.counters import (
     ACCEPTED,
@@ -47,7 +47,17 @@ from loadgen.core.stats.snapshot import (
     Snapshot,
 )
 
-__all__ = ["SAMPLE_CHARS", "ShardStats"]
+__all__ = ["SAMPLE_CHARS", "Breakdown", "CallRecorder", "ShardStats"]
+
+Breakdown = tuple[float, float, float, float, int, int]
+"""Where one root call's time went: the six values of :meth:`ShardStats.record_breakdown`, in its order."""
+
+
+class CallRecorder(Protocol):
+    """:meth:`ShardStats.call_recorder`'s bound recorder: a call's duration, and its breakdown if given."""
+
+    def __call__(self, seconds: float, breakdown: Breakdown | None = None, /) -> None: ...
+
 
 SAMPLE_CHARS: Final = 300
 _OUTCOME_COUNTERS: Final = {"completed": COMPLETED, "expired": EXPIRED, "cancelled": CANCELLED}
@@ -72,6 +82,11 @@ class _Series:
         self.cached: HistogramSnapshot | None = None
 
     def record(self, seconds: float) -> None:
+        if seconds == 0.0:  # the usual queue time: bucket 0 (index 0), nothing to round or clamp
+            self.counts[0] += 1
+            self.count += 1
+            self.min = 0
+            return
         us = int(seconds * 1_000_000.0 + 0.5)
         if not 0 <= us <= HIGHEST_US:
             us = 0 if us < 0 else HIGHEST_US
@@ -182,18 +197,37 @@ class ShardStats:
         """
         self.call_recorder(function, outcome, status)(seconds)
 
-    def call_recorder(self, function: str, outcome: str, status: str) -> Callable[[float], None]:
+    def call_recorder(self, function: str, outcome: str, status: str) -> CallRecorder:
         """:meth:`record_call` for one (*function*, *outcome*, *status*), bound: for a caller that records
-        under it often (no lookups, no checks each time)."""
+        under it often (no lookups, no checks each time). Given a *breakdown* (the six values of
+        :meth:`record_breakdown`), it records that too, as :meth:`record_breakdown` would."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown call outcome {outcome!r}")
         record = self.recorder("e2e", function, outcome)
         name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
         counters = self._counters
+        shape = self._shape(function)
+        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = shape.series
 
-        def record_call(seconds: float) -> None:
+        def record_call(seconds: float, breakdown: Breakdown | None = None) -> None:
             record(seconds)
             counters[name] = counters.get(name, 0) + 1
+            if breakdown is None:
+                return
+            shape.calls += 1
+            queue, attempts, backoff, children_wait, resumes, children = breakdown
+            if queue > 0:
+                queue_s.record(queue)
+            if attempts > 0:
+                attempts_s.record(attempts)
+            if backoff > 0:
+                backoff_s.record(backoff)
+            if children_wait > 0:
+                children_wait_s.record(children_wait)
+            if resumes > 0:
+                resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
+            if children > 0:
+                children_s.record(children / 1_000_000)
 
         return record_call
 
@@ -210,9 +244,7 @@ class ShardStats:
         """Where one root call of *function* spent its time (seconds queued for a stream, in attempts, in
         retry backoff, waiting for children), how often it was resumed and how many children it started.
         A value below 0 (a clock step) counts as 0."""
-        shape = self._shapes.get(function)
-        if shape is None:
-            shape = self._shapes[function] = self._new_shape(function)
+        shape = self._shape(function)
         shape.calls += 1
         queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = shape.series
         if queue > 0:
@@ -227,6 +259,12 @@ class ShardStats:
             resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
         if children > 0:
             children_s.record(children / 1_000_000)
+
+    def _shape(self, function: str) -> _Shape:
+        shape = self._shapes.get(function)
+        if shape is None:
+            shape = self._shapes[function] = self._new_shape(function)
+        return shape
 
     def _new_shape(self, function: str) -> _Shape:
         keys: list[tuple[Family, str]] = [("breakdown", part) for part in BREAKDOWN_PARTS]
