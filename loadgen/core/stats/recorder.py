@@ -121,6 +121,25 @@ class _Shape:
         self.calls = 0
         self.series = series
 
+    def add(
+        self, queue: float, attempts: float, backoff: float, children_wait: float, resumes: int, children: int
+    ) -> None:
+        """One root call's breakdown (see :meth:`ShardStats.record_breakdown`)."""
+        self.calls += 1
+        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = self.series
+        if queue > 0:
+            queue_s.record(queue)
+        if attempts > 0:
+            attempts_s.record(attempts)
+        if backoff > 0:
+            backoff_s.record(backoff)
+        if children_wait > 0:
+            children_wait_s.record(children_wait)
+        if resumes > 0:
+            resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
+        if children > 0:
+            children_s.record(children / 1_000_000)
+
     def settle(self) -> None:
         """Add the zeros not recorded yet (before a snapshot)."""
         calls = self.calls
@@ -206,28 +225,13 @@ class ShardStats:
         record = self.recorder("e2e", function, outcome)
         name = failed(status) if outcome == "failed" else _OUTCOME_COUNTERS[outcome]
         counters = self._counters
-        shape = self._shape(function)
-        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = shape.series
+        add_breakdown = self._shape(function).add
 
         def record_call(seconds: float, breakdown: Breakdown | None = None) -> None:
             record(seconds)
             counters[name] = counters.get(name, 0) + 1
-            if breakdown is None:
-                return
-            shape.calls += 1
-            queue, attempts, backoff, children_wait, resumes, children = breakdown
-            if queue > 0:
-                queue_s.record(queue)
-            if attempts > 0:
-                attempts_s.record(attempts)
-            if backoff > 0:
-                backoff_s.record(backoff)
-            if children_wait > 0:
-                children_wait_s.record(children_wait)
-            if resumes > 0:
-                resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
-            if children > 0:
-                children_s.record(children / 1_000_000)
+            if breakdown is not None:
+                add_breakdown(*breakdown)
 
         return record_call
 
@@ -244,21 +248,7 @@ class ShardStats:
         """Where one root call of *function* spent its time (seconds queued for a stream, in attempts, in
         retry backoff, waiting for children), how often it was resumed and how many children it started.
         A value below 0 (a clock step) counts as 0."""
-        shape = self._shape(function)
-        shape.calls += 1
-        queue_s, attempts_s, backoff_s, children_wait_s, resumes_s, children_s = shape.series
-        if queue > 0:
-            queue_s.record(queue)
-        if attempts > 0:
-            attempts_s.record(attempts)
-        if backoff > 0:
-            backoff_s.record(backoff)
-        if children_wait > 0:
-            children_wait_s.record(children_wait)
-        if resumes > 0:
-            resumes_s.record(resumes / 1_000_000)  # a count, recorded as that many µs
-        if children > 0:
-            children_s.record(children / 1_000_000)
+        self._shape(function).add(queue, attempts, backoff, children_wait, resumes, children)
 
     def _shape(self, function: str) -> _Shape:
         shape = self._shapes.get(function)
