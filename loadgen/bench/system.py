@@ -13,7 +13,9 @@ Workloads (echo is the reference endpoint's cheapest function):
 
 * ``waited``: echo, closed loop, 32 users, each call dispatched and waited for;
 * ``batched``: echo, 4 users, batches of 20, not waited for (the users dispatch faster than the
-  calls end, so the backlog grows; the CPU per *accepted* call is printed too);
+  calls end, so the backlog grows; the CPU per *accepted* call is printed too; once the backlog
+  reaches a shard's admission caps its groups are rejected, counted, and the run's implicit
+  ``rejected = 0`` gate fails it: such a round says so, ``exit 1 (gates failed: rejected N, ...)``);
 * ``quickstart``: ``scenarios/quickstart.toml``'s mix (16 users).
 
 Variants, side by side in one run: ``session`` (the default: a Locust process's calls in one
@@ -176,6 +178,20 @@ class SystemRun:
     locust_calls: int = 0
     locust_failures: int = 0
     gates_passed: bool = False
+
+
+def _why_not_passed(run: SystemRun) -> str:
+    """What made a run's gates fail, from its accounting and Locust's failures ("" when they passed)."""
+    if run.gates_passed and run.exit_code == 0:
+        return ""
+    counted = [
+        f"{name} {run.accounting[name]}"
+        for name in ("rejected", "failed", "expired", "cancelled", "in_flight", "lost")
+        if run.accounting.get(name)
+    ]
+    if run.locust_failures:
+        counted.append(f"Locust failures {run.locust_failures}")
+    return f" (gates failed: {', '.join(counted) or 'see the run'})"
 
 
 def _role(pid: int, parent_role: str) -> str | None:
@@ -482,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"tool {run.tool_us_per_call:5.0f} µs/call (Locust {us.get('Locust', 0):.0f}, shards "
                     f"{us.get('shards', 0):.0f}, supervisor {us.get('supervisor', 0):.0f}), endpoint "
                     f"{us.get('endpoint', 0):.0f}; exit {run.exit_code}, Locust {run.locust_calls} calls, "
-                    f"engine accepted {run.accounting.get('accepted')}",
+                    f"engine accepted {run.accounting.get('accepted')}{_why_not_passed(run)}",
                     flush=True,
                 )
             if python is not None and workload.oldmock_batch is not None:

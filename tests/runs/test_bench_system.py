@@ -46,3 +46,16 @@ def test_the_progress_line_shows_rejections_and_queue_time_and_the_pool_line_its
         "the pool was the bottleneck; raise engine.connections / max_streams"
     )
     assert pool_text(stats.snapshot(), 100.0).endswith("busy 9% of the run")
+
+
+def test_a_round_whose_gates_failed_says_what_failed_them() -> None:
+    from loadgen.bench.system import SystemRun, _why_not_passed
+
+    passed = SystemRun("batched", "session", 0, 0, accounting={"rejected": 0}, gates_passed=True)
+    assert _why_not_passed(passed) == ""
+    rejected = SystemRun(
+        "batched", "session", 1, 1, accounting={"rejected": 1260, "lost": 0}, locust_failures=63, gates_passed=False
+    )
+    assert _why_not_passed(rejected) == " (gates failed: rejected 1260, Locust failures 63)"
+    unexplained = SystemRun("waited", "session", 0, 1, accounting={}, gates_passed=False)
+    assert _why_not_passed(unexplained) == " (gates failed: see the run)"
