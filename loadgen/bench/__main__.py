@@ -19,6 +19,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("oldmock", "the same echo workload through dispatch-py 0.7.1's mock and through loadgen (1 and 2 shards)"),
     ("master", "how many loadgen worker machines one master takes: reports/s, bytes/s, CPU per report"),
     ("system", "loadgen run as a user runs it: CPU per call of Locust, shards, supervisor, endpoint; vs the old mock"),
+    ("instructions", "a shard's instructions per call under callgrind (repeatable on a noisy machine), by library"),
 )
 
 
