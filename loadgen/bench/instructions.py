@@ -36,22 +36,12 @@ from pathlib import Path
 import orjson
 
 from loadgen.bench._procs import check_linux, render_table, write_report
+from loadgen.bench.system import ECHO_SCENARIO
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SCENARIO = """name = "bench-instructions"
-[target]
-reference = true
-[engine]
-shards = 1
-[[workload]]
-function = "echo"
-input = { message = "hello" }
-[load]
-users = 32
-spawn_rate = 32
-duration = "10s"
-"""
+SCENARIO = ECHO_SCENARIO.format(name="instructions", extra="", users=32, shards=1)
+"""bench.system's waited echo, on one shard."""
 
 # Started as a script (not a module of this checkout), so that a --variant's checkout runs it too.
 RUNNER = '''"""loadgen run, every process multiprocessing spawns under callgrind. argv: OUTDIR, run's arguments."""

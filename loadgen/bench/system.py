@@ -106,11 +106,11 @@ class Workload:
     oldmock_concurrency: int = 1
 
 
-_ECHO = """name = "bench-{name}"
+ECHO_SCENARIO = """name = "bench-{name}"
 [target]
 reference = true
 [engine]
-shards = 2
+shards = {shards}
 [[workload]]
 function = "echo"
 input = {{ message = "hello" }}
@@ -120,19 +120,20 @@ users = {users}
 spawn_rate = {users}
 duration = "10s"
 """
+"""An echo workload's scenario: format it with *name*, *shards*, *users* and *extra* ``[[workload]]`` keys."""
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "waited",
         "echo, closed loop, 32 users, each call waited for",
-        _ECHO.format(name="waited", extra="", users=32),
+        ECHO_SCENARIO.format(name="waited", extra="", users=32, shards=2),
         oldmock_batch=1,
         oldmock_concurrency=32,
     ),
     Workload(
         "batched",
         "echo, 4 users, batch = 20, wait = false",
-        _ECHO.format(name="batched", extra="batch = 20\nwait = false", users=4),
+        ECHO_SCENARIO.format(name="batched", extra="batch = 20\nwait = false", users=4, shards=2),
         oldmock_batch=20,
         oldmock_concurrency=4,
     ),

@@ -7,7 +7,7 @@ the nearest µs and clamped to 0 .. :data:`~loadgen.core.stats.hdr.HIGHEST_US`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from loadgen.core.counters import (
     ACCEPTED,
@@ -47,10 +47,10 @@ from loadgen.core.stats.snapshot import (
     Snapshot,
 )
 
-__all__ = ["SAMPLE_CHARS", "Breakdown", "CallRecorder", "ShardStats"]
+if TYPE_CHECKING:  # the scheduler's type, by shape; the recorder needs nothing of the scheduler at run time
+    from loadgen.core.scheduler import Breakdown
 
-Breakdown = tuple[float, float, float, float, int, int]
-"""Where one root call's time went: the six values of :meth:`ShardStats.record_breakdown`, in its order."""
+__all__ = ["SAMPLE_CHARS", "CallRecorder", "ShardStats"]
 
 
 class CallRecorder(Protocol):
@@ -218,8 +218,8 @@ class ShardStats:
 
     def call_recorder(self, function: str, outcome: str, status: str) -> CallRecorder:
         """:meth:`record_call` for one (*function*, *outcome*, *status*), bound: for a caller that records
-        under it often (no lookups, no checks each time). Given a *breakdown* (the six values of
-        :meth:`record_breakdown`), it records that too, as :meth:`record_breakdown` would."""
+        under it often (no lookups, no checks each time). Given a *breakdown* (the scheduler's
+        ``Breakdown``: the six values of :meth:`record_breakdown`, in its order), it records that too."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown call outcome {outcome!r}")
         record = self.recorder("e2e", function, outcome)
